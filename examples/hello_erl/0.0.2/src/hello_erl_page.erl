@@ -1,0 +1,27 @@
+%% @doc The "/" page: a small template with {{name}} placeholders.
+-module(hello_erl_page).
+
+-export([render/1]).
+
+-define(TEMPLATE,
+"<!DOCTYPE html>
+<html>
+<head><title>hello_erl</title></head>
+<body>
+<h1>Howdy from hello_erl {{version}} (visits: {{visits}})</h1>
+</body>
+</html>
+").
+
+%% @doc Renders the page for the given visit count.
+-spec render(non_neg_integer()) -> binary().
+render(Visits) ->
+    {ok, Vsn} = application:get_key(hello_erl, vsn),
+    fill(?TEMPLATE, [{"version", Vsn}, {"visits", integer_to_list(Visits)}]).
+
+fill(Template, Vars) ->
+    Filled = lists:foldl(
+               fun({Key, Value}, Acc) ->
+                       string:replace(Acc, "{{" ++ Key ++ "}}", Value, all)
+               end, Template, Vars),
+    unicode:characters_to_binary(Filled).

@@ -1,0 +1,95 @@
+#!/usr/bin/env python3
+"""Turn an example app into a real git repository with one tagged commit per version.
+
+``examples/<app>/<first version>/`` is the full source tree; every later
+``examples/<app>/<version>/`` directory is an overlay holding only the files that
+change. Each version is copied over the work tree, committed as
+``"<app> <version>"`` and tagged ``<version>`` (annotated tag) on branch ``main``.
+
+Usage::
+
+    python examples/make_repo.py hello_ex /tmp/hello_ex-repo
+
+or, from Python::
+
+    from make_repo import make_repo
+    make_repo("hello_ex", tmp_path / "repo")
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+EXAMPLES_DIR = Path(__file__).resolve().parent
+"""Directory holding the example apps (the one this file lives in)."""
+
+DEFAULT_VERSIONS: tuple[str, ...] = ("0.0.1", "0.0.2")
+
+# Explicit identity and settings, so commits work with no git config at all.
+_GIT_CONFIG = (
+    "-c", "user.name=pydeliver examples",
+    "-c", "user.email=examples@pydeliver.invalid",
+    "-c", "commit.gpgsign=false",
+    "-c", "tag.gpgsign=false",
+)
+
+# Build output that must never be copied into the repository.
+_IGNORE = shutil.ignore_patterns("_build", "deps", ".deliver", "*.tar.gz", "__pycache__")
+
+
+def _git(repo: Path, *args: str) -> None:
+    """Run one git command in ``repo``; raise CalledProcessError on failure."""
+    subprocess.run(["git", *_GIT_CONFIG, *args], cwd=repo, check=True,
+                   stdout=subprocess.DEVNULL)
+
+
+def make_repo(app: str, dest: Path, versions: tuple[str, ...] = DEFAULT_VERSIONS) -> Path:
+    """Create a git repository of example ``app`` at ``dest``; return ``dest``.
+
+    ``versions[0]`` must be a full source tree, the others overlays applied in order.
+    Raises ``FileExistsError`` if ``dest`` exists and is not an empty directory,
+    ``FileNotFoundError`` if a version directory is missing.
+    """
+    dest = Path(dest)
+    if not versions:
+        raise ValueError("need at least one version")
+    sources = [EXAMPLES_DIR / app / version for version in versions]
+    for src in sources:
+        if not src.is_dir():
+            raise FileNotFoundError(f"no example directory {src}")
+    if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
+        raise FileExistsError(f"{dest} exists and is not an empty directory")
+
+    dest.mkdir(parents=True, exist_ok=True)
+    _git(dest, "init", "--quiet", "--initial-branch=main")
+    for version, src in zip(versions, sources):
+        shutil.copytree(src, dest, dirs_exist_ok=True, ignore=_IGNORE)
+        _git(dest, "add", "--all")
+        _git(dest, "commit", "--quiet", "-m", f"{app} {version}")
+        _git(dest, "tag", "-a", version, "-m", f"{app} {version}")
+    return dest
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command-line entry point: ``make_repo.py APP DEST [--versions V ...]``."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("app", help="example app name, e.g. hello_ex or hello_erl")
+    parser.add_argument("dest", type=Path, help="new repository directory (must not exist or be empty)")
+    parser.add_argument("--versions", nargs="+", default=list(DEFAULT_VERSIONS),
+                        help="versions to commit in order (default: %(default)s)")
+    args = parser.parse_args(argv)
+    try:
+        repo = make_repo(args.app, args.dest, tuple(args.versions))
+    except (FileExistsError, FileNotFoundError, ValueError) as exc:
+        print(f"make_repo: {exc}", file=sys.stderr)
+        return 2
+    print(repo)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,75 @@
+"""Pure builders of build-host commands for mix and rebar3 — how a release gets built and packed.
+
+Layout on the build host under the build path: `repo.git` (bare, receives our pushes), `src`
+(a fresh clone checked out at exactly the requested commit, so no leftover `_build` or release
+dir can confuse version detection — edeliver #44/#284), `out` (the packed tarballs).
+"""
+
+from __future__ import annotations
+
+import shlex
+
+from .model import release_file_name
+
+q = shlex.quote
+
+
+def repo_dir(build_path: str) -> str:
+    return f"{build_path.rstrip('/')}/repo.git"
+
+
+def init_repo(build_path: str) -> str:
+    """Create the bare repository we push to (idempotent)."""
+    return f"mkdir -p {q(build_path)} && git init -q --bare {q(repo_dir(build_path))}"
+
+
+def checkout(build_path: str, sha: str) -> str:
+    """A brand-new work tree at exactly `sha`: the clean tree every build starts from."""
+    root = q(build_path)
+    return (
+        f"cd {root} && rm -rf src out && mkdir -p out && git clone -q repo.git src "
+        f"&& git -C src checkout -q --detach {q(sha)} && git -C src log -1 --format=%H"
+    )
+
+
+def rel_dir(flavor: str, app: str, mix_env: str) -> str:
+    """Where the assembled release lands, relative to the work tree."""
+    if flavor == "mix":
+        return f"_build/{mix_env}/rel/{app}"
+    return f"_build/default/rel/{app}"
+
+
+def build(flavor: str, build_path: str, app: str, mix_env: str) -> str:
+    """Compile and assemble the release (deps must already be local: hex/rebar offline OK)."""
+    src = q(f"{build_path.rstrip('/')}/src")
+    if flavor == "mix":
+        env = f"MIX_ENV={q(mix_env)}"
+        return (
+            f"cd {src} && export {env} LANG=C.UTF-8 && mix deps.get --only {q(mix_env)} "
+            f"&& mix release {q(app)} --overwrite"
+        )
+    return f"cd {src} && rebar3 release -n {q(app)}"
+
+
+def list_versions(flavor: str, build_path: str, app: str, mix_env: str) -> str:
+    """The release versions present in the assembled release (one per line)."""
+    rel = q(f"{build_path.rstrip('/')}/src/{rel_dir(flavor, app, mix_env)}/releases")
+    return f"find {rel} -mindepth 1 -maxdepth 1 -type d -printf '%f\\n'"
+
+
+def package(flavor: str, build_path: str, app: str, mix_env: str, version: str) -> str:
+    """Pack the release as an OTP tarball (bin, erts, lib, releases) and print its sha256.
+
+    The same layout for mix and rebar3, so deploy treats both alike.
+    """
+    base = build_path.rstrip("/")
+    rel = q(f"{base}/src/{rel_dir(flavor, app, mix_env)}")
+    out = q(f"{base}/out/{release_file_name(app, version)}")
+    return (
+        f"cd {rel} && tar -czf {out}.part bin lib releases $(ls -d erts-* 2>/dev/null) "
+        f"&& mv {out}.part {out} && sha256sum {out} | cut -d' ' -f1"
+    )
+
+
+def artifact_path(build_path: str, app: str, version: str) -> str:
+    return f"{build_path.rstrip('/')}/out/{release_file_name(app, version)}"

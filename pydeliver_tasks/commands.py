@@ -1,0 +1,165 @@
+"""Pure builders of remote shell commands for deploy hosts — the only place such strings are made.
+
+Every value is quoted here with shlex.quote; steps never concatenate shell. Paths may be relative:
+they are then relative to the SSH user's home, where every remote command starts.
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Mapping
+
+from . import otp
+from .model import release_file_name
+
+q = shlex.quote
+
+# Marker lines our scripts print so steps can parse results without guessing.
+RC_MARK = "PDT_RC="
+PROC_MARK = "PDT_PROC "
+
+
+def tarball_dir(root: str) -> str:
+    return f"{root.rstrip('/')}/.deliver/releases"
+
+
+def tarball_path(root: str, app: str, version: str) -> str:
+    return f"{tarball_dir(root)}/{release_file_name(app, version)}"
+
+
+def _node_env(flavor: str, env: Mapping[str, str]) -> str:
+    """`env K=V ...` for a bin/<app> call; relx gets per-root pipe and log dirs unless set.
+
+    relx's default pipe dir /tmp/erl_pipes/<node> is shared by every user and release on a host,
+    so two releases with one node name would collide; a per-root dir avoids that.
+    """
+    parts = [f"{k}={q(val)}" for k, val in env.items()]
+    if flavor == "rebar3":
+        if "PIPE_DIR" not in env:
+            parts.append('PIPE_DIR="$PWD/tmp/pipe/"')
+        if "RUNNER_LOG_DIR" not in env:
+            parts.append('RUNNER_LOG_DIR="$PWD/log"')
+    return ("env " + " ".join(parts) + " ") if parts else ""
+
+
+def node(root: str, app: str, flavor: str, env: Mapping[str, str], *args: str) -> str:
+    """`bin/<app> ARGS` run in the release root with the stage's env."""
+    argv = " ".join(q(a) for a in args)
+    return f"cd {q(root)} && {_node_env(flavor, env)}bin/{q(app)} {argv}"
+
+
+def node_eval(root: str, app: str, flavor: str, env: Mapping[str, str], erlang_expr: str) -> str:
+    """Evaluate an Erlang expression on the *running* node (mix: rpc, relx: eval)."""
+    if flavor == "mix":
+        return node(root, app, flavor, env, "rpc", otp.elixir_wrapper(erlang_expr))
+    return node(root, app, flavor, env, "eval", erlang_expr)
+
+
+def probe(root: str, app: str, flavor: str, env: Mapping[str, str]) -> str:
+    """One round trip for start/stop verification: node facts, their exit code, and every VM
+    started from this release root (`-root ROOT` is on the command line of mix and relx BEAMs
+    alike; a booting or hung VM shows up here even when it does not answer rpc yet)."""
+    facts = node_eval(root, app, flavor, env, otp.node_facts_expr(app))
+    return (
+        f"{facts} 2>&1; echo {RC_MARK}$?; "
+        f'r="-root $(pwd -P) "; ps -eo pid=,args= | grep -F -- "$r" | grep -v -e "grep -F" '
+        f'-e "ps -eo" | sed "s/^ */{PROC_MARK}/" || true'
+    )
+
+
+def start(root: str, app: str, flavor: str, env: Mapping[str, str]) -> str:
+    return node(root, app, flavor, env, "daemon")
+
+
+def stop(root: str, app: str, flavor: str, env: Mapping[str, str]) -> str:
+    return node(root, app, flavor, env, "stop")
+
+
+def process_alive(pid: int) -> str:
+    """Exit 0 while the OS process exists."""
+    return f"kill -0 {int(pid)} 2>/dev/null"
+
+
+def boot_version(root: str) -> str:
+    """What the next start boots: `<erts> <release>` from start_erl.data."""
+    return f"cat {q(root)}/releases/start_erl.data 2>/dev/null || true"
+
+
+def log_tail(root: str, lines: int = 30) -> str:
+    """The newest node log (relx: log/erlang.log.N, mix: tmp/log/erlang.log.N)."""
+    return (
+        f"cd {q(root)} 2>/dev/null && f=$(ls -t log/erlang.log.* tmp/log/erlang.log.* "
+        f"2>/dev/null | head -n 1) && [ -n \"$f\" ] && echo \"== $f\" && tail -n {int(lines)} \"$f\""
+        " || true"
+    )
+
+
+def remote_sha256(path: str) -> str:
+    """The sha256 of a remote file, or nothing when it does not exist."""
+    return f"test -f {q(path)} && sha256sum {q(path)} | cut -d' ' -f1 || true"
+
+
+def mkdir(path: str) -> str:
+    return f"mkdir -p {q(path)}"
+
+
+def install_release(root: str, app: str, version: str, sha256: str) -> str:
+    """Verify the uploaded tarball's sha256 on the host, then extract it so `version` boots next.
+
+    Extraction goes to a staging dir first; only a complete, checked tree is moved into the root,
+    and start_erl.data — what decides the next boot — is replaced last, atomically (rename).
+    """
+    tarball = tarball_path(root, app, version)
+    stage = f".deliver/staging/{version}"
+    rel = f"{stage}/releases/{version}"
+    return "\n".join(
+        [
+            "set -eu",
+            f"cd {q(root)}",
+            f"t={q(tarball.removeprefix(root.rstrip('/') + '/'))}",
+            'if [ -f "$t.part" ]; then',
+            f'  echo {q(sha256)}"  $t.part" | sha256sum --check --status || '
+            '{ echo "sha256 mismatch: the uploaded $t.part is not the built release" >&2; '
+            'rm -f "$t.part"; exit 3; }',
+            '  mv -f "$t.part" "$t"',
+            "fi",
+            f'echo {q(sha256)}"  $t" | sha256sum --check --status || '
+            '{ echo "sha256 mismatch: $t on this host is not the built release" >&2; exit 3; }',
+            f"rm -rf {q(stage)} && mkdir -p {q(stage)}",
+            f'tar -xzf "$t" -C {q(stage)}',
+            f"test -d {q(rel)} && test -x {q(stage)}/bin/{q(app)} || "
+            f"{{ echo \"tarball lacks releases/{version} or bin/{app}\" >&2; exit 4; }}",
+            "mkdir -p lib releases .deliver/trash",
+            f"for d in {q(stage)}/lib/*; do",
+            '  n=${d##*/}; if [ -e "lib/$n" ]; then rm -rf ".deliver/trash/$n"; '
+            'mv "lib/$n" ".deliver/trash/$n"; fi; mv "$d" "lib/$n"',
+            "done",
+            f"for d in {q(stage)}/erts-*; do",
+            '  [ -e "$d" ] || continue; n=${d##*/}; [ -e "$n" ] || mv "$d" "$n"',
+            "done",
+            f"for f in {q(stage)}/releases/*; do",
+            '  n=${f##*/}',
+            '  case "$n" in',
+            "    start_erl.data) ;;",
+            '    COOKIE|RELEASES) [ -e "releases/$n" ] || mv "$f" "releases/$n" ;;',
+            '    *) rm -rf ".deliver/trash/$n"; [ ! -e "releases/$n" ] || '
+            'mv "releases/$n" ".deliver/trash/$n"; mv "$f" "releases/$n" ;;',
+            "  esac",
+            "done",
+            f"erts=$(cut -d' ' -f1 {q(stage)}/releases/start_erl.data 2>/dev/null || true)",
+            f'[ -n "$erts" ] || erts=$(ls -d {q(stage)}/erts-* erts-* 2>/dev/null | head -n 1 '
+            "| sed 's/.*erts-//')",
+            "rm -rf bin.new bin.old",
+            f'mv {q(stage)}/bin bin.new && {{ [ ! -d bin ] || mv bin bin.old; }} && mv bin.new bin',
+            f'echo "$erts {version}" > releases/start_erl.data.new',
+            "mv -f releases/start_erl.data.new releases/start_erl.data",
+            f"rm -rf bin.old .deliver/trash {q(stage)}",
+            f"echo PDT{{installed={version}}}",
+        ]
+    )
+
+
+def hook(root: str, env: Mapping[str, str], shell_command: str) -> str:
+    """A user's hook command from config, run by sh in the root with the stage's env."""
+    prefix = ("env " + " ".join(f"{k}={q(val)}" for k, val in env.items()) + " ") if env else ""
+    return f"mkdir -p {q(root)} && cd {q(root)} && {prefix}sh -c {q(shell_command)}"

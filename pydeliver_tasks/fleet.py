@@ -1,0 +1,266 @@
+"""Run one step on many hosts: bounded parallelism, one SSH connection per host per run,
+host-prefixed live output, a result per host, a summary, and dry-run built in.
+
+Steps hand `for_each_host` a function `fn(hc: HostContext) -> str` (the success message) that
+raises `HostFailure` (or anything) on failure; a failure on one host never hides the others.
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fabric import Connection
+from invoke import Context
+from invoke.exceptions import Exit
+
+from . import ssh
+from .config import Settings, SshSettings
+from .model import Host
+
+_pool: dict[tuple[str, str | None, int | None, str], Connection] = {}
+_pool_lock = threading.Lock()
+_print_lock = threading.Lock()
+
+
+def _connection(host: Host, settings: SshSettings) -> Connection:
+    """The run's connection to `host`, opened once and reused by every step of this process."""
+    key = (host.address, host.user, host.port, repr(settings))
+    with _pool_lock:
+        conn = _pool.get(key)
+        if conn is None or (conn.transport is not None and not conn.transport.is_active()):
+            conn = ssh.connection(host, settings)
+            _pool[key] = conn
+    return conn
+
+
+def close_connections() -> None:
+    with _pool_lock:
+        for conn in _pool.values():
+            conn.close()
+        _pool.clear()
+
+
+atexit.register(close_connections)
+
+
+class HostFailure(Exception):
+    """A step failed on a host: what was checked, what was seen, what to try next."""
+
+    def __init__(self, message: str, detail: str = "", hint: str = ""):
+        super().__init__(message)
+        self.message = message
+        self.detail = detail
+        self.hint = hint
+
+
+class StepFailed(Exit):
+    """Raised after the summary when any host failed; exits non-zero when it reaches Invoke."""
+
+    def __init__(self, step: str, results: Sequence[HostResult]):
+        self.results = list(results)
+        failed = [r.host for r in results if not r.ok]
+        super().__init__(
+            f"{step} failed on {len(failed)} of {len(results)} host(s): {', '.join(failed)}",
+            code=1,
+        )
+
+
+@dataclass
+class HostResult:
+    host: str
+    ok: bool
+    message: str
+    seconds: float
+    detail: str = ""
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class RunResult:
+    """What a remote (or local) command returned."""
+
+    stdout: str
+    stderr: str
+    exited: int
+
+    @property
+    def ok(self) -> bool:
+        return self.exited == 0
+
+    def tail(self, lines: int = 15) -> str:
+        text = (self.stdout + ("\n" + self.stderr if self.stderr else "")).strip()
+        return "\n".join(text.splitlines()[-lines:])
+
+
+class PrefixedWriter:
+    """A stream that writes complete lines prefixed with the host name (for live output)."""
+
+    def __init__(self, prefix: str, redact: Callable[[str], str], target: Any = None):
+        self.prefix = prefix
+        self.redact = redact
+        self.target = target or sys.stdout
+        self.buf = ""
+
+    def write(self, text: str) -> int:
+        self.buf += text
+        while "\n" in self.buf:
+            line, self.buf = self.buf.split("\n", 1)
+            say(f"{self.prefix}{self.redact(line)}", self.target)
+        return len(text)
+
+    def flush(self) -> None:
+        if self.buf:
+            say(f"{self.prefix}{self.redact(self.buf)}", self.target)
+            self.buf = ""
+
+
+def say(line: str, target: Any = None) -> None:
+    with _print_lock:
+        print(line, file=target or sys.stdout, flush=True)
+
+
+class HostContext:
+    """Everything a step needs for one host: run/put/get over the run's connection, dry-run aware.
+
+    `local=True` runs on this machine instead (the `build.host: local` case) with the same API.
+    """
+
+    def __init__(self, host: Host, settings: Settings, dry_run: bool, local: bool = False):
+        self.host = host
+        self.settings = settings
+        self.dry_run = dry_run
+        self.local = local
+        self.prefix = f"[{host.name}] "
+
+    @property
+    def conn(self) -> Connection:
+        return _connection(self.host, self.settings.ssh)
+
+    def redact(self, text: str) -> str:
+        for secret in self.host.secrets:
+            text = text.replace(secret, "***")
+        return text
+
+    def say(self, message: str) -> None:
+        for line in message.splitlines() or [""]:
+            say(f"{self.prefix}{self.redact(line)}")
+
+    def run(
+        self, command: str, *, changes: bool = True, stream: bool = False,
+        timeout: float | None = None, env: dict[str, str] | None = None,
+    ) -> RunResult:
+        """Run a command built in `commands`/`builders`; in dry-run only print it.
+
+        Read-only commands (changes=False) are printed too: a dry run opens no connection.
+        """
+        if self.dry_run:
+            self.say(("would run: " if changes else "would check: ") + command)
+            return RunResult("", "", 0)
+        kwargs: dict[str, Any] = {"warn": True, "hide": True, "in_stream": False}
+        if stream:
+            out = PrefixedWriter(self.prefix, self.redact)
+            kwargs.update(hide=False, out_stream=out, err_stream=out)
+        if timeout:
+            kwargs["timeout"] = timeout
+        if env:
+            kwargs["env"] = env
+        runner = Context() if self.local else self.conn
+        try:
+            res = runner.run(command, **kwargs)
+        except Exception as exc:  # invoke CommandTimedOut and SSH errors carry the reason
+            if stream:
+                out.flush()
+            raise HostFailure(f"could not run a command: {exc}") from exc
+        if stream:
+            out.flush()
+        return RunResult(res.stdout, res.stderr, res.exited)
+
+    def put(self, local: Path, remote: str) -> None:
+        if self.dry_run:
+            self.say(f"would upload: {local} -> {remote}")
+            return
+        self.conn.put(str(local), remote)
+
+    def get(self, remote: str, local: Path) -> None:
+        if self.dry_run:
+            self.say(f"would download: {remote} -> {local}")
+            return
+        self.conn.get(remote, str(local))
+
+
+def _render(step: str, stage: str, results: Sequence[HostResult], dry_run: bool) -> str:
+    width = max([len(r.host) for r in results] + [4])
+    title = f"{step} — stage {stage}" + (" (dry run: nothing was changed)" if dry_run else "")
+    lines = [title, f"  {'host':<{width}}  result  time    message"]
+    for r in results:
+        verdict = "ok" if r.ok else "FAILED"
+        lines.append(f"  {r.host:<{width}}  {verdict:<6}  {r.seconds:5.1f}s  {r.message}")
+    return "\n".join(lines)
+
+
+def write_json(path: str, step: str, stage: str, results: Sequence[HostResult]) -> None:
+    payload = {
+        "step": step,
+        "stage": stage,
+        "ok": all(r.ok for r in results),
+        "hosts": [asdict(r) for r in results],
+    }
+    text = json.dumps(payload, indent=2, default=str)
+    if path == "-":
+        say(text)
+    else:
+        Path(path).write_text(text + "\n")
+
+
+def for_each_host(
+    step: str,
+    settings: Settings,
+    stage: str,
+    hosts: Iterable[Host],
+    fn: Callable[[HostContext], str],
+    *,
+    dry_run: bool = False,
+    json_path: str | None = None,
+    local: bool = False,
+    raise_on_failure: bool = True,
+) -> list[HostResult]:
+    """Run fn on each host (at most settings.parallel at once), print a summary, raise on failure."""
+    hosts = list(hosts)
+
+    def one(host: Host) -> HostResult:
+        hc = HostContext(host, settings, dry_run, local=local)
+        start = time.monotonic()
+        try:
+            message = fn(hc) or "done"
+            return HostResult(host.name, True, hc.redact(message), time.monotonic() - start)
+        except HostFailure as exc:
+            text = exc.message + (f" — next: {exc.hint}" if exc.hint else "")
+            result = HostResult(host.name, False, hc.redact(text), time.monotonic() - start,
+                                hc.redact(exc.detail))
+        except Exception as exc:  # an unexpected error still becomes this host's result
+            text = f"{type(exc).__name__}: {exc}"
+            result = HostResult(host.name, False, hc.redact(text), time.monotonic() - start,
+                                hc.redact(traceback.format_exc(limit=3)))
+        hc.say(f"{step} FAILED: {result.message}")
+        if result.detail:
+            hc.say(result.detail)
+        return result
+
+    with ThreadPoolExecutor(max_workers=max(1, min(settings.parallel, len(hosts) or 1))) as pool:
+        results = list(pool.map(one, hosts))
+    say(_render(step, stage, results, dry_run))
+    if json_path:
+        write_json(json_path, step, stage, results)
+    if raise_on_failure and not all(r.ok for r in results):
+        raise StepFailed(step, results)
+    return results

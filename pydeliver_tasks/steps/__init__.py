@@ -1,0 +1,50 @@
+"""The steps: plain functions `step(c, ...)` with the same names and arguments as the tasks, so a
+project's tasks.py can chain them (`steps.update(c, tag="1.2.0")`). Each raises on any host failure
+(an invoke Exit with a non-zero code) after printing the per-host summary."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..fleet import HostResult, say
+from ..model import Release
+from .build import build_release
+from .common import settings_of
+from .deploy import deploy_release
+from .node import ping, restart, start, stop, version
+
+__all__ = [
+    "build_release", "deploy_release", "start", "stop", "restart", "ping", "version", "update",
+    "releases",
+]
+
+
+def update(
+    c: Any, tag: str | None = None, branch: str | None = None, revision: str | None = None,
+    version: str | None = None, stage: str | None = None, host: str | None = None,
+    dry_run: bool = False, json: str | None = None,
+) -> list[HostResult]:
+    """Build a release, deploy it, and do a verified restart into it."""
+    settings_of(c).stage(stage, host)  # refuse a bad stage/host before building anything
+    release = build_release(c, tag=tag, branch=branch, revision=revision, version=version,
+                            dry_run=dry_run)
+    vsn = release.version if release else (version or tag or "<built version>")
+    if dry_run:
+        say(f"would deploy {vsn} to stage {stage or 'default'} and restart verified")
+        return []
+    deploy_release(c, vsn, stage=stage, host=host)
+    return restart(c, stage=stage, host=host, json=json)
+
+
+def releases(c: Any) -> list[Release]:
+    """List the releases in the local store (version, size, sha256)."""
+    from .. import store
+
+    settings = settings_of(c)
+    found = store.listing(settings.store, settings.app)
+    if not found:
+        say(f"no {settings.app} releases in {settings.store}: inv build.release --tag VERSION")
+    for r in found:
+        size = r.path.stat().st_size / 1e6
+        say(f"{r.app} {r.version:<12} {size:6.1f} MB  sha256 {r.sha256[:16]}  {r.path}")
+    return found

@@ -1,0 +1,195 @@
+"""Build steps: push the source to the build host, build there, fetch the tarball into the store."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import git
+
+from .. import builders, hooks, ssh
+from .. import validation as v
+from ..config import Settings
+from ..fleet import HostContext, HostFailure, for_each_host
+from ..model import Host, Release, release_file_name
+from .common import flavor, settings_of
+
+
+def resolve_ref(
+    project_dir: Path, tag: str | None, branch: str | None, revision: str | None
+) -> tuple[str, str]:
+    """(human ref, full sha) of exactly one of --tag/--branch/--revision, default HEAD."""
+    given = [x for x in (tag, branch, revision) if x]
+    if len(given) > 1:
+        raise v.InvalidInput("give only one of --tag, --branch, --revision")
+    if tag:
+        v.git_ref(tag)
+    if branch:
+        v.git_ref(branch)
+    if revision:
+        v.revision(revision)
+    try:
+        repo = git.Repo(project_dir, search_parent_directories=True)
+    except (git.InvalidGitRepositoryError, git.NoSuchPathError) as exc:
+        raise v.InvalidInput(f"{project_dir} is not a git repository: set deliver.project_dir") from exc
+    name = f"refs/tags/{tag}" if tag else f"refs/heads/{branch}" if branch else revision or "HEAD"
+    try:
+        sha = repo.git.rev_parse("--verify", "--quiet", f"{name}^{{commit}}")
+    except git.GitCommandError as exc:
+        kind = "tag" if tag else "branch" if branch else "revision"
+        raise v.InvalidInput(f"no {kind} {given[0] if given else 'HEAD'!r} in {repo.working_dir}") from exc
+    return (tag or branch or revision or "HEAD"), sha
+
+
+def expected_version(tag: str | None, version: str | None) -> str | None:
+    """The version the build must produce: --version, else a version-like --tag (v1.2 -> 1.2)."""
+    if version:
+        return v.version(version)
+    if tag and re.match(r"^v?\d+(\.\d+)*([+-].*)?$", tag):
+        return tag[1:] if tag.startswith("v") else tag
+    return None
+
+
+def build_host(settings: Settings) -> tuple[Host, bool]:
+    """The build host as a Host (deploy_path = build path) and whether it is this machine."""
+    b = settings.build
+    if b.host is None:
+        path = settings.build.path
+        if path == "pydeliver-build" or not os.path.isabs(path):
+            path = str((settings.project_dir / ".deliver" / "build").resolve())
+        return Host("local", "localhost", None, None, path), True
+    return Host(b.host.spec, b.host.host, b.host.user, b.host.port, b.path), False
+
+
+def push_url(host: Host, local: bool) -> str:
+    repo = builders.repo_dir(host.deploy_path)
+    if local:
+        return repo
+    path = repo if repo.startswith("/") else f"/~/{repo}"
+    user = f"{host.user}@" if host.user else ""
+    port = f":{host.port}" if host.port else ""
+    return f"ssh://{user}{host.address}{port}{path}"
+
+
+def push_source(hc: HostContext, sha: str, ref: str, local: bool) -> None:
+    """Create the bare repo on first use, then push the commit and the tags (forced)."""
+    hooks.run(hc, "before", "push", hc.host.deploy_path)
+    init = hc.run(builders.init_repo(hc.host.deploy_path))
+    if not init.ok:
+        raise HostFailure("could not create the build repository", init.tail(),
+                          "check deliver.build.path and the build user's permissions")
+    url = push_url(hc.host, local)
+    if hc.dry_run:
+        hc.say(f"would push: {ref} ({sha[:12]}) and tags -> {url}")
+    else:
+        hc.say(f"pushing {ref} ({sha[:12]}) to {url}")
+        repo = git.Repo(hc.settings.project_dir, search_parent_directories=True)
+        env = {} if local else {"GIT_SSH_COMMAND": ssh.git_ssh_command(hc.settings.ssh, None)}
+        try:
+            with repo.git.custom_environment(**env):
+                repo.git.push("--quiet", "--force", url, f"+{sha}:refs/heads/pydeliver-build",
+                              "+refs/tags/*:refs/tags/*")
+        except git.GitCommandError as exc:
+            raise HostFailure("git push to the build host failed", str(exc.stderr).strip(),
+                              "check the build host's key in known_hosts and the SSH user") from exc
+    hooks.run(hc, "after", "push", hc.host.deploy_path)
+
+
+def build_on_host(hc: HostContext, sha: str, expected: str | None) -> tuple[str, str]:
+    """Check out sha in a clean tree, build, find the single version, pack; -> (version, sha256)."""
+    s = hc.settings
+    kind, path = flavor(s), hc.host.deploy_path
+    hooks.run(hc, "before", "build", path)
+    res = hc.run(builders.checkout(path, sha))
+    if not res.ok:
+        raise HostFailure(f"could not check out {sha[:12]} on the build host", res.tail())
+    hc.say(f"building {s.app} with {kind} (output follows)")
+    res = hc.run(builders.build(kind, path, s.app, s.mix_env), stream=True)
+    if not res.ok:
+        raise HostFailure(f"{kind} build failed (exit {res.exited})", res.tail(),
+                          "run the same build locally; the output above shows the error")
+    if hc.dry_run:
+        version = expected or "<version>"
+    else:
+        listed = hc.run(builders.list_versions(kind, path, s.app, s.mix_env), changes=False)
+        found = sorted(x for x in listed.stdout.split() if x)
+        if len(found) != 1:
+            raise HostFailure(
+                f"expected exactly one release version in the build, found {found or 'none'}",
+                listed.tail(), "check the release name (deliver.app) and the project's release config",
+            )
+        version = v.version(found[0])
+        if expected and version != expected:
+            raise HostFailure(
+                f"the build produced version {version}, but {expected} was expected",
+                hint=f"bump the version in the project to {expected}, or pass --version {version}",
+            )
+    res = hc.run(builders.package(kind, path, s.app, s.mix_env, version))
+    digest = res.stdout.strip().splitlines()[-1] if res.stdout.strip() else ""
+    if not res.ok or (not hc.dry_run and not re.fullmatch(r"[0-9a-f]{64}", digest)):
+        raise HostFailure("could not pack the release tarball", res.tail())
+    hooks.run(hc, "after", "build", path)
+    return version, digest
+
+
+def fetch_artifact(hc: HostContext, version: str, digest: str, local: bool) -> Path:
+    """Download the tarball into the release store and check its sha256 here too."""
+    s = hc.settings
+    s.store.mkdir(parents=True, exist_ok=True)
+    dest = s.store / release_file_name(s.app, version)
+    remote = builders.artifact_path(hc.host.deploy_path, s.app, version)
+    hooks.run(hc, "before", "fetch", hc.host.deploy_path)
+    if hc.dry_run:
+        hc.say(f"would download: {remote} -> {dest}")
+        return dest
+    part = dest.with_name(dest.name + ".part")
+    if local:
+        part.write_bytes(Path(remote).read_bytes())
+    else:
+        hc.get(remote, part)
+    got = sha256_of(part)
+    if got != digest:
+        part.unlink()
+        raise HostFailure(f"downloaded tarball sha256 {got[:12]} != built {digest[:12]}",
+                          hint="run the build again; the transfer was corrupted")
+    part.replace(dest)
+    dest.with_name(dest.name + ".sha256").write_text(f"{digest}  {dest.name}\n")
+    hooks.run(hc, "after", "fetch", hc.host.deploy_path)
+    return dest
+
+
+def sha256_of(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def build_release(
+    c: Any, tag: str | None = None, branch: str | None = None, revision: str | None = None,
+    version: str | None = None, dry_run: bool = False, json: str | None = None,
+) -> Release | None:
+    """Build a release from a git ref on the build host and store it locally (steps' API)."""
+    settings = settings_of(c)
+    flavor(settings)
+    expected = expected_version(tag, version)
+    ref, sha = resolve_ref(settings.project_dir, tag, branch, revision)
+    host, local = build_host(settings)
+    made: dict[str, Any] = {}
+
+    def run(hc: HostContext) -> str:
+        push_source(hc, sha, ref, local)
+        vsn, digest = build_on_host(hc, sha, expected)
+        made["path"] = fetch_artifact(hc, vsn, digest, local)
+        made.update(version=vsn, sha256=digest)
+        return f"built {settings.app} {vsn} from {ref} ({sha[:12]}) -> {made['path']}"
+
+    for_each_host("build.release", settings, "build", [host], run,
+                  dry_run=dry_run, json_path=json, local=local)
+    if dry_run:
+        return None
+    return Release(settings.app, made["version"], "release", made["path"], made["sha256"])

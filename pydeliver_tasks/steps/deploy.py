@@ -1,0 +1,65 @@
+"""Deploy steps: upload a stored release to every host (sha256-checked), extract it to boot next."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .. import commands, hooks, store
+from .. import validation as v
+from ..fleet import HostContext, HostFailure, HostResult, for_each_host
+from ..model import Release
+from .build import sha256_of
+from .common import target
+
+
+def upload(hc: HostContext, release: Release) -> bool:
+    """Put the tarball on the host unless the same sha256 is already there; -> uploaded?"""
+    root = hc.host.deploy_path
+    remote = commands.tarball_path(root, release.app, release.version)
+    have = hc.run(commands.remote_sha256(remote), changes=False).stdout.strip()
+    if have == release.sha256:
+        hc.say(f"{release.file_name} already on host with the same sha256: upload skipped")
+        return False
+    hooks.run(hc, "before", "upload", root)
+    res = hc.run(commands.mkdir(commands.tarball_dir(root)))
+    if not res.ok:
+        raise HostFailure(f"cannot create {commands.tarball_dir(root)}", res.tail(),
+                          "check deliver deploy_path and the SSH user's permissions")
+    hc.put(release.path, remote + ".part")
+    hooks.run(hc, "after", "upload", root)
+    return True
+
+
+def extract(hc: HostContext, release: Release) -> None:
+    """Verify the sha256 on the host, then extract so that this version boots next."""
+    root = hc.host.deploy_path
+    hooks.run(hc, "before", "extract", root)
+    res = hc.run(commands.install_release(root, release.app, release.version, release.sha256))
+    if not res.ok:
+        what = "sha256 check failed" if res.exited == 3 else f"extract failed (exit {res.exited})"
+        raise HostFailure(f"{what} for {release.file_name}", res.tail(),
+                          "run deploy.release again; nothing of this version was activated")
+    hooks.run(hc, "after", "extract", root)
+
+
+def deploy_release(
+    c: Any, version: str, stage: str | None = None, host: str | None = None,
+    dry_run: bool = False, json: str | None = None,
+) -> list[HostResult]:
+    """Upload release VERSION to every host of the stage and extract it so the next start boots it."""
+    v.version(version)
+    settings, st, _ = target(c, stage, host)
+    release = store.find(settings.store, settings.app, version)
+    if sha256_of(release.path) != release.sha256:
+        raise v.InvalidInput(
+            f"{release.path} does not match its .sha256: the store copy is damaged; rebuild it"
+        )
+
+    def run(hc: HostContext) -> str:
+        uploaded = upload(hc, release)
+        extract(hc, release)
+        how = "uploaded" if uploaded else "upload skipped (same sha256 on host)"
+        return f"{version} {how}, extracted; it boots on next start"
+
+    return for_each_host("deploy.release", settings, st.name, st.hosts, run,
+                         dry_run=dry_run, json_path=json)

@@ -1,0 +1,250 @@
+"""Node control: start, stop, restart, ping, version — each effect verified on the host.
+
+start never reports success on hope (edeliver #329): the node must answer, run our OTP application
+and pass the health check; a node still booting is polled until the start timeout (#164); a node
+that dies while booting is reported at once with its log tail. stop waits for the OS process to be
+gone (mix's `stop` returns before the VM exits).
+"""
+
+from __future__ import annotations
+
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from typing import Any
+
+from .. import commands, hooks, otp
+from ..fleet import HostContext, HostFailure, HostResult, for_each_host
+from .common import target
+
+POLL_SECONDS = 0.5
+
+
+@dataclass
+class Probe:
+    """One look at a host: the node's facts (None if it did not answer) and the OS processes
+    whose command line names the release root."""
+
+    facts: dict[str, str] | None
+    procs: list[tuple[int, str]] = field(default_factory=list)
+    output: str = ""
+
+    @property
+    def beams(self) -> list[int]:
+        return [pid for pid, _ in self.procs]
+
+    @property
+    def app_started(self) -> bool:
+        return bool(self.facts and self.facts.get("app") == "true")
+
+
+def parse_probe(output: str) -> Probe:
+    procs: list[tuple[int, str]] = []
+    lines: list[str] = []
+    for line in output.splitlines():
+        if line.startswith(commands.PROC_MARK):
+            pid, _, args = line[len(commands.PROC_MARK):].strip().partition(" ")
+            if pid.isdigit():
+                procs.append((int(pid), args))
+        elif not line.startswith(commands.RC_MARK):
+            lines.append(line)
+    return Probe(otp.parse_marker(output), procs, "\n".join(lines))
+
+
+def probe(hc: HostContext, kind: str) -> Probe:
+    h = hc.host
+    res = hc.run(commands.probe(h.deploy_path, hc.settings.app, kind, h.env), changes=False)
+    return parse_probe(res.stdout + res.stderr)
+
+
+def log_tail(hc: HostContext, lines: int = 30) -> str:
+    return hc.run(commands.log_tail(hc.host.deploy_path, lines), changes=False).stdout.strip()
+
+
+def health(hc: HostContext) -> tuple[bool, str]:
+    """The configured HTTP check, from this machine; (passed, what was seen)."""
+    check = hc.host.health
+    url = hc.host.health_url()
+    try:
+        with urllib.request.urlopen(url, timeout=check.timeout) as resp:  # noqa: S310
+            status, body = resp.status, resp.read(65536).decode(errors="replace")
+    except urllib.error.HTTPError as exc:
+        status, body = exc.code, ""
+    except (OSError, ValueError) as exc:
+        return False, f"GET {url}: {exc}"
+    if status != check.status:
+        return False, f"GET {url}: status {status}, expected {check.status}"
+    if check.contains and check.contains not in body:
+        return False, f"GET {url}: body lacks {check.contains!r}"
+    return True, f"GET {url}: {status}"
+
+
+def start_node(hc: HostContext, kind: str) -> str:
+    """Start the node unless it already runs, then verify it within the start timeout."""
+    h, app = hc.host, hc.settings.app
+    if not hc.dry_run:
+        before = probe(hc, kind)
+        if before.app_started:
+            return f"already running {before.facts['vsn']} (pid {before.facts['pid']})"
+        if before.beams:
+            raise HostFailure(
+                f"a BEAM of this release already runs (pid {before.beams[0]}) but does not "
+                "answer: refusing to start a second copy",
+                before.output[-1500:],
+                "check the node name/cookie in the stage env, or stop that process, then start",
+            )
+    hooks.run(hc, "before", "start", h.deploy_path)
+    res = hc.run(commands.start(h.deploy_path, app, kind, h.env))
+    if not res.ok:
+        raise HostFailure(f"bin/{app} daemon failed (exit {res.exited})",
+                          res.tail() + "\n" + log_tail(hc), "see the output above")
+    if hc.dry_run:
+        hc.say("would verify: node answers, application started"
+               + (", health check" if h.health.enabled else ""))
+        return "would start and verify"
+    message = verify_started(hc, kind)
+    hooks.run(hc, "after", "start", h.deploy_path)
+    return message
+
+
+def verify_started(hc: HostContext, kind: str) -> str:
+    """Poll until the node answers, runs our app and passes health — or fail saying which not."""
+    timeout = hc.settings.start_timeout
+    started = time.monotonic()
+    deadline = started + timeout
+    last = "no answer yet"
+    gone_since: float | None = None
+    while True:
+        p = probe(hc, kind)
+        now = time.monotonic()
+        if p.app_started:
+            facts = p.facts or {}
+            msg = f"running {facts['vsn']} (pid {facts['pid']}, node {facts['node']})"
+            if not hc.host.health.enabled:
+                return msg + ", application started"
+            ok, seen = health(hc)
+            if ok:
+                return f"{msg}, application started, health ok"
+            last = f"node up but health check failed: {seen}"
+        elif p.facts:
+            last = f"node answers but application {hc.settings.app} is not started"
+        elif not p.beams:
+            gone_since = gone_since or now
+            # A BEAM for the root vanished (or never appeared) for 2 s: it crashed while booting.
+            if now - gone_since >= 2.0:
+                raise HostFailure(
+                    f"node is not running: it exited during boot ({now - started:.1f}s after "
+                    "daemon); nothing answers and no BEAM of this release is left",
+                    log_tail(hc), f"read the log above; then inv start --host {hc.host.name}",
+                )
+            last = "no BEAM process of this release"
+        else:
+            gone_since = None
+            last = f"BEAM pid {p.beams[0]} is up but the node does not answer yet"
+        if now >= deadline:
+            raise HostFailure(
+                f"node not verified within the start timeout ({timeout:.0f}s): {last}",
+                log_tail(hc), "raise deliver.timeouts.start if it boots slowly, or read the log",
+            )
+        time.sleep(POLL_SECONDS)
+
+
+def stop_node(hc: HostContext, kind: str) -> str:
+    """Stop the node and wait until its OS process is gone."""
+    h, app = hc.host, hc.settings.app
+    if hc.dry_run:
+        hooks.run(hc, "before", "stop", h.deploy_path)
+        hc.run(commands.stop(h.deploy_path, app, kind, h.env))
+        hc.say("would verify: the node's OS process is gone")
+        return "would stop and verify"
+    p = probe(hc, kind)
+    if not p.facts:
+        if p.beams:
+            raise HostFailure(
+                f"a BEAM of this release runs (pid {p.beams[0]}) but does not answer, so it "
+                "cannot be stopped cleanly", p.output[-1500:],
+                "check the node name/cookie in the stage env",
+            )
+        return "not running (nothing to stop)"
+    pid = int(p.facts["pid"])
+    hooks.run(hc, "before", "stop", h.deploy_path)
+    res = hc.run(commands.stop(h.deploy_path, app, kind, h.env))
+    if not res.ok:
+        raise HostFailure(f"bin/{app} stop failed (exit {res.exited})", res.tail())
+    deadline = time.monotonic() + hc.settings.stop_timeout
+    while hc.run(commands.process_alive(pid), changes=False).ok:
+        if time.monotonic() >= deadline:
+            raise HostFailure(
+                f"pid {pid} still runs {hc.settings.stop_timeout:.0f}s after stop",
+                log_tail(hc), "raise deliver.timeouts.stop, or kill the process",
+            )
+        time.sleep(POLL_SECONDS)
+    hooks.run(hc, "after", "stop", h.deploy_path)
+    return f"stopped (pid {pid} is gone)"
+
+
+def _each(step: str, c: Any, stage: str | None, host: str | None, dry_run: bool,
+          json: str | None, fn: Any) -> list[HostResult]:
+    settings, st, kind = target(c, stage, host)
+    return for_each_host(step, settings, st.name, st.hosts, lambda hc: fn(hc, kind),
+                         dry_run=dry_run, json_path=json)
+
+
+def start(c: Any, stage: str | None = None, host: str | None = None,
+          dry_run: bool = False, json: str | None = None) -> list[HostResult]:
+    """Start the node on every host and verify it (steps' API of `inv start`)."""
+    return _each("start", c, stage, host, dry_run, json, start_node)
+
+
+def stop(c: Any, stage: str | None = None, host: str | None = None,
+         dry_run: bool = False, json: str | None = None) -> list[HostResult]:
+    """Stop the node on every host and verify its OS process is gone."""
+    return _each("stop", c, stage, host, dry_run, json, stop_node)
+
+
+def restart(c: Any, stage: str | None = None, host: str | None = None,
+            dry_run: bool = False, json: str | None = None) -> list[HostResult]:
+    """Verified stop, then verified start — so a newly deployed release really boots."""
+
+    def both(hc: HostContext, kind: str) -> str:
+        stopped = stop_node(hc, kind)
+        return f"{stopped}; {start_node(hc, kind)}"
+
+    return _each("restart", c, stage, host, dry_run, json, both)
+
+
+def ping_node(hc: HostContext, kind: str) -> str:
+    p = probe(hc, kind)
+    if p.facts:
+        return f"pong: {p.facts['node']} (pid {p.facts['pid']}, {p.facts['vsn']})"
+    if p.beams:
+        raise HostFailure(f"no answer, though BEAM pid {p.beams[0]} of this release runs",
+                          p.output[-1500:], "it may be booting; or check node name/cookie")
+    raise HostFailure("not running: no answer and no BEAM of this release", p.output[-800:],
+                      f"inv start --host {hc.host.name}")
+
+
+def ping(c: Any, stage: str | None = None, host: str | None = None,
+         json: str | None = None) -> list[HostResult]:
+    """Ask every node whether it answers."""
+    return _each("ping", c, stage, host, False, json, ping_node)
+
+
+def version_of(hc: HostContext, kind: str) -> str:
+    """Running version vs the one start_erl.data would boot (edeliver #314/#328)."""
+    p = probe(hc, kind)
+    boot_line = hc.run(commands.boot_version(hc.host.deploy_path), changes=False).stdout.split()
+    boot = boot_line[1] if len(boot_line) == 2 else "none"
+    if not p.facts:
+        return f"not running; {boot} boots next"
+    running = p.facts["vsn"]
+    if running != boot:
+        return f"running {running}, but {boot} boots next: MISMATCH (restart or upgrade to switch)"
+    return f"running {running}; {boot} boots next"
+
+
+def version(c: Any, stage: str | None = None, host: str | None = None,
+            json: str | None = None) -> list[HostResult]:
+    """Report the running release version and the one that would boot next, per host."""
+    return _each("version", c, stage, host, False, json, version_of)

@@ -1,0 +1,46 @@
+"""The local release store: `<app>_<vsn>.release.tar.gz` files, each with a `.sha256` beside it."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from . import validation as v
+from .model import Release, release_file_name
+
+_SUFFIX_RE = re.compile(r"^(?P<vsn>[0-9A-Za-z][0-9A-Za-z._+-]*)\.(?P<kind>release)\.tar\.gz$")
+
+
+def _read(path: Path, app: str) -> Release | None:
+    """The Release a store file holds, if it is app's and has its checksum file."""
+    m = _SUFFIX_RE.match(path.name.removeprefix(f"{app}_"))
+    sums = path.with_name(path.name + ".sha256")
+    if not path.name.startswith(f"{app}_") or not m or not sums.exists():
+        return None
+    words = sums.read_text().split()
+    return Release(app, m["vsn"], m["kind"], path, words[0] if words else "")
+
+
+def find(store: Path, app: str, version: str) -> Release:
+    """The stored release, or an error that says how to build it."""
+    v.version(version)
+    path = store / release_file_name(app, version)
+    release = _read(path, app) if path.exists() else None
+    if release is None:
+        have = ", ".join(r.version for r in listing(store, app)) or "none"
+        raise v.InvalidInput(
+            f"no {app} {version} in the release store {store} (stored: {have}): "
+            f"build it first with: inv build.release --tag {version}"
+        )
+    return release
+
+
+def listing(store: Path, app: str) -> list[Release]:
+    """Stored releases of app, oldest version first (PEP 440 order where it applies)."""
+    found = [r for p in store.glob(f"{app}_*.release.tar.gz") if (r := _read(p, app))]
+
+    def key(r: Release) -> tuple[int, object, str]:
+        parsed = v.parsed_version(r.version)
+        return (0, parsed, "") if parsed is not None else (1, None, r.version)
+
+    return sorted(found, key=key)

@@ -1,0 +1,121 @@
+"""The Invoke tasks: thin wrappers over `steps` (docstring = --help, help={} for every flag)."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from invoke import Collection, task
+from invoke.exceptions import Exit
+
+from . import steps
+from .config import DEFAULTS
+from .sandbox_tasks import sandbox
+from .validation import InvalidInput
+
+STAGE = "stage to act on (default: deliver.stage, or the only stage)"
+HOST = "act on this host only (as written in the stage's hosts, or its address)"
+DRY = "print what would run on each host; change nothing, connect nowhere"
+JSON = "also write the per-host summary as JSON to this file ('-' = stdout)"
+
+
+@contextmanager
+def _cli() -> Iterator[None]:
+    """Bad input becomes a one-line error and exit code 2 — before any remote command."""
+    try:
+        yield
+    except InvalidInput as exc:
+        raise Exit(f"error: {exc}", code=2) from exc
+
+
+@task(help={"tag": "git tag to build", "branch": "git branch to build",
+            "revision": "commit sha to build", "version": "version the build must produce",
+            "dry_run": DRY, "json": JSON})
+def build_release(c: Any, tag: str | None = None, branch: str | None = None,
+                  revision: str | None = None, version: str | None = None,
+                  dry_run: bool = False, json: str | None = None) -> None:
+    """Push a git ref to the build host, build the release there, fetch it into the store."""
+    with _cli():
+        steps.build_release(c, tag=tag, branch=branch, revision=revision, version=version,
+                            dry_run=dry_run, json=json)
+
+
+@task(help={"version": "release version to deploy (from the store)", "stage": STAGE,
+            "host": HOST, "dry_run": DRY, "json": JSON})
+def deploy_release(c: Any, version: str | None = None, stage: str | None = None,
+                   host: str | None = None, dry_run: bool = False, json: str | None = None) -> None:
+    """Upload a stored release to every host (sha256-verified) and extract it to boot next."""
+    with _cli():
+        if not version:
+            raise InvalidInput("missing --version: which release to deploy (see: inv releases)")
+        steps.deploy_release(c, version, stage=stage, host=host, dry_run=dry_run, json=json)
+
+
+@task(help={"stage": STAGE, "host": HOST, "dry_run": DRY, "json": JSON})
+def start(c: Any, stage: str | None = None, host: str | None = None,
+          dry_run: bool = False, json: str | None = None) -> None:
+    """Start the node on every host; verify it answers, runs the app and passes health."""
+    with _cli():
+        steps.start(c, stage=stage, host=host, dry_run=dry_run, json=json)
+
+
+@task(help={"stage": STAGE, "host": HOST, "dry_run": DRY, "json": JSON})
+def stop(c: Any, stage: str | None = None, host: str | None = None,
+         dry_run: bool = False, json: str | None = None) -> None:
+    """Stop the node on every host and verify its OS process is gone."""
+    with _cli():
+        steps.stop(c, stage=stage, host=host, dry_run=dry_run, json=json)
+
+
+@task(help={"stage": STAGE, "host": HOST, "dry_run": DRY, "json": JSON})
+def restart(c: Any, stage: str | None = None, host: str | None = None,
+            dry_run: bool = False, json: str | None = None) -> None:
+    """Verified stop, then verified start (boots the release that start_erl.data names)."""
+    with _cli():
+        steps.restart(c, stage=stage, host=host, dry_run=dry_run, json=json)
+
+
+@task(help={"stage": STAGE, "host": HOST, "json": JSON})
+def ping(c: Any, stage: str | None = None, host: str | None = None,
+         json: str | None = None) -> None:
+    """Check that the node on every host answers."""
+    with _cli():
+        steps.ping(c, stage=stage, host=host, json=json)
+
+
+@task(help={"stage": STAGE, "host": HOST, "json": JSON})
+def version(c: Any, stage: str | None = None, host: str | None = None,
+            json: str | None = None) -> None:
+    """Show the running release version and the one that boots next, per host."""
+    with _cli():
+        steps.version(c, stage=stage, host=host, json=json)
+
+
+@task(help={"tag": "git tag to build", "branch": "git branch to build",
+            "revision": "commit sha to build", "version": "version the build must produce",
+            "stage": STAGE, "host": HOST, "dry_run": DRY, "json": JSON})
+def update(c: Any, tag: str | None = None, branch: str | None = None,
+           revision: str | None = None, version: str | None = None, stage: str | None = None,
+           host: str | None = None, dry_run: bool = False, json: str | None = None) -> None:
+    """Build a release, deploy it, and restart into it (verified)."""
+    with _cli():
+        steps.update(c, tag=tag, branch=branch, revision=revision, version=version,
+                     stage=stage, host=host, dry_run=dry_run, json=json)
+
+
+@task(name="releases", help={"stage": "accepted for symmetry; the store is local"})
+def releases_(c: Any, stage: str | None = None) -> None:
+    """List the releases in the local release store."""
+    with _cli():
+        steps.releases(c)
+
+
+build = Collection("build")
+build.add_task(build_release, name="release")
+deploy = Collection("deploy")
+deploy.add_task(deploy_release, name="release")
+
+ns = Collection(start, stop, restart, ping, version, update, releases_, build, deploy, sandbox)
+ns.configure({"deliver": copy.deepcopy(DEFAULTS)})

@@ -1,0 +1,139 @@
+"""Validators for every value that may reach a remote shell or a git command.
+
+They run before any connection is opened, so bad input never costs a remote command. Each returns
+the cleaned value or raises `InvalidInput` with a message that names the offending value.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from packaging.version import InvalidVersion, Version
+
+
+class InvalidInput(ValueError):
+    """A value given by the user (flag or config) that we refuse before touching any host."""
+
+
+# OTP release versions are free-form strings, but anything outside this set would need quoting
+# in file names, git refs and Erlang terms; semver with +build/-pre parts fits inside it.
+_VERSION_RE = re.compile(r"^[0-9A-Za-z][0-9A-Za-z._+-]{0,63}$")
+_APP_RE = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+_REF_RE = re.compile(r"^[0-9A-Za-z][0-9A-Za-z._/+-]{0,199}$")
+_SHA_RE = re.compile(r"^[0-9a-f]{4,40}$")
+_STAGE_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,62}$")
+_USER_RE = re.compile(r"^[a-z_][a-z0-9_.-]{0,31}$")
+_HOSTNAME_RE = re.compile(
+    r"^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+    r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$"
+)
+_IPV6_RE = re.compile(r"^\[[0-9A-Fa-f:.]+\]$")
+_ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def version(value: str) -> str:
+    """A release version: safe characters only, no path or shell meaning."""
+    if not isinstance(value, str) or not _VERSION_RE.match(value) or ".." in value:
+        raise InvalidInput(
+            f"invalid version {value!r}: use letters, digits and . _ + - (e.g. 1.2.3 or 1.2.3+abc)"
+        )
+    return value
+
+
+def parsed_version(value: str) -> Version | None:
+    """The PEP 440 reading of a release version, or None when it is not comparable."""
+    try:
+        return Version(value)
+    except InvalidVersion:
+        return None
+
+
+def app_name(value: str) -> str:
+    """An OTP application/release name: an Erlang atom that needs no quoting."""
+    if not isinstance(value, str) or not _APP_RE.match(value):
+        raise InvalidInput(
+            f"invalid app name {value!r}: lowercase letters, digits and _ , starting with a letter"
+        )
+    return value
+
+
+def git_ref(value: str) -> str:
+    """A tag or branch name that git accepts and the shell cannot misread."""
+    bad = (
+        not isinstance(value, str)
+        or not _REF_RE.match(value)
+        or ".." in value
+        or value.endswith((".", "/", ".lock"))
+        or "//" in value
+        or "@{" in value
+    )
+    if bad:
+        raise InvalidInput(f"invalid git ref {value!r}: letters, digits and . _ / + - only")
+    return value
+
+
+def revision(value: str) -> str:
+    """A commit sha (abbreviated or full)."""
+    if not isinstance(value, str) or not _SHA_RE.match(value):
+        raise InvalidInput(f"invalid revision {value!r}: expected a hex commit sha (4-40 chars)")
+    return value
+
+
+def stage_name(value: str) -> str:
+    if not isinstance(value, str) or not _STAGE_RE.match(value):
+        raise InvalidInput(f"invalid stage name {value!r}: letters, digits, _ and - only")
+    return value
+
+
+def env_name(value: str) -> str:
+    if not isinstance(value, str) or not _ENV_NAME_RE.match(value):
+        raise InvalidInput(f"invalid environment variable name {value!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class HostAddress:
+    """The parts of a `user@host:port` string."""
+
+    host: str
+    user: str | None = None
+    port: int | None = None
+
+    @property
+    def spec(self) -> str:
+        text = self.host
+        if self.user:
+            text = f"{self.user}@{text}"
+        if self.port:
+            text = f"{text}:{self.port}"
+        return text
+
+
+def host_address(value: str) -> HostAddress:
+    """Parse `[user@]host[:port]`; host may be a name, an IPv4 address or `[ipv6]`."""
+    if not isinstance(value, str) or not value:
+        raise InvalidInput(f"invalid host {value!r}: expected user@host:port")
+    rest = value
+    user: str | None = None
+    if "@" in rest:
+        user, rest = rest.split("@", 1)
+        if not _USER_RE.match(user):
+            raise InvalidInput(f"invalid host {value!r}: bad user name {user!r}")
+    port: int | None = None
+    if rest.startswith("["):
+        end = rest.find("]")
+        host, tail = rest[: end + 1], rest[end + 1 :]
+        if end < 0 or not _IPV6_RE.match(host) or (tail and not tail.startswith(":")):
+            raise InvalidInput(f"invalid host {value!r}: bad IPv6 form")
+        port_text = tail[1:] if tail else None
+    else:
+        host, _, port_text = rest.partition(":")
+        port_text = port_text or None
+        if not _HOSTNAME_RE.match(host):
+            raise InvalidInput(f"invalid host {value!r}: bad host name {host!r}")
+    if port_text is not None:
+        if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+            raise InvalidInput(f"invalid host {value!r}: port must be 1-65535")
+        port = int(port_text)
+    return HostAddress(host=host, user=user, port=port)
