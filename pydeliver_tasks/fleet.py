@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import paramiko
 from fabric import Connection
 from invoke import Context
 from invoke.exceptions import Exit
@@ -177,10 +178,13 @@ class HostContext:
         runner = Context() if self.local else self.conn
         try:
             res = runner.run(command, **kwargs)
-        except Exception as exc:  # invoke CommandTimedOut and SSH errors carry the reason
+        except (paramiko.SSHException, OSError) as exc:
+            where = "locally" if self.local else f"over SSH to {self.host.address}"
+            raise HostFailure(f"cannot run commands {where}: {exc}", hint=_ssh_hint(exc)) from exc
+        except Exception as exc:  # e.g. invoke's CommandTimedOut: its text carries the reason
             if stream:
                 out.flush()
-            raise HostFailure(f"could not run a command: {exc}") from exc
+            raise HostFailure(f"command failed to complete: {exc}") from exc
         if stream:
             out.flush()
         return RunResult(res.stdout, res.stderr, res.exited)
@@ -196,6 +200,17 @@ class HostContext:
             self.say(f"would download: {remote} -> {local}")
             return
         self.conn.get(remote, str(local))
+
+
+def _ssh_hint(exc: BaseException) -> str:
+    if isinstance(exc, ssh.UnknownHostKey):
+        return ""  # its message already says what to do
+    if isinstance(exc, paramiko.BadHostKeyException):
+        return ("the host's key changed: if that is expected (reinstall), remove the old line "
+                "from known_hosts (ssh-keygen -R); otherwise treat it as an attack")
+    if isinstance(exc, paramiko.AuthenticationException):
+        return "check the SSH user and deliver.ssh.identity_file (or your agent / ssh_config)"
+    return "check that the host is up, its sshd listens on that port, and the address is right"
 
 
 def _render(step: str, stage: str, results: Sequence[HostResult], dry_run: bool) -> str:

@@ -46,10 +46,11 @@ class StrictPolicy(paramiko.MissingHostKeyPolicy):
 
     def missing_host_key(self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey):
         fingerprint = key.fingerprint if hasattr(key, "fingerprint") else key.get_name()
+        host, _, port = hostname.strip("[").partition("]:")
         raise UnknownHostKey(
-            f"unknown host key for {hostname} ({fingerprint}): not in {self.known_hosts}. "
-            "Check the fingerprint, then add it (ssh-keyscan HOST >> known_hosts) or set "
-            "deliver.ssh.host_key_policy: accept-new"
+            f"unknown host key for {hostname} ({fingerprint}): not in {self.known_hosts}; "
+            f"check the fingerprint, then add it (ssh-keyscan -p {port or 22} {host} >> "
+            f"{self.known_hosts}) or set deliver.ssh.host_key_policy: accept-new"
         )
 
 

@@ -132,6 +132,9 @@ def host_address(value: str) -> HostAddress:
         port_text = port_text or None
         if not _HOSTNAME_RE.match(host):
             raise InvalidInput(f"invalid host {value!r}: bad host name {host!r}")
+        labels = host.split(".")
+        if all(x.isdigit() for x in labels) and (len(labels) != 4 or any(int(x) > 255 for x in labels)):
+            raise InvalidInput(f"invalid host {value!r}: {host!r} is not an IPv4 address")
     if port_text is not None:
         if not port_text.isdigit() or not 0 < int(port_text) < 65536:
             raise InvalidInput(f"invalid host {value!r}: port must be 1-65535")

@@ -1,0 +1,375 @@
+#!/usr/bin/env python3
+"""Deploy-scale benchmark: time `inv deploy.release` + `inv start` of the hello_ex release on 1, 4
+and 8 loopback sandbox hosts, with the executor's default bounded parallelism.
+
+It prints a table (hosts, deploy s, start s, deploy+start s, SSH logins per host per `inv` run)
+and the ratios "N hosts / 1 host" of deploy+start time: close to 1 means the hosts are served in
+parallel, close to N means one after the other. It asserts nothing about time; it exits non-zero
+if any `inv` command fails or a round did not do what it claims (upload on every host, healthy
+start on every host), so a broken deploy never prints a nice ratio.
+
+Run as root (the sandbox makes one Unix user per host):
+
+    .venv/bin/python bench/deploy_scale.py [--hosts 1,4,8] [--save] [--keep-sandbox]
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import platform
+import re
+import resource
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from pydeliver_tasks import sandbox as sb
+from pydeliver_tasks.config import DEFAULTS
+from pydeliver_tasks.sandbox_tasks import write_runtime_config
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = Path(__file__).resolve().parent / "results"
+APP = "hello_ex"
+VERSION = "0.0.1"
+# Own port, addresses and dir: never meets the demo (2222, 127.0.0.2..) or the tests (2322, .40..).
+PORT = 2422
+FIRST_ADDRESS = 60
+SANDBOX_DIR = Path(f"/tmp/pdt-bench-sandbox-{PORT}")
+HTTP_PORT = 4000
+INV_TIMEOUT = 600.0
+MAX_HOSTS = 16
+
+
+class BenchError(RuntimeError):
+    """An `inv` run failed or a round did not do what the benchmark measures."""
+
+
+@dataclass
+class InvRun:
+    """One timed `inv` subprocess: wall seconds, SSH logins and summary seconds per host."""
+
+    args: list[str]
+    seconds: float
+    logins: dict[str, int]
+    host_seconds: dict[str, float] = field(default_factory=dict)
+    inv_cpu: float = 0.0  # user+sys seconds of the inv process itself (Python, paramiko)
+    busy_cpu: float = 0.0  # CPU-seconds the whole machine was busy during the run
+
+    @property
+    def max_logins(self) -> int:
+        return max(self.logins.values(), default=0)
+
+    @property
+    def min_logins(self) -> int:
+        return min(self.logins.values(), default=0)
+
+    @property
+    def slowest_host(self) -> float:
+        return max(self.host_seconds.values(), default=0.0)
+
+    @property
+    def host_sum(self) -> float:
+        return sum(self.host_seconds.values())
+
+
+@dataclass
+class Round:
+    """deploy + start on the first `hosts` sandbox hosts."""
+
+    hosts: int
+    deploy: InvRun
+    start: InvRun
+
+    @property
+    def total(self) -> float:
+        return self.deploy.seconds + self.start.seconds
+
+    @property
+    def logins(self) -> int:
+        """Max SSH logins on any host in any of the two timed runs (expected: 1)."""
+        return max(self.deploy.max_logins, self.start.max_logins)
+
+
+def load_make_repo() -> Any:
+    """examples/make_repo.py's make_repo (examples/ is no package)."""
+    spec = importlib.util.spec_from_file_location("make_repo", REPO / "examples" / "make_repo.py")
+    if spec is None or spec.loader is None:
+        raise BenchError("cannot load examples/make_repo.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.make_repo
+
+
+def inv_path() -> str:
+    """The `inv` next to this interpreter (the venv's), else the one on PATH."""
+    here = Path(sys.executable).with_name("inv")
+    found = str(here) if here.exists() else shutil.which("inv")
+    if not found:
+        raise BenchError("no `inv` found: run with the project's venv (.venv/bin/python)")
+    return found
+
+
+def accepted_logins(box: sb.Sandbox, name: str) -> int:
+    """SSH logins the host's sshd has accepted so far (its log has LogLevel VERBOSE)."""
+    log = box.dir / "log" / f"{name}.log"
+    return len(re.findall(r"Accepted publickey", log.read_text())) if log.exists() else 0
+
+
+def busy_cpu_seconds() -> float:
+    """CPU-seconds this machine has been busy (all CPUs, all users) since boot: /proc/stat."""
+    try:
+        fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    except (OSError, ValueError):
+        return 0.0
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")  # guest time is in user already
+
+
+def children_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+class Bench:
+    """The sandbox, the example project and its runtime configs; runs and times `inv`."""
+
+    def __init__(self, box: sb.Sandbox, project: Path, config: Path, verbose: bool = False):
+        self.box = box
+        self.project = project
+        self.config = config
+        self.verbose = verbose
+        self.inv = inv_path()
+        self.work = box.dir / "bench"
+        self.work.mkdir(exist_ok=True)
+        self.runs = 0
+
+    def variant(self, n: int) -> Path:
+        """A runtime config whose stage `sandbox` keeps only the first n hosts."""
+        data = json.loads(self.config.read_text())
+        hosts = data["deliver"]["stages"]["sandbox"]["hosts"]
+        if n > len(hosts):
+            raise BenchError(f"the sandbox has {len(hosts)} hosts, {n} asked")
+        data["deliver"]["stages"]["sandbox"]["hosts"] = hosts[:n]
+        path = self.work / f"hosts-{n}.json"
+        path.write_text(json.dumps(data, indent=2))
+        path.chmod(0o600)  # holds the cookie
+        return path
+
+    def deploy_paths(self, config: Path) -> list[Path]:
+        data = json.loads(config.read_text())
+        return [Path(h["deploy_path"]) for h in data["deliver"]["stages"]["sandbox"]["hosts"]]
+
+    def run(self, config: Path, *args: str, hosts: tuple[sb.SandboxHost, ...] = (),
+            check: bool = True) -> tuple[InvRun, str, int]:
+        """Run `inv ARGS --json FILE` in the project; time it and count logins on `hosts`."""
+        self.runs += 1
+        summary = self.work / f"run-{self.runs}.json"
+        argv = [self.inv, *args, "--json", str(summary)]
+        env = {**os.environ, "INVOKE_RUNTIME_CONFIG": str(config)}
+        before = {h.name: accepted_logins(self.box, h.name) for h in hosts}
+        cpu0, busy0 = children_cpu_seconds(), busy_cpu_seconds()
+        start = time.monotonic()
+        try:
+            res = subprocess.run(argv, cwd=self.project, env=env, capture_output=True, text=True,
+                                 timeout=INV_TIMEOUT, stdin=subprocess.DEVNULL)
+        except subprocess.TimeoutExpired as exc:
+            raise BenchError(f"inv {' '.join(args)} timed out after {INV_TIMEOUT:.0f}s") from exc
+        seconds = time.monotonic() - start
+        inv_cpu, busy = children_cpu_seconds() - cpu0, busy_cpu_seconds() - busy0
+        logins = {h.name: accepted_logins(self.box, h.name) - before[h.name] for h in hosts}
+        out = res.stdout + res.stderr
+        if self.verbose:
+            log(out.rstrip())
+        if check and res.returncode:
+            tail = "\n".join(out.splitlines()[-60:])
+            raise BenchError(f"inv {' '.join(args)} exited {res.returncode} "
+                             f"(config {config}):\n{tail}")
+        host_seconds: dict[str, float] = {}
+        if summary.exists():
+            report = json.loads(summary.read_text())
+            host_seconds = {h["host"]: float(h["seconds"]) for h in report["hosts"]}
+        run = InvRun(list(args), seconds, logins, host_seconds, inv_cpu, busy)
+        return run, out, res.returncode
+
+    def build(self) -> float:
+        log(f"building {APP} {VERSION} on the build host (once)")
+        run, _, _ = self.run(self.config, "build.release", "--tag", VERSION)
+        return run.seconds
+
+    def measure(self, n: int) -> Round:
+        """Stop, wipe the deploy dirs, then time deploy and start on the first n hosts; stop."""
+        config = self.variant(n)
+        hosts = self.box.hosts[:n]
+        self.run(config, "stop")
+        for path in self.deploy_paths(config):  # so that every round really uploads
+            if path.exists():
+                shutil.rmtree(path)
+        log(f"{n} host(s): deploy.release")
+        deploy, out, _ = self.run(config, "deploy.release", "--version", VERSION, hosts=hosts)
+        if out.count(f"{VERSION} uploaded, extracted") != n:
+            raise BenchError(f"deploy on {n} host(s) did not upload to every host:\n{out}")
+        log(f"{n} host(s): start")
+        start, out, _ = self.run(config, "start", hosts=hosts)
+        if out.count("application started, health ok") != n:
+            raise BenchError(f"start on {n} host(s) did not verify every host:\n{out}")
+        self.run(config, "stop")
+        return Round(n, deploy, start)
+
+
+def parse_counts(text: str) -> list[int]:
+    try:
+        counts = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not a comma-separated list of numbers: {text!r}") from exc
+    if not counts or any(not 1 <= n <= MAX_HOSTS for n in counts):
+        raise argparse.ArgumentTypeError(f"host counts must be 1..{MAX_HOSTS}: {text!r}")
+    return counts
+
+
+def ratios(rounds: list[Round]) -> dict[int, float]:
+    """deploy+start time of N hosts / that of 1 host (needs a 1-host round)."""
+    one = next((r for r in rounds if r.hosts == 1), None)
+    if one is None or one.total <= 0:
+        return {}
+    return {r.hosts: r.total / one.total for r in rounds if r.hosts != 1}
+
+
+def render(rounds: list[Round], build_seconds: float) -> str:
+    """The result table, the ratios and where the time goes."""
+    lines = [
+        f"deploy + start of {APP} {VERSION} on sandbox hosts "
+        f"(parallel={DEFAULTS['parallel']}, {os.cpu_count()} CPUs; build once: {build_seconds:.1f}s)",
+        "",
+        f"{'hosts':>5}  {'deploy s':>8}  {'start s':>7}  {'deploy+start s':>14}  "
+        f"{'SSH logins/host/run':>19}",
+    ]
+    for r in rounds:
+        lines.append(f"{r.hosts:>5}  {r.deploy.seconds:>8.2f}  {r.start.seconds:>7.2f}  "
+                     f"{r.total:>14.2f}  {r.logins:>19}")
+    lines.append("")
+    for n, x in ratios(rounds).items():
+        lines.append(f"{n} hosts ÷ 1 host (deploy+start): {x:.2f}   "
+                     f"(parallel ≈ 1, serial ≈ {n})")
+    lines += ["", "where the time goes (from each run's --json summary):",
+              f"{'hosts':>5}  {'run':<7}  {'wall s':>6}  {'slowest host s':>14}  "
+              f"{'sum of hosts s':>14}  {'overlap':>7}  {'inv CPU s':>9}  {'machine CPU busy':>16}"]
+    cpus = os.cpu_count() or 1
+    for r in rounds:
+        for name, run in (("deploy", r.deploy), ("start", r.start)):
+            overlap = run.host_sum / run.seconds if run.seconds else 0.0
+            busy = run.busy_cpu / (run.seconds * cpus) if run.seconds else 0.0
+            lines.append(f"{r.hosts:>5}  {name:<7}  {run.seconds:>6.2f}  {run.slowest_host:>14.2f}  "
+                         f"{run.host_sum:>14.2f}  {overlap:>7.2f}  {run.inv_cpu:>9.2f}  {busy:>15.0%}")
+    lines += [
+        "  wall - slowest host: inv startup, config, summary.  overlap: sum of host times / wall,",
+        "  ~N when the N hosts really run at once.  inv CPU: the inv process itself (Python, SSH).",
+        f"  machine CPU busy: all {cpus} CPUs, all users (other work on the machine counts too);",
+        "  near 100% means the hosts' work (BEAM boots, rpc probes, gunzip, sshd) is CPU-bound.",
+    ]
+    odd = [r for r in rounds if r.logins != 1 or min(r.deploy.min_logins, r.start.min_logins) != 1]
+    for r in odd:
+        lines.append(f"NOTE: {r.hosts} host(s): logins per host per run were "
+                     f"deploy {r.deploy.logins}, start {r.start.logins} (expected 1 each)")
+    return "\n".join(lines)
+
+
+def results_json(rounds: list[Round], build_seconds: float) -> dict[str, Any]:
+    return {
+        "benchmark": "deploy_scale",
+        "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "app": APP, "version": VERSION,
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
+                    "platform": platform.platform()},
+        "parallel": DEFAULTS["parallel"],
+        "build_seconds": round(build_seconds, 3),
+        "rounds": [{"hosts": r.hosts, "deploy_seconds": round(r.deploy.seconds, 3),
+                    "start_seconds": round(r.start.seconds, 3),
+                    "total_seconds": round(r.total, 3), "logins_per_host_per_run": r.logins,
+                    "deploy": asdict(r.deploy), "start": asdict(r.start)} for r in rounds],
+        "ratios": {f"{n}/1": round(x, 3) for n, x in ratios(rounds).items()},
+    }
+
+
+def save(payload: dict[str, Any]) -> Path:
+    RESULTS.mkdir(exist_ok=True)
+    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H%M%SZ")
+    path = RESULTS / f"deploy_scale-{stamp}.json"
+    path.write_text(json.dumps(payload, indent=2) + "\n")
+    return path
+
+
+def teardown(bench: Bench | None, keep: bool) -> bool:
+    """inv stop on every host (failure ignored), then sandbox down --purge; -> clean?"""
+    if bench is not None:
+        try:
+            bench.run(bench.config, "stop", check=False)
+        except BenchError as exc:
+            log(f"teardown: inv stop: {exc}")
+    if keep:
+        log(f"--keep-sandbox: sandbox left in {SANDBOX_DIR}; end it with: .venv/bin/python -c "
+            f"\"from pydeliver_tasks import sandbox; sandbox.down('{SANDBOX_DIR}', purge=True)\"")
+        return True
+    try:
+        lines = sb.down(SANDBOX_DIR, purge=True)
+    except (OSError, sb.SandboxError) as exc:
+        log(f"teardown failed: {exc}")
+        return False
+    bad = [x for x in lines if "failed" in x]
+    for line in bad:
+        log(f"teardown: {line}")
+    return not bad
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--hosts", type=parse_counts, default=[1, 4, 8],
+                        help="comma-separated host counts (default 1,4,8)")
+    parser.add_argument("--save", action="store_true",
+                        help="also write the results to bench/results/deploy_scale-<UTC time>.json")
+    parser.add_argument("--keep-sandbox", action="store_true",
+                        help="leave the sandbox (sshds, users, nodes stopped) up for debugging")
+    parser.add_argument("-v", "--verbose", action="store_true", help="print every inv output")
+    args = parser.parse_args(argv)
+    if os.geteuid() != 0:
+        log("run as root: the sandbox makes one Unix user per host")
+        return 2
+    counts: list[int] = args.hosts
+    bench: Bench | None = None
+    ok = False
+    try:
+        log(f"sandbox: {max(counts)} hosts on port {PORT} in {SANDBOX_DIR}")
+        box = sb.up(SANDBOX_DIR, hosts=max(counts), port=PORT, first_address=FIRST_ADDRESS,
+                    fresh=True)
+        config = write_runtime_config(box, APP, http_port=HTTP_PORT)
+        project = box.dir / "project" / APP
+        if project.exists():
+            shutil.rmtree(project)
+        load_make_repo()(APP, project)
+        bench = Bench(box, project, config, verbose=args.verbose)
+        build_seconds = bench.build()
+        rounds = [bench.measure(n) for n in counts]
+        print(render(rounds, build_seconds), flush=True)
+        if args.save:
+            log(f"saved {save(results_json(rounds, build_seconds))}")
+        ok = True
+    except (BenchError, sb.SandboxError, OSError, subprocess.SubprocessError) as exc:
+        log(f"deploy_scale FAILED: {exc}")
+    finally:
+        clean = teardown(bench, args.keep_sandbox)
+    return 0 if ok and clean else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
