@@ -246,11 +246,11 @@ def ratios(rounds: list[Round]) -> dict[int, float]:
     return {r.hosts: r.total / one.total for r in rounds if r.hosts != 1}
 
 
-def render(rounds: list[Round], build_seconds: float) -> str:
+def render(rounds: list[Round], build_seconds: float, load: float) -> str:
     """The result table, the ratios and where the time goes."""
     lines = [
-        f"deploy + start of {APP} {VERSION} on sandbox hosts "
-        f"(parallel={DEFAULTS['parallel']}, {os.cpu_count()} CPUs; build once: {build_seconds:.1f}s)",
+        f"deploy + start of {APP} {VERSION} on sandbox hosts (parallel={DEFAULTS['parallel']}, "
+        f"{os.cpu_count()} CPUs, 1-min load before the run {load:.1f}; build once: {build_seconds:.1f}s)",
         "",
         f"{'hosts':>5}  {'deploy s':>8}  {'start s':>7}  {'deploy+start s':>14}  "
         f"{'SSH logins/host/run':>19}",
@@ -285,13 +285,13 @@ def render(rounds: list[Round], build_seconds: float) -> str:
     return "\n".join(lines)
 
 
-def results_json(rounds: list[Round], build_seconds: float) -> dict[str, Any]:
+def results_json(rounds: list[Round], build_seconds: float, load: float) -> dict[str, Any]:
     return {
         "benchmark": "deploy_scale",
         "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "app": APP, "version": VERSION,
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
-                    "platform": platform.platform()},
+                    "platform": platform.platform(), "load_before": round(load, 2)},
         "parallel": DEFAULTS["parallel"],
         "build_seconds": round(build_seconds, 3),
         "rounds": [{"hosts": r.hosts, "deploy_seconds": round(r.deploy.seconds, 3),
@@ -347,7 +347,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     counts: list[int] = args.hosts
     bench: Bench | None = None
-    ok = False
+    ok, load = False, os.getloadavg()[0]
     try:
         log(f"sandbox: {max(counts)} hosts on port {PORT} in {SANDBOX_DIR}")
         box = sb.up(SANDBOX_DIR, hosts=max(counts), port=PORT, first_address=FIRST_ADDRESS,
@@ -360,9 +360,9 @@ def main(argv: list[str] | None = None) -> int:
         bench = Bench(box, project, config, verbose=args.verbose)
         build_seconds = bench.build()
         rounds = [bench.measure(n) for n in counts]
-        print(render(rounds, build_seconds), flush=True)
+        print(render(rounds, build_seconds, load), flush=True)
         if args.save:
-            log(f"saved {save(results_json(rounds, build_seconds))}")
+            log(f"saved {save(results_json(rounds, build_seconds, load))}")
         ok = True
     except (BenchError, sb.SandboxError, OSError, subprocess.SubprocessError) as exc:
         log(f"deploy_scale FAILED: {exc}")

@@ -66,7 +66,7 @@ def make_repo(app: str, dest: Path, versions: tuple[str, ...] = DEFAULT_VERSIONS
 
     dest.mkdir(parents=True, exist_ok=True)
     _git(dest, "init", "--quiet", "--initial-branch=main")
-    for version, src in zip(versions, sources):
+    for version, src in zip(versions, sources, strict=True):
         shutil.copytree(src, dest, dirs_exist_ok=True, ignore=_IGNORE)
         _git(dest, "add", "--all")
         _git(dest, "commit", "--quiet", "-m", f"{app} {version}")

@@ -75,6 +75,9 @@ class StepFailed(Exit):
             code=1,
         )
 
+    def __str__(self) -> str:
+        return str(self.message)
+
 
 @dataclass
 class HostResult:

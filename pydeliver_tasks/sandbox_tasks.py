@@ -80,7 +80,8 @@ def up(c: Any, hosts: int = 2, port: int = 2222, dir: str = "",
     print(f"use it with: INVOKE_RUNTIME_CONFIG={cfg} inv <task>   (or inv -f {cfg} <task>)")
 
 
-@task(help={"dir": DIR, "port": "sshd port of the sandbox", "purge": "also remove the sandbox users, their homes and the dir"})
+@task(help={"dir": DIR, "port": "sshd port of the sandbox",
+            "purge": "also remove the sandbox users, their homes and the dir"})
 def down(c: Any, dir: str = "", port: int = 2222, purge: bool = False) -> None:
     """Stop exactly what the sandbox started (sshd by pid, and the hosts' nodes and epmds)."""
     for line in sb.down(_dir(dir, port), purge=purge):

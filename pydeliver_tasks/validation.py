@@ -34,7 +34,7 @@ _ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 def version(value: str) -> str:
     """A release version: safe characters only, no path or shell meaning."""
-    if not isinstance(value, str) or not _VERSION_RE.match(value) or ".." in value:
+    if not isinstance(value, str) or not _VERSION_RE.fullmatch(value) or ".." in value:
         raise InvalidInput(
             f"invalid version {value!r}: use letters, digits and . _ + - (e.g. 1.2.3 or 1.2.3+abc)"
         )
@@ -51,7 +51,7 @@ def parsed_version(value: str) -> Version | None:
 
 def app_name(value: str) -> str:
     """An OTP application/release name: an Erlang atom that needs no quoting."""
-    if not isinstance(value, str) or not _APP_RE.match(value):
+    if not isinstance(value, str) or not _APP_RE.fullmatch(value):
         raise InvalidInput(
             f"invalid app name {value!r}: lowercase letters, digits and _ , starting with a letter"
         )
@@ -62,7 +62,7 @@ def git_ref(value: str) -> str:
     """A tag or branch name that git accepts and the shell cannot misread."""
     bad = (
         not isinstance(value, str)
-        or not _REF_RE.match(value)
+        or not _REF_RE.fullmatch(value)
         or ".." in value
         or value.endswith((".", "/", ".lock"))
         or "//" in value
@@ -75,19 +75,19 @@ def git_ref(value: str) -> str:
 
 def revision(value: str) -> str:
     """A commit sha (abbreviated or full)."""
-    if not isinstance(value, str) or not _SHA_RE.match(value):
+    if not isinstance(value, str) or not _SHA_RE.fullmatch(value):
         raise InvalidInput(f"invalid revision {value!r}: expected a hex commit sha (4-40 chars)")
     return value
 
 
 def stage_name(value: str) -> str:
-    if not isinstance(value, str) or not _STAGE_RE.match(value):
+    if not isinstance(value, str) or not _STAGE_RE.fullmatch(value):
         raise InvalidInput(f"invalid stage name {value!r}: letters, digits, _ and - only")
     return value
 
 
 def env_name(value: str) -> str:
-    if not isinstance(value, str) or not _ENV_NAME_RE.match(value):
+    if not isinstance(value, str) or not _ENV_NAME_RE.fullmatch(value):
         raise InvalidInput(f"invalid environment variable name {value!r}")
     return value
 
@@ -118,19 +118,19 @@ def host_address(value: str) -> HostAddress:
     user: str | None = None
     if "@" in rest:
         user, rest = rest.split("@", 1)
-        if not _USER_RE.match(user):
+        if not _USER_RE.fullmatch(user):
             raise InvalidInput(f"invalid host {value!r}: bad user name {user!r}")
     port: int | None = None
     if rest.startswith("["):
         end = rest.find("]")
         host, tail = rest[: end + 1], rest[end + 1 :]
-        if end < 0 or not _IPV6_RE.match(host) or (tail and not tail.startswith(":")):
+        if end < 0 or not _IPV6_RE.fullmatch(host) or (tail and not tail.startswith(":")):
             raise InvalidInput(f"invalid host {value!r}: bad IPv6 form")
         port_text = tail[1:] if tail else None
     else:
         host, _, port_text = rest.partition(":")
         port_text = port_text or None
-        if not _HOSTNAME_RE.match(host):
+        if not _HOSTNAME_RE.fullmatch(host):
             raise InvalidInput(f"invalid host {value!r}: bad host name {host!r}")
         labels = host.split(".")
         if all(x.isdigit() for x in labels) and (len(labels) != 4 or any(int(x) > 255 for x in labels)):

@@ -1,0 +1,77 @@
+"""Command builders: pinned strings, and every value quoted so the shell sees it as one word."""
+
+from __future__ import annotations
+
+import shlex
+import subprocess
+
+from pydeliver_tasks import builders, commands, otp
+from pydeliver_tasks.config import SshSettings
+from pydeliver_tasks.ssh import git_ssh_command
+from pydeliver_tasks.steps.node import parse_probe
+
+NASTY = "a b;$(touch /tmp/pwned)'\""
+
+
+def test_node_command_quotes_env_and_root() -> None:
+    cmd = commands.node("/srv/my app", "hello", "mix", {"RELEASE_COOKIE": NASTY}, "daemon")
+    assert cmd == f"cd '/srv/my app' && env RELEASE_COOKIE={shlex.quote(NASTY)} bin/hello daemon"
+    words = shlex.split(cmd)
+    assert f"RELEASE_COOKIE={NASTY}" in words
+
+
+def test_relx_gets_per_root_pipe_and_log_dirs_unless_set() -> None:
+    cmd = commands.node("r", "hello", "rebar3", {}, "ping")
+    assert 'PIPE_DIR="$PWD/tmp/pipe/"' in cmd and 'RUNNER_LOG_DIR="$PWD/log"' in cmd
+    cmd = commands.node("r", "hello", "rebar3", {"PIPE_DIR": "/p/"}, "ping")
+    assert "PIPE_DIR=/p/" in cmd and "$PWD/tmp/pipe" not in cmd
+
+
+def test_eval_uses_rpc_for_mix_and_eval_for_relx() -> None:
+    expr = otp.node_facts_expr("hello")
+    assert " bin/hello rpc " in commands.node_eval("r", "hello", "mix", {}, expr)
+    relx = commands.node_eval("r", "hello", "rebar3", {}, expr)
+    assert " bin/hello eval " in relx and shlex.split(relx)[-1] == expr
+
+
+def test_elixir_wrapper_carries_the_expression_base64() -> None:
+    code = otp.elixir_wrapper("io_lib:format(\"~s\", [\"it's | fine\"]).")
+    assert "it's" not in code and "Base.decode64!" in code
+
+
+def test_parse_marker_and_probe() -> None:
+    out = ('"PDT{pid=42;app=true;vsn=0.0.1;node=a@b}"\nPDT_RC=0\n'
+           "PDT_PROC 42 /r/erts/bin/beam.smp -- -root /r -progname erl\n")
+    p = parse_probe(out)
+    assert p.facts == {"pid": "42", "app": "true", "vsn": "0.0.1", "node": "a@b"}
+    assert p.app_started and p.beams == [42]
+    down = parse_probe("--rpc-eval : RPC failed with reason :nodedown\nPDT_RC=1\n")
+    assert down.facts is None and not down.beams and "nodedown" in down.output
+    assert otp.parse_marker("nothing") is None
+
+
+def test_install_release_script_is_valid_shell_and_quotes_values() -> None:
+    script = commands.install_release("apps/my app", "hello", "0.0.1", "ab" * 32)
+    assert subprocess.run(["bash", "-n", "-c", script]).returncode == 0
+    assert "cd 'apps/my app'" in script
+    assert "sha256sum --check" in script.split("tar -xzf")[0], "verify before extracting"
+    assert script.index("mv -f releases/start_erl.data.new") > script.index("mv \"$f\" \"releases/$n\"")
+
+
+def test_build_commands() -> None:
+    assert builders.init_repo("b") == "mkdir -p b && git init -q --bare b/repo.git"
+    assert builders.checkout("b", "ab12").endswith("git -C src checkout -q --detach ab12 && git -C src log -1 --format=%H")
+    assert "MIX_ENV=prod" in builders.build("mix", "b", "hello", "prod")
+    assert builders.build("rebar3", "b", "hello", "prod") == "cd b/src && rebar3 release -n hello"
+    pkg = builders.package("mix", "/b", "hello", "prod", "0.0.1")
+    assert "cd /b/src/_build/prod/rel/hello && tar -czf /b/out/hello_0.0.1.release.tar.gz.part" in pkg
+    for cmd in (builders.checkout("b", NASTY), builders.build("mix", NASTY, "x", "prod")):
+        assert subprocess.run(["bash", "-n", "-c", cmd]).returncode == 0
+
+
+def test_git_ssh_command_enforces_the_host_key_policy() -> None:
+    strict = git_ssh_command(SshSettings("/k h", "strict", "/id", "", 7), None)
+    assert "StrictHostKeyChecking=yes" in strict and "'UserKnownHostsFile=/k h'" in strict
+    assert "IdentitiesOnly=yes" in strict and "BatchMode=yes" in strict
+    tofu = git_ssh_command(SshSettings("", "accept-new", "", "", 7), None)
+    assert "StrictHostKeyChecking=accept-new" in tofu

@@ -1,0 +1,78 @@
+"""The executor: results per host, failures isolated, summary, JSON, dry run, redaction."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import pytest
+
+from pydeliver_tasks import config
+from pydeliver_tasks.fleet import HostFailure, StepFailed, for_each_host
+
+
+def settings(parallel: int = 4):
+    d = copy.deepcopy(config.DEFAULTS)
+    d.update(app="hello", builder="mix", parallel=parallel, stages={"s": {
+        "env": {"RELEASE_COOKIE": "sekrit"}, "hosts": ["a", "b", "c"]}})
+    return config.load({"deliver": d})
+
+
+def test_a_failure_on_one_host_keeps_the_others_and_exits_nonzero(tmp_path, capsys) -> None:
+    s = settings()
+
+    def fn(hc):
+        if hc.host.name == "b":
+            raise HostFailure("boom sekrit", "tail line sekrit", "try again")
+        return f"fine {hc.host.name}"
+
+    with pytest.raises(StepFailed) as err:
+        for_each_host("start", s, "s", s.stage("s").hosts, fn, json_path=str(tmp_path / "r.json"))
+    assert err.value.code == 1 and "start failed on 1 of 3 host(s): b" in str(err.value)
+    out = capsys.readouterr().out
+    assert "sekrit" not in out and "boom *** — next: try again" in out
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert [h["ok"] for h in report["hosts"]] == [True, False, True] and report["ok"] is False
+    assert report["hosts"][1]["detail"] == "tail line ***"
+
+
+def test_unexpected_exceptions_become_host_results(capsys) -> None:
+    s = settings()
+    results = for_each_host("ping", s, "s", s.stage("s").hosts,
+                            lambda hc: 1 / 0 if hc.host.name == "a" else "ok", raise_on_failure=False)
+    assert [r.ok for r in results] == [False, True, True]
+    assert "ZeroDivisionError" in results[0].message
+
+
+def test_dry_run_prints_commands_and_runs_nothing(capsys) -> None:
+    s = settings()
+
+    def fn(hc):
+        res = hc.run("touch /tmp/should-not-exist-pdt")
+        assert res.ok and res.stdout == ""
+        return "planned"
+
+    for_each_host("deploy", s, "s", s.stage("s").hosts, fn, dry_run=True)
+    out = capsys.readouterr().out
+    assert out.count("would run: touch /tmp/should-not-exist-pdt") == 3
+    assert "(dry run: nothing was changed)" in out
+
+
+def test_parallelism_is_bounded() -> None:
+    import threading
+    import time
+
+    s = settings(parallel=2)
+    active, peak, lock = [0], [0], threading.Lock()
+
+    def fn(hc):
+        with lock:
+            active[0] += 1
+            peak[0] = max(peak[0], active[0])
+        time.sleep(0.1)
+        with lock:
+            active[0] -= 1
+        return "ok"
+
+    for_each_host("x", s, "s", s.stage("s").hosts, fn)
+    assert peak[0] == 2
