@@ -213,7 +213,9 @@ class Bench:
         config = self.variant(n)
         hosts = self.box.hosts[:n]
         self.run(config, "stop")
-        for path in self.deploy_paths(config):  # so that every round really uploads
+        for host, path in zip(hosts, self.deploy_paths(config), strict=True):  # always upload
+            if not path.resolve().is_relative_to(Path(host.home).resolve()):
+                raise BenchError(f"refusing to wipe {path}: not under {host.name}'s home {host.home}")
             if path.exists():
                 shutil.rmtree(path)
         log(f"{n} host(s): deploy.release")

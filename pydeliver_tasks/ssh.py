@@ -76,6 +76,8 @@ def secure(conn: Connection, ssh: SshSettings) -> Connection:
     policy = AcceptNewPolicy(known) if ssh.host_key_policy == "accept-new" else StrictPolicy(known)
     conn.client.set_missing_host_key_policy(policy)
     if isinstance(conn.gateway, Connection):
+        # Fabric builds ProxyJump hops itself, without our identity: give them the same key.
+        conn.gateway.connect_kwargs = {**connect_kwargs(ssh), **conn.gateway.connect_kwargs}
         secure(conn.gateway, ssh)
     return conn
 

@@ -5,6 +5,8 @@ defmodule HelloEx.Application do
   The HTTP server listens on `HTTP_IP` (default `127.0.0.1`) and `HTTP_PORT`
   (default `4000`), both read at run time. If the port cannot be bound the
   supervisor fails to start, so the application (and the release) fails to boot.
+  `BOOT_DELAY_MS` (default 0) makes the start slow on purpose, like an app that
+  warms caches or waits for a database: the deploy tool must wait, not cry "down".
   """
   use Application
 
@@ -12,6 +14,7 @@ defmodule HelloEx.Application do
   def start(_type, _args) do
     ip = System.get_env("HTTP_IP", "127.0.0.1")
     port = "HTTP_PORT" |> System.get_env("4000") |> String.to_integer()
+    "BOOT_DELAY_MS" |> System.get_env("0") |> String.to_integer() |> Process.sleep()
 
     children = [
       HelloEx.Counter,
