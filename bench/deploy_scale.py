@@ -145,8 +145,10 @@ def log(message: str) -> None:
 class Bench:
     """The sandbox, the example project and its runtime configs; runs and times `inv`."""
 
-    def __init__(self, box: sb.Sandbox, project: Path, config: Path, verbose: bool = False):
+    def __init__(self, box: sb.Sandbox, project: Path, config: Path, verbose: bool = False,
+                 parallel: int | None = None):
         self.box = box
+        self.parallel = parallel
         self.project = project
         self.config = config
         self.verbose = verbose
@@ -162,6 +164,8 @@ class Bench:
         if n > len(hosts):
             raise BenchError(f"the sandbox has {len(hosts)} hosts, {n} asked")
         data["deliver"]["stages"]["sandbox"]["hosts"] = hosts[:n]
+        if self.parallel is not None:  # a control run; by default the executor's own bound
+            data["deliver"]["parallel"] = self.parallel
         path = self.work / f"hosts-{n}.json"
         path.write_text(json.dumps(data, indent=2))
         path.chmod(0o600)  # holds the cookie
@@ -248,10 +252,10 @@ def ratios(rounds: list[Round]) -> dict[int, float]:
     return {r.hosts: r.total / one.total for r in rounds if r.hosts != 1}
 
 
-def render(rounds: list[Round], build_seconds: float, load: float) -> str:
+def render(rounds: list[Round], build_seconds: float, load: float, parallel: int) -> str:
     """The result table, the ratios and where the time goes."""
     lines = [
-        f"deploy + start of {APP} {VERSION} on sandbox hosts (parallel={DEFAULTS['parallel']}, "
+        f"deploy + start of {APP} {VERSION} on sandbox hosts (parallel={parallel}, "
         f"{os.cpu_count()} CPUs, 1-min load before the run {load:.1f}; build once: {build_seconds:.1f}s)",
         "",
         f"{'hosts':>5}  {'deploy s':>8}  {'start s':>7}  {'deploy+start s':>14}  "
@@ -287,14 +291,15 @@ def render(rounds: list[Round], build_seconds: float, load: float) -> str:
     return "\n".join(lines)
 
 
-def results_json(rounds: list[Round], build_seconds: float, load: float) -> dict[str, Any]:
+def results_json(rounds: list[Round], build_seconds: float, load: float,
+                 parallel: int) -> dict[str, Any]:
     return {
         "benchmark": "deploy_scale",
         "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "app": APP, "version": VERSION,
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
                     "platform": platform.platform(), "load_before": round(load, 2)},
-        "parallel": DEFAULTS["parallel"],
+        "parallel": parallel, "parallel_is_default": parallel == DEFAULTS["parallel"],
         "build_seconds": round(build_seconds, 3),
         "rounds": [{"hosts": r.hosts, "deploy_seconds": round(r.deploy.seconds, 3),
                     "start_seconds": round(r.start.seconds, 3),
@@ -342,12 +347,18 @@ def main(argv: list[str] | None = None) -> int:
                         help="also write the results to bench/results/deploy_scale-<UTC time>.json")
     parser.add_argument("--keep-sandbox", action="store_true",
                         help="leave the sandbox (sshds, users, nodes stopped) up for debugging")
+    parser.add_argument("--parallel", type=int, default=None, metavar="N",
+                        help="control run: set deliver.parallel=N (e.g. 1 = serial) instead of "
+                             "the executor's default")
     parser.add_argument("-v", "--verbose", action="store_true", help="print every inv output")
     args = parser.parse_args(argv)
     if os.geteuid() != 0:
         log("run as root: the sandbox makes one Unix user per host")
         return 2
     counts: list[int] = args.hosts
+    if args.parallel is not None and args.parallel < 1:
+        parser.error("--parallel must be >= 1")
+    parallel = DEFAULTS["parallel"] if args.parallel is None else args.parallel
     bench: Bench | None = None
     ok, load = False, os.getloadavg()[0]
     try:
@@ -359,12 +370,12 @@ def main(argv: list[str] | None = None) -> int:
         if project.exists():
             shutil.rmtree(project)
         load_make_repo()(APP, project)
-        bench = Bench(box, project, config, verbose=args.verbose)
+        bench = Bench(box, project, config, verbose=args.verbose, parallel=args.parallel)
         build_seconds = bench.build()
         rounds = [bench.measure(n) for n in counts]
-        print(render(rounds, build_seconds, load), flush=True)
+        print(render(rounds, build_seconds, load, parallel), flush=True)
         if args.save:
-            log(f"saved {save(results_json(rounds, build_seconds, load))}")
+            log(f"saved {save(results_json(rounds, build_seconds, load, parallel))}")
         ok = True
     except (BenchError, sb.SandboxError, OSError, subprocess.SubprocessError) as exc:
         log(f"deploy_scale FAILED: {exc}")

@@ -32,12 +32,15 @@ def _cli() -> Iterator[None]:
 
 @task(help={"tag": "git tag to build", "branch": "git branch to build",
             "revision": "commit sha to build", "version": "version the build must produce",
+            "stage": "checked to exist; the build host is the same for every stage",
             "dry_run": DRY, "json": JSON})
 def build_release(c: Any, tag: str | None = None, branch: str | None = None,
                   revision: str | None = None, version: str | None = None,
-                  dry_run: bool = False, json: str | None = None) -> None:
+                  stage: str | None = None, dry_run: bool = False, json: str | None = None) -> None:
     """Push a git ref to the build host, build the release there, fetch it into the store."""
     with _cli():
+        if stage:
+            steps.settings_of(c).stage(stage)
         steps.build_release(c, tag=tag, branch=branch, revision=revision, version=version,
                             dry_run=dry_run, json=json)
 
@@ -105,10 +108,12 @@ def update(c: Any, tag: str | None = None, branch: str | None = None,
                      stage=stage, host=host, dry_run=dry_run, json=json)
 
 
-@task(name="releases", help={"stage": "accepted for symmetry; the store is local"})
+@task(name="releases", help={"stage": "checked to exist; the store is local, shared by stages"})
 def releases_(c: Any, stage: str | None = None) -> None:
     """List the releases in the local release store."""
     with _cli():
+        if stage:
+            steps.settings_of(c).stage(stage)
         steps.releases(c)
 
 

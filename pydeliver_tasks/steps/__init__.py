@@ -15,7 +15,7 @@ from .node import ping, restart, start, stop, version
 
 __all__ = [
     "build_release", "deploy_release", "start", "stop", "restart", "ping", "version", "update",
-    "releases",
+    "releases", "settings_of",
 ]
 
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 import shlex
 from collections.abc import Mapping
 
-from . import otp
-from .model import release_file_name
+from .. import otp
+from ..model import release_file_name
 
 q = shlex.quote
 
