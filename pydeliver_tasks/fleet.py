@@ -1,8 +1,9 @@
 """Run one step on many hosts: bounded parallelism, one SSH connection per host per run,
 host-prefixed live output, a result per host, a summary, and dry-run built in.
 
-Steps hand `for_each_host` a function `fn(hc: HostContext) -> str` (the success message) that
-raises `HostFailure` (or anything) on failure; a failure on one host never hides the others.
+Steps hand `for_each_host` a function `fn(hc: HostContext)` returning the success message (or
+`(message, data)` for --json) that raises `HostFailure` (or anything) on failure; a failure on one
+host never hides the others.
 """
 
 from __future__ import annotations
@@ -57,11 +58,13 @@ atexit.register(close_connections)
 class HostFailure(Exception):
     """A step failed on a host: what was checked, what was seen, what to try next."""
 
-    def __init__(self, message: str, detail: str = "", hint: str = ""):
+    def __init__(self, message: str, detail: str = "", hint: str = "",
+                 data: dict[str, Any] | None = None):
         super().__init__(message)
         self.message = message
         self.detail = detail
         self.hint = hint
+        self.data = data or {}
 
 
 class StepFailed(Exit):
@@ -245,7 +248,7 @@ def for_each_host(
     settings: Settings,
     stage: str,
     hosts: Iterable[Host],
-    fn: Callable[[HostContext], str],
+    fn: Callable[[HostContext], str | tuple[str, dict[str, Any]]],
     *,
     dry_run: bool = False,
     json_path: str | None = None,
@@ -259,12 +262,14 @@ def for_each_host(
         hc = HostContext(host, settings, dry_run, local=local)
         start = time.monotonic()
         try:
-            message = fn(hc) or "done"
-            return HostResult(host.name, True, hc.redact(message), time.monotonic() - start)
+            outcome = fn(hc) or "done"
+            message, data = outcome if isinstance(outcome, tuple) else (outcome, {})
+            return HostResult(host.name, True, hc.redact(message), time.monotonic() - start,
+                              data=data)
         except HostFailure as exc:
             text = exc.message + (f" — next: {exc.hint}" if exc.hint else "")
             result = HostResult(host.name, False, hc.redact(text), time.monotonic() - start,
-                                hc.redact(exc.detail))
+                                hc.redact(exc.detail), exc.data)
         except Exception as exc:  # an unexpected error still becomes this host's result
             text = f"{type(exc).__name__}: {exc}"
             result = HostResult(host.name, False, hc.redact(text), time.monotonic() - start,

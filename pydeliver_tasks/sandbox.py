@@ -192,6 +192,17 @@ def _our_sshd_pid(dir: Path, name: str) -> int | None:
     return int(raw) if cmdline and is_sshd_cmdline(cmdline, cfg) and _alive(int(raw)) else None
 
 
+def _sshd_pids_by_config(dir: Path, name: str) -> list[int]:
+    """Listener sshds started with this host's config, found even when the pid file is lost."""
+    cfg = _paths(dir, name)[0]
+    found = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit() and (cmd := _read(d / "cmdline")) and is_sshd_cmdline(cmd, cfg):
+            if b"[listener]" in cmd or b"-E" in cmd.split(b"\0"):
+                found.append(int(d.name))
+    return [p for p in found if _alive(p)]
+
+
 def _port_open(address: str, port: int, timeout: float = 0.5) -> bool:
     try:
         with socket.create_connection((address, port), timeout=timeout):
@@ -386,6 +397,8 @@ def _start_sshds(sb: Sandbox) -> None:
 
     for h in starting:
         _paths(sb.dir, h.name)[1].unlink(missing_ok=True)
+        if strays := _sshd_pids_by_config(sb.dir, h.name):  # ours, but their pid file is lost
+            _terminate(strays)
         if not _bindable(h.address, h.port):
             raise fail(h, "cannot start: the address is already in use by another process")
     for h in starting:
@@ -410,9 +423,12 @@ def down(dir: Path, purge: bool = False) -> list[str]:
         return [f"no sandbox state in {dir}; nothing done"]
     lines: list[str] = []
     for h in st["hosts"]:
+        pids = set(_sshd_pids_by_config(dir, h["name"]))
         if (pid := _our_sshd_pid(dir, h["name"])) is not None:
-            _terminate([pid])
-            lines.append(f"stopped sshd {h['name']} (pid {pid})")
+            pids.add(pid)
+        if pids:
+            _terminate(sorted(pids))
+            lines.append(f"stopped sshd {h['name']} (pid {', '.join(map(str, sorted(pids)))})")
         _paths(dir, h["name"])[1].unlink(missing_ok=True)
     lines += _end_sandbox_processes(dir, st["users"], st["root"])
     if purge:

@@ -56,28 +56,66 @@ def deploy_release(c: Any, version: str | None = None, stage: str | None = None,
         steps.deploy_release(c, version, stage=stage, host=host, dry_run=dry_run, json=json)
 
 
-@task(help={"stage": STAGE, "host": HOST, "dry_run": DRY, "json": JSON})
+@task(help={"stage": STAGE, "host": HOST, "dry_run": DRY, "json": JSON,
+            "foreground_check": "if start fails, boot in the foreground and show the boot error"})
 def start(c: Any, stage: str | None = None, host: str | None = None,
-          dry_run: bool = False, json: str | None = None) -> None:
+          dry_run: bool = False, json: str | None = None, foreground_check: bool = False) -> None:
     """Start the node on every host; verify it answers, runs the app and passes health."""
     with _cli():
-        steps.start(c, stage=stage, host=host, dry_run=dry_run, json=json)
+        steps.start(c, stage=stage, host=host, dry_run=dry_run, json=json,
+                    foreground_check=foreground_check)
 
 
-@task(help={"stage": STAGE, "host": HOST, "dry_run": DRY, "json": JSON})
+FORCE = ("if the node does not answer or stop: TERM, then KILL this release's BEAM and "
+         "run_erl pids (never other releases'), clear stale pipe files")
+
+
+@task(help={"stage": STAGE, "host": HOST, "dry_run": DRY, "json": JSON, "force": FORCE})
 def stop(c: Any, stage: str | None = None, host: str | None = None,
-         dry_run: bool = False, json: str | None = None) -> None:
+         dry_run: bool = False, json: str | None = None, force: bool = False) -> None:
     """Stop the node on every host and verify its OS process is gone."""
     with _cli():
-        steps.stop(c, stage=stage, host=host, dry_run=dry_run, json=json)
+        steps.stop(c, stage=stage, host=host, dry_run=dry_run, json=json, force=force)
 
 
-@task(help={"stage": STAGE, "host": HOST, "dry_run": DRY, "json": JSON})
+@task(name="kill", help={"stage": STAGE, "host": HOST, "dry_run": DRY, "json": JSON})
+def kill_(c: Any, stage: str | None = None, host: str | None = None,
+          dry_run: bool = False, json: str | None = None) -> None:
+    """Same as stop --force: end this release's node even when nothing can see it."""
+    with _cli():
+        steps.stop(c, stage=stage, host=host, dry_run=dry_run, json=json, force=True)
+
+
+@task(help={"stage": STAGE, "host": HOST, "dry_run": DRY, "json": JSON, "force": FORCE})
 def restart(c: Any, stage: str | None = None, host: str | None = None,
-            dry_run: bool = False, json: str | None = None) -> None:
+            dry_run: bool = False, json: str | None = None, force: bool = False) -> None:
     """Verified stop, then verified start (boots the release that start_erl.data names)."""
     with _cli():
-        steps.restart(c, stage=stage, host=host, dry_run=dry_run, json=json)
+        steps.restart(c, stage=stage, host=host, dry_run=dry_run, json=json, force=force)
+
+
+@task(help={"stage": STAGE, "host": HOST, "json": JSON})
+def doctor(c: Any, stage: str | None = None, host: str | None = None,
+           json: str | None = None) -> None:
+    """Diagnose each host: verdict in plain words and the next command to run.
+
+    Looks at this release's processes, epmd, ping, running vs next-boot version, disk, pipe dir,
+    logs and crash dump. Exit 1 if any host is not healthy.
+    """
+    with _cli():
+        steps.doctor(c, stage=stage, host=host, json=json)
+
+
+@task(name="boot-check", help={"stage": STAGE, "host": HOST, "dry_run": DRY, "json": JSON,
+                               "seconds": "how long the foreground boot may run (default 10)"})
+def boot_check(c: Any, stage: str | None = None, host: str | None = None, seconds: int = 10,
+               dry_run: bool = False, json: str | None = None) -> None:
+    """Boot the stopped release in the foreground briefly and show its console output.
+
+    This is the boot error a daemon start hides; the node is stopped again afterwards.
+    """
+    with _cli():
+        steps.boot_check(c, stage=stage, host=host, seconds=seconds, dry_run=dry_run, json=json)
 
 
 @task(help={"stage": STAGE, "host": HOST, "json": JSON})
@@ -122,5 +160,6 @@ build.add_task(build_release, name="release")
 deploy = Collection("deploy")
 deploy.add_task(deploy_release, name="release")
 
-ns = Collection(start, stop, restart, ping, version, update, releases_, build, deploy, sandbox)
+ns = Collection(start, stop, kill_, restart, ping, version, update, releases_, doctor, boot_check,
+                build, deploy, sandbox)
 ns.configure({"deliver": copy.deepcopy(DEFAULTS)})

@@ -11,11 +11,13 @@ from ..model import Release
 from .build import build_release
 from .common import settings_of
 from .deploy import deploy_release
+from .doctor import doctor
 from .node import ping, restart, start, stop, version
+from .recovery import boot_check
 
 __all__ = [
     "build_release", "deploy_release", "start", "stop", "restart", "ping", "version", "update",
-    "releases", "settings_of",
+    "releases", "settings_of", "doctor", "boot_check",
 ]
 
 

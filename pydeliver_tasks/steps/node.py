@@ -192,23 +192,50 @@ def _each(step: str, c: Any, stage: str | None, host: str | None, dry_run: bool,
 
 
 def start(c: Any, stage: str | None = None, host: str | None = None,
-          dry_run: bool = False, json: str | None = None) -> list[HostResult]:
-    """Start the node on every host and verify it (steps' API of `inv start`)."""
-    return _each("start", c, stage, host, dry_run, json, start_node)
+          dry_run: bool = False, json: str | None = None,
+          foreground_check: bool = False) -> list[HostResult]:
+    """Start the node on every host and verify it (steps' API of `inv start`).
+
+    foreground_check: when a start fails, boot the release in the foreground for a few seconds
+    and add its console output (the real boot error) to that host's failure.
+    """
+
+    def one(hc: HostContext, kind: str) -> str:
+        try:
+            return start_node(hc, kind)
+        except HostFailure as exc:
+            if not foreground_check or hc.dry_run:
+                raise
+            from .recovery import BOOT_CHECK_SECONDS, boot_output, force_stop_node
+
+            force_stop_node(hc, kind)
+            rc, output = boot_output(hc, kind, BOOT_CHECK_SECONDS)
+            exc.detail += f"\n== foreground boot (exit {rc}):\n{output}"
+            raise
+
+    return _each("start", c, stage, host, dry_run, json, one)
 
 
 def stop(c: Any, stage: str | None = None, host: str | None = None,
-         dry_run: bool = False, json: str | None = None) -> list[HostResult]:
-    """Stop the node on every host and verify its OS process is gone."""
-    return _each("stop", c, stage, host, dry_run, json, stop_node)
+         dry_run: bool = False, json: str | None = None, force: bool = False) -> list[HostResult]:
+    """Stop the node on every host and verify its OS process is gone.
+
+    force: when the node does not answer (or will not stop), end the BEAM and run_erl processes
+    of this release root by pid (TERM, then KILL) and clear stale pipe files.
+    """
+    from .recovery import force_stop_node
+
+    return _each("stop", c, stage, host, dry_run, json, force_stop_node if force else stop_node)
 
 
 def restart(c: Any, stage: str | None = None, host: str | None = None,
-            dry_run: bool = False, json: str | None = None) -> list[HostResult]:
-    """Verified stop, then verified start — so a newly deployed release really boots."""
+            dry_run: bool = False, json: str | None = None, force: bool = False) -> list[HostResult]:
+    """Verified stop (forced with force=True), then verified start — so a newly deployed release
+    really boots (not init:restart, which would not load it)."""
+    from .recovery import force_stop_node
 
     def both(hc: HostContext, kind: str) -> str:
-        stopped = stop_node(hc, kind)
+        stopped = (force_stop_node if force else stop_node)(hc, kind)
         return f"{stopped}; {start_node(hc, kind)}"
 
     return _each("restart", c, stage, host, dry_run, json, both)

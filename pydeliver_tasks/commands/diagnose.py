@@ -1,0 +1,86 @@
+"""Command builders for troubleshooting: one survey of a host, signals by pid, foreground boot.
+
+Everything a diagnosis needs comes back from ONE script (`survey`), each fact on a line with a
+`PDT_*` marker, so `doctor` costs one round trip beyond the node probe.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+from . import _node_env, q
+
+# Marker prefixes of the survey's lines.
+MARKS = ("PDT_NOROOT", "PDT_BOOT", "PDT_VM", "PDT_RUNERL", "PDT_EPMD", "PDT_DISK", "PDT_PIPE",
+         "PDT_CRASH", "PDT_LOGFILE", "PDT_LOG", "PDT_NOW")
+
+
+def _exports(env: Mapping[str, str]) -> str:
+    return "".join(f"export {k}={q(v)}\n" for k, v in env.items())
+
+
+def survey(root: str, env: Mapping[str, str], log_lines: int = 20) -> str:
+    """Processes of this root (VMs by `-root ROOT `, run_erl by its pipe path), epmd's names,
+    the version that boots next, free disk, the pipe dir, a crash dump, and the log tail."""
+    return _exports(env) + "\n".join([
+        f"cd {q(root)} 2>/dev/null || {{ echo PDT_NOROOT; exit 0; }}",
+        'r="$(pwd -P)"',
+        "echo PDT_NOW $(date +%s)",
+        'echo "PDT_BOOT $(cat releases/start_erl.data 2>/dev/null)"',
+        'ps -eo pid=,etimes=,args= | grep -F -- "-root $r " | grep -v -e "grep -F" -e "ps -eo" '
+        '| sed "s/^ */PDT_VM /"',
+        'ps -eo pid=,etimes=,args= | grep -F -- "$r/" | grep -F run_erl | grep -v -e "grep -F" '
+        '-e "ps -eo" | sed "s/^ */PDT_RUNERL /"',
+        'e=$(ls -d erts-*/bin/epmd 2>/dev/null | head -n 1)',
+        '[ -n "$e" ] || e=$(command -v epmd || true)',
+        'if [ -n "$e" ]; then "$e" -names 2>&1 | sed "s/^/PDT_EPMD /"; '
+        'else echo "PDT_EPMD no epmd binary found"; fi',
+        'df -Pk . | tail -n 1 | awk \'{print "PDT_DISK " $4}\'',
+        'p="${PIPE_DIR:-$r/tmp/pipe/}"',
+        'if [ -d "$p" ]; then w=readonly; [ -w "$p" ] && w=writable; '
+        'echo "PDT_PIPE $p exists $w $(ls "$p" 2>/dev/null | tr "\\n" " ")"; '
+        'else echo "PDT_PIPE $p missing"; fi',
+        'if [ -f erl_crash.dump ]; then echo "PDT_CRASH $(stat -c %Y erl_crash.dump) '
+        '$(grep -m 1 "^Slogan" erl_crash.dump | cut -c 1-300)"; fi',
+        'f=$(ls -t log/erlang.log.* tmp/log/erlang.log.* 2>/dev/null | head -n 1)',
+        f'if [ -n "$f" ]; then echo "PDT_LOGFILE $f $(stat -c %Y "$f")"; '
+        f'tail -n {int(log_lines)} "$f" | sed "s/^/PDT_LOG /"; fi',
+        "true",
+    ])
+
+
+def signal(pids: Iterable[int], sig: str) -> str:
+    """Send a signal to exactly these pids (never by name); missing ones are ignored."""
+    assert sig in ("TERM", "KILL")
+    ids = " ".join(str(int(p)) for p in pids)
+    return f"kill -s {sig} {ids} 2>/dev/null; true"
+
+
+def alive(pids: Iterable[int]) -> str:
+    """Print which of these pids still exist."""
+    ids = " ".join(str(int(p)) for p in pids)
+    return f"for p in {ids}; do kill -0 $p 2>/dev/null && echo $p; done; true"
+
+
+def clear_pipes(root: str, env: Mapping[str, str]) -> str:
+    """Remove run_erl's pipe files: left behind by a killed node, they block the next start."""
+    return (
+        _exports(env)
+        + f'cd {q(root)} && p="${{PIPE_DIR:-$(pwd -P)/tmp/pipe/}}" && '
+        + 'rm -f "$p"/erlang.pipe.* && echo "cleared $p"'
+    )
+
+
+def foreground(root: str, app: str, flavor: str, env: Mapping[str, str], seconds: int) -> str:
+    """Boot the release in the foreground for at most `seconds`, then print its console output
+    and the exit code (124 = still running at the limit, i.e. it booted)."""
+    command = "start" if flavor == "mix" else "foreground"  # mix's `start` runs in the foreground
+    run = f"{_node_env(flavor, env)}timeout -s TERM -k 5 {int(seconds)} bin/{q(app)} {command}"
+    return "\n".join([
+        f"cd {q(root)} || exit 1",
+        'out="$(mktemp)"',
+        f'{run} </dev/null >"$out" 2>&1; rc=$?',
+        'tail -n 200 "$out"; rm -f "$out"',
+        "echo PDT_RC=$rc",
+    ])
+

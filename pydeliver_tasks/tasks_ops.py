@@ -1,0 +1,100 @@
+"""Operator tasks: logs, exec, eval, remote-console — thin wrappers over `steps.ops`.
+
+tasks.py registers these; this module does not import tasks.py (that would be circular), so the
+few shared help strings and the bad-input guard are repeated here.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from invoke import task
+from invoke.exceptions import Exit
+
+from .steps import ops
+from .validation import InvalidInput
+
+STAGE = "stage to act on (default: deliver.stage, or the only stage)"
+HOST = "act on this host only (as written in the stage's hosts, or its address)"
+JSON = "also write the per-host summary as JSON to this file ('-' = stdout)"
+
+
+@contextmanager
+def _cli() -> Iterator[None]:
+    """Bad input becomes a one-line error and exit code 2 — before any remote command."""
+    try:
+        yield
+    except InvalidInput as exc:
+        raise Exit(f"error: {exc}", code=2) from exc
+
+
+def remainder(argv: list[str] | None = None) -> str | None:
+    """What follows the first `--` on the command line (Invoke keeps it from tasks), words
+    joined by spaces as ssh does; None when there is no `--`."""
+    argv = sys.argv if argv is None else argv
+    if "--" not in argv:
+        return None
+    return " ".join(argv[argv.index("--") + 1:])
+
+
+@task(help={"lines": f"how many lines of the newest log to show (1-{ops.MAX_LINES}, default 50)",
+            "follow": "keep streaming new lines from every host until Ctrl-C",
+            "stage": STAGE, "host": HOST, "json": JSON})
+def logs(c: Any, lines: int = 50, follow: bool = False, stage: str | None = None,
+         host: str | None = None, json: str | None = None) -> None:
+    """Show the last lines of the node's newest run_erl log on every host (or follow them).
+
+    relx nodes log to <deploy path>/log, mix nodes to <deploy path>/tmp/log. A host with no log
+    yet (never started as a daemon) is reported, not failed; a missing deploy path fails.
+    """
+    with _cli():
+        ops.logs(c, lines=lines, follow=follow, stage=stage, host=host, json=json)
+
+
+@task(name="exec", help={"cmd": "the shell command (instead of giving it after --)",
+                         "stage": STAGE, "host": HOST, "json": JSON})
+def exec_(c: Any, cmd: str | None = None, stage: str | None = None, host: str | None = None,
+          json: str | None = None) -> None:
+    """Run a shell command on every host: inv exec -- 'CMD' (or --cmd 'CMD').
+
+    Runs `sh -c CMD` in the deploy path with the stage env; output is prefixed per host. Exits
+    non-zero when the command fails on any host. Quote CMD as one argument: words after -- are
+    joined by spaces, like ssh does.
+    """
+    with _cli():
+        rest = remainder()
+        if cmd is not None and rest is not None:
+            raise InvalidInput("give the command either after -- or with --cmd, not both")
+        ops.exec_(c, cmd if cmd is not None else rest or "", stage=stage, host=host, json=json)
+
+
+@task(name="eval", help={"expr": "mix: an Elixir expression; rebar3: an Erlang expression "
+                                 "(the final dot is added when missing)",
+                         "stage": STAGE, "host": HOST, "json": JSON})
+def eval_(c: Any, expr: str, stage: str | None = None, host: str | None = None,
+          json: str | None = None) -> None:
+    """Evaluate an expression on the running node of every host and print its value.
+
+    mix releases run it with `bin/APP rpc` (Elixir), rebar3/relx with `bin/APP eval` (Erlang).
+    A syntax error or exception fails that host with the error; so does a node not running.
+    """
+    with _cli():
+        ops.eval_(c, expr, stage=stage, host=host, json=json)
+
+
+@task(name="remote-console",
+      help={"exec": "replace this process by that ssh (needs exactly one host: --host)",
+            "stage": STAGE, "host": HOST})
+def remote_console(c: Any, exec_: bool = False, stage: str | None = None,
+                   host: str | None = None) -> None:
+    """Print the ssh command that opens a shell on each host's running node.
+
+    It uses our known_hosts, host key policy, key, user and port; mix opens `bin/APP remote`,
+    relx `bin/APP remote_console`. Secret env values (cookies...) are printed as ***; --exec
+    runs the real command for one host.
+    """
+    with _cli():
+        ops.remote_console(c, exec_=exec_, stage=stage, host=host)
