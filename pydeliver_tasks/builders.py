@@ -32,38 +32,37 @@ def checkout(build_path: str, sha: str) -> str:
     )
 
 
-def rel_dir(flavor: str, app: str, mix_env: str) -> str:
-    """Where the assembled release lands, relative to the work tree."""
-    if flavor == "mix":
-        return f"_build/{mix_env}/rel/{app}"
-    return f"_build/default/rel/{app}"
+def rel_dir(flavor: str, app: str, profile: str) -> str:
+    """Where the assembled release lands, relative to the work tree (profile: MIX_ENV for mix,
+    the rebar3 profile otherwise)."""
+    return f"_build/{profile}/rel/{app}"
 
 
-def build(flavor: str, build_path: str, app: str, mix_env: str) -> str:
+def build(flavor: str, build_path: str, app: str, profile: str) -> str:
     """Compile and assemble the release (deps must already be local: hex/rebar offline OK)."""
     src = q(f"{build_path.rstrip('/')}/src")
     if flavor == "mix":
-        env = f"MIX_ENV={q(mix_env)}"
+        env = f"MIX_ENV={q(profile)}"
         return (
-            f"cd {src} && export {env} LANG=C.UTF-8 && mix deps.get --only {q(mix_env)} "
+            f"cd {src} && export {env} LANG=C.UTF-8 && mix deps.get --only {q(profile)} "
             f"&& mix release {q(app)} --overwrite"
         )
-    return f"cd {src} && rebar3 release -n {q(app)}"
+    return f"cd {src} && rebar3 as {q(profile)} release -n {q(app)}"
 
 
-def list_versions(flavor: str, build_path: str, app: str, mix_env: str) -> str:
+def list_versions(flavor: str, build_path: str, app: str, profile: str) -> str:
     """The release versions present in the assembled release (one per line)."""
-    rel = q(f"{build_path.rstrip('/')}/src/{rel_dir(flavor, app, mix_env)}/releases")
+    rel = q(f"{build_path.rstrip('/')}/src/{rel_dir(flavor, app, profile)}/releases")
     return f"find {rel} -mindepth 1 -maxdepth 1 -type d -printf '%f\\n'"
 
 
-def package(flavor: str, build_path: str, app: str, mix_env: str, version: str) -> str:
+def package(flavor: str, build_path: str, app: str, profile: str, version: str) -> str:
     """Pack the release as an OTP tarball (bin, erts, lib, releases) and print its sha256.
 
     The same layout for mix and rebar3, so deploy treats both alike.
     """
     base = build_path.rstrip("/")
-    rel = q(f"{base}/src/{rel_dir(flavor, app, mix_env)}")
+    rel = q(f"{base}/src/{rel_dir(flavor, app, profile)}")
     out = q(f"{base}/out/{release_file_name(app, version)}")
     return (
         f"cd {rel} && tar -czf {out}.part bin lib releases $(ls -d erts-* 2>/dev/null) "

@@ -25,7 +25,8 @@ DEFAULTS: dict[str, Any] = {
     "mix_env": "prod",
     "project_dir": ".",  # the git repository to build
     "stage": "",  # default stage; may be empty when only one stage exists
-    "build": {"host": "local", "path": "pydeliver-build"},
+    "build": {"host": "local", "path": ""},  # path default: pydeliver-build/<app> ($HOME-relative)
+    "rebar3_profile": "default",
     "store": ".deliver/releases",
     "deploy_path": "",  # default for every stage: apps/<app> (relative paths: from $HOME)
     "env": {},  # env for every bin/<app> call on every stage
@@ -64,6 +65,7 @@ class Settings:
     app: str
     builder: str  # resolved: mix | rebar3
     mix_env: str
+    rebar3_profile: str
     project_dir: Path
     default_stage: str
     build: BuildSettings
@@ -152,14 +154,34 @@ class _Reader:
             return {}
         out: dict[str, str] = {}
         for key, val in value.items():
-            if self.check(f"{path}.{key}", v.env_name, key) is not None:
-                out[key] = str(val)
+            if self.check(f"{path}.{key}", v.env_name, key) is None:
+                continue
+            if isinstance(val, bool) or val is None or not isinstance(val, (str, int, float)):
+                self.problems.append(f"deliver.{path}.{key}: expected a string or number, "
+                                     f"got {val!r} (quote it in YAML)")
+                continue
+            out[key] = str(val)
         return out
+
+    def known(self, path: str, value: dict[str, Any], allowed: Any) -> None:
+        """Unknown keys are typos until proven otherwise: say so instead of ignoring them."""
+        for key in value:
+            if key not in allowed:
+                self.problems.append(f"deliver.{path}{'.' if path else ''}{key}: unknown key "
+                                     f"(known: {', '.join(sorted(allowed))})")
+
+    def placeholders(self, path: str, url: str, host: str, env: dict[str, str]) -> None:
+        try:
+            url.format(host=host, env=env)
+        except (KeyError, IndexError, ValueError, AttributeError) as exc:
+            self.problems.append(f"deliver.{path}: cannot fill {url!r} ({type(exc).__name__}: "
+                                 f"{exc}); placeholders are {{host}} and {{env[NAME]}}")
 
     def health(self, path: str, value: Any, base: HealthCheck) -> HealthCheck:
         if not isinstance(value, dict):
             self.problems.append(f"deliver.{path}: expected a mapping (url, status, contains)")
             return base
+        self.known(path, value, DEFAULTS["health"])
         url = str(value.get("url", base.url) or "")
         if url and not url.startswith(("http://", "https://")):
             self.problems.append(f"deliver.{path}.url: must start with http:// or https://")
@@ -176,9 +198,13 @@ def load(config: Any) -> Settings:
     raw = _plain(config.get("deliver", {}))
     data = {**DEFAULTS, **raw}
     r = _Reader()
+    r.known("", raw, DEFAULTS)
+    for section in ("build", "ssh", "timeouts"):
+        if isinstance(raw.get(section), dict):
+            r.known(section, raw[section], DEFAULTS[section])
 
     app = r.check("app", v.app_name, data["app"]) or ""
-    project_dir = Path(str(data["project_dir"] or ".")).resolve()
+    project_dir = _project_dir(str(data["project_dir"] or "."))
     builder = data["builder"]
     if builder not in BUILDERS:
         r.problems.append(f"deliver.builder: must be one of {', '.join(BUILDERS)}, got {builder!r}")
@@ -192,8 +218,11 @@ def load(config: Any) -> Settings:
     build_host = None
     if str(build["host"]) != "local":
         build_host = r.check("build.host", v.host_address, str(build["host"]))
-    build_path = str(build["path"] or "")
+    build_path = str(build["path"] or f"pydeliver-build/{app or 'app'}")
     r.check("build.path", _safe_path, build_path)
+    profile = str(data["rebar3_profile"])
+    if not profile.isidentifier():
+        r.problems.append(f"deliver.rebar3_profile: invalid {profile!r}")
 
     ssh_raw = {**DEFAULTS["ssh"], **(data["ssh"] or {})}
     if ssh_raw["host_key_policy"] not in HOST_KEY_POLICIES:
@@ -208,6 +237,8 @@ def load(config: Any) -> Settings:
         config_file=str(ssh_raw["config_file"] or ""),
         connect_timeout=r.number("ssh.connect_timeout", ssh_raw["connect_timeout"], 1, int),
     )
+    if ssh.config_file and not Path(ssh.config_file).expanduser().is_file():
+        r.problems.append(f"deliver.ssh.config_file: {ssh.config_file} does not exist")
     health = r.health("health", {**DEFAULTS["health"], **(data["health"] or {})}, HealthCheck())
     common_env = r.env("env", data["env"] or {})
     default_path = str(data["deploy_path"] or (f"apps/{app}" if app else ""))
@@ -231,6 +262,7 @@ def load(config: Any) -> Settings:
         app=app,
         builder=builder,
         mix_env=mix_env,
+        rebar3_profile=profile,
         project_dir=project_dir,
         default_stage=default_stage,
         build=BuildSettings(host=build_host, path=build_path),
@@ -247,6 +279,17 @@ def load(config: Any) -> Settings:
     return settings
 
 
+def _project_dir(value: str) -> Path:
+    """'.' means the project containing the current directory (its git top level), so `inv`
+    run from a subdirectory still finds mix.exs / rebar.config and the release store."""
+    here = Path(value).expanduser().resolve()
+    if value == ".":
+        for d in (here, *here.parents):
+            if (d / ".git").exists():
+                return d
+    return here
+
+
 def _safe_path(value: str) -> str:
     if not value or "\0" in value or "\n" in value:
         raise v.InvalidInput(f"invalid path {value!r}")
@@ -260,6 +303,7 @@ def _read_stage(
     if not isinstance(raw, dict):
         r.problems.append(f"deliver.{path}: expected a mapping with hosts")
         return Stage(name=name, hosts=())
+    r.known(path, raw, ("hosts", "deploy_path", "env", "health"))
     stage_path = str(raw.get("deploy_path") or default_path)
     r.check(f"{path}.deploy_path", _safe_path, stage_path)
     stage_env = {**env, **r.env(f"{path}.env", raw.get("env") or {})}
@@ -272,6 +316,7 @@ def _read_stage(
     for i, item in enumerate(hosts_raw):
         hpath = f"{path}.hosts[{i}]"
         over = item if isinstance(item, dict) else {"host": item}
+        r.known(hpath, over, ("host", "deploy_path", "env", "health", "health_url"))
         addr = r.check(hpath, v.host_address, str(over.get("host", "")))
         if addr is None:
             continue
@@ -279,10 +324,13 @@ def _read_stage(
         r.check(f"{hpath}.deploy_path", _safe_path, host_path)
         host_health = stage_health
         if over.get("health_url") or over.get("health"):
-            host_health = r.health(
-                f"{hpath}.health", {"url": over.get("health_url", ""), **(over.get("health") or {})},
-                stage_health,
-            )
+            given = dict(over.get("health") or {})
+            if over.get("health_url"):
+                given["url"] = over["health_url"]
+            host_health = r.health(f"{hpath}.health", given, stage_health)
+        host_env = {**stage_env, **r.env(f"{hpath}.env", over.get("env") or {})}
+        if host_health.url:
+            r.placeholders(f"{hpath}.health.url", host_health.url, addr.host, host_env)
         hosts.append(
             Host(
                 name=str(over["host"]),
@@ -290,7 +338,7 @@ def _read_stage(
                 user=addr.user,
                 port=addr.port,
                 deploy_path=host_path,
-                env={**stage_env, **r.env(f"{hpath}.env", over.get("env") or {})},
+                env=host_env,
                 health=host_health,
             )
         )

@@ -185,6 +185,8 @@ class HostContext:
         try:
             res = runner.run(command, **kwargs)
         except (paramiko.SSHException, OSError) as exc:
+            if stream:
+                out.flush()
             where = "locally" if self.local else f"over SSH to {self.host.address}"
             raise HostFailure(f"cannot run commands {where}: {exc}", hint=_ssh_hint(exc)) from exc
         except Exception as exc:  # e.g. invoke's CommandTimedOut: its text carries the reason

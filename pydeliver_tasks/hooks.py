@@ -53,6 +53,9 @@ def run(hc: HostContext, when: str, step: str, root: str) -> None:
 
     name = f"{when}_{step}"
     for fn in _registry.get(name, []):
+        if hc.dry_run:  # a Python hook may do anything: a dry run only names it
+            hc.say(f"would call {name} hook {getattr(fn, '__name__', fn)!s}")
+            continue
         fn(hc)
     for cmd in hc.settings.hooks.get(name, ()):
         res = hc.run(commands.hook(root, hc.host.env, cmd))

@@ -13,6 +13,7 @@ from invoke.exceptions import Exit
 
 from . import sandbox as sb
 from .steps.common import settings_of
+from .validation import InvalidInput
 
 DIR = "sandbox directory (default /tmp/pydeliver-sandbox-PORT)"
 
@@ -71,9 +72,18 @@ def write_runtime_config(box: sb.Sandbox, app: str, http_port: int = 4000) -> Pa
 def up(c: Any, hosts: int = 2, port: int = 2222, dir: str = "",
        fresh: bool = False, first_address: int = 2, http_port: int = 4000) -> None:
     """Start N sshd hosts + a build host on loopback and write their deliver config."""
-    app = settings_of(c).app
-    box = sb.up(_dir(dir, port), hosts=hosts, port=port, first_address=first_address,
-                fresh=fresh)
+    try:
+        app = settings_of(c).app
+        if not app:
+            raise InvalidInput("deliver.app is empty: set it in invoke.yaml (the release name)")
+        if not 1 <= hosts <= 50 or not 2 <= first_address <= 250 - hosts:
+            raise InvalidInput("--hosts must be 1-50 and --first-address leave room for them")
+        box = sb.up(_dir(dir, port), hosts=hosts, port=port, first_address=first_address,
+                    fresh=fresh)
+    except InvalidInput as exc:
+        raise Exit(f"error: {exc}", code=2) from exc
+    except sb.SandboxError as exc:
+        raise Exit(f"sandbox.up failed: {exc}", code=1) from exc
     cfg = write_runtime_config(box, app, http_port)
     print(f"sandbox up in {box.dir}: build host {box.build.spec}, "
           f"hosts {', '.join(h.spec for h in box.hosts)}")

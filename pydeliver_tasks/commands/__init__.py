@@ -60,11 +60,19 @@ def probe(root: str, app: str, flavor: str, env: Mapping[str, str]) -> str:
     started from this release root (`-root ROOT` is on the command line of mix and relx BEAMs
     alike; a booting or hung VM shows up here even when it does not answer rpc yet)."""
     facts = node_eval(root, app, flavor, env, otp.node_facts_expr(app))
-    return (
-        f"{facts} 2>&1; echo {RC_MARK}$?; "
-        f'r="-root $(pwd -P) "; ps -eo pid=,args= | grep -F -- "$r" | grep -v -e "grep -F" '
-        f'-e "ps -eo" | sed "s/^ */{PROC_MARK}/" || true'
-    )
+    return f"{facts} 2>&1; echo {RC_MARK}$?; {_vm_list}"
+
+
+# Every VM started from the root in the current dir, one PROC_MARK line each.
+_vm_list = (
+    'r="-root $(pwd -P) "; ps -eo pid=,args= | grep -F -- "$r" | grep -v -e "grep -F" '
+    f'-e "ps -eo" | sed "s/^ */{PROC_MARK}/" || true'
+)
+
+
+def vms(root: str) -> str:
+    """Just the VMs of this root: a cheap look (no Erlang VM is booted to ask, unlike rpc)."""
+    return f"cd {q(root)} 2>/dev/null && {{ {_vm_list}; }} || true"
 
 
 def start(root: str, app: str, flavor: str, env: Mapping[str, str]) -> str:
@@ -103,7 +111,7 @@ def mkdir(path: str) -> str:
     return f"mkdir -p {q(path)}"
 
 
-def install_release(root: str, app: str, version: str, sha256: str) -> str:
+def install_release(root: str, app: str, version: str, sha256: str, uploaded: bool = True) -> str:
     """Verify the uploaded tarball's sha256 on the host, then extract it so `version` boots next.
 
     Extraction goes to a staging dir first; only a complete, checked tree is moved into the root,
@@ -117,6 +125,8 @@ def install_release(root: str, app: str, version: str, sha256: str) -> str:
             "set -eu",
             f"cd {q(root)}",
             f"t={q(tarball.removeprefix(root.rstrip('/') + '/'))}",
+            # a .part left by an interrupted upload is stale when this run uploaded nothing
+            "" if uploaded else 'rm -f "$t.part"',
             'if [ -f "$t.part" ]; then',
             f'  echo {q(sha256)}"  $t.part" | sha256sum --check --status || '
             '{ echo "sha256 mismatch: the uploaded $t.part is not the built release" >&2; '

@@ -27,15 +27,15 @@ def update(
     dry_run: bool = False, json: str | None = None,
 ) -> list[HostResult]:
     """Build a release, deploy it, and do a verified restart into it."""
-    settings_of(c).stage(stage, host)  # refuse a bad stage/host before building anything
+    st = settings_of(c).stage(stage, host)  # refuse a bad stage/host before building anything
     release = build_release(c, tag=tag, branch=branch, revision=revision, version=version,
                             dry_run=dry_run)
     vsn = release.version if release else (version or tag or "<built version>")
     if dry_run:
-        say(f"would deploy {vsn} to stage {stage or 'default'} and restart verified")
+        say(f"would deploy {vsn} to stage {st.name} and restart verified")
         return []
     deploy_release(c, vsn, stage=stage, host=host)
-    return restart(c, stage=stage, host=host, json=json)
+    return restart(c, stage=stage, host=host, json=json, expect_version=vsn)
 
 
 def releases(c: Any) -> list[Release]:

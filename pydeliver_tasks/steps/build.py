@@ -56,10 +56,8 @@ def expected_version(tag: str | None, version: str | None) -> str | None:
 def build_host(settings: Settings) -> tuple[Host, bool]:
     """The build host as a Host (deploy_path = build path) and whether it is this machine."""
     b = settings.build
-    if b.host is None:
-        path = settings.build.path
-        if path == "pydeliver-build" or not os.path.isabs(path):
-            path = str((settings.project_dir / ".deliver" / "build").resolve())
+    if b.host is None:  # relative paths: under the project's .deliver/ (never the user's $HOME)
+        path = b.path if os.path.isabs(b.path) else str(settings.project_dir / ".deliver" / b.path)
         return Host("local", "localhost", None, None, path), True
     return Host(b.host.spec, b.host.host, b.host.user, b.host.port, b.path), False
 
@@ -102,19 +100,20 @@ def build_on_host(hc: HostContext, sha: str, expected: str | None) -> tuple[str,
     """Check out sha in a clean tree, build, find the single version, pack; -> (version, sha256)."""
     s = hc.settings
     kind, path = flavor(s), hc.host.deploy_path
+    profile = s.mix_env if kind == "mix" else s.rebar3_profile
     hooks.run(hc, "before", "build", path)
     res = hc.run(builders.checkout(path, sha))
     if not res.ok:
         raise HostFailure(f"could not check out {sha[:12]} on the build host", res.tail())
     hc.say(f"building {s.app} with {kind} (output follows)")
-    res = hc.run(builders.build(kind, path, s.app, s.mix_env), stream=True)
+    res = hc.run(builders.build(kind, path, s.app, profile), stream=True)
     if not res.ok:
         raise HostFailure(f"{kind} build failed (exit {res.exited})", res.tail(),
                           "run the same build locally; the output above shows the error")
     if hc.dry_run:
         version = expected or "<version>"
     else:
-        listed = hc.run(builders.list_versions(kind, path, s.app, s.mix_env), changes=False)
+        listed = hc.run(builders.list_versions(kind, path, s.app, profile), changes=False)
         found = sorted(x for x in listed.stdout.split() if x)
         if len(found) != 1:
             raise HostFailure(
@@ -127,7 +126,7 @@ def build_on_host(hc: HostContext, sha: str, expected: str | None) -> tuple[str,
                 f"the build produced version {version}, but {expected} was expected",
                 hint=f"bump the version in the project to {expected}, or pass --version {version}",
             )
-    res = hc.run(builders.package(kind, path, s.app, s.mix_env, version))
+    res = hc.run(builders.package(kind, path, s.app, profile, version))
     digest = res.stdout.strip().splitlines()[-1] if res.stdout.strip() else ""
     if not res.ok or (not hc.dry_run and not re.fullmatch(r"[0-9a-f]{64}", digest)):
         raise HostFailure("could not pack the release tarball", res.tail())
@@ -138,13 +137,13 @@ def build_on_host(hc: HostContext, sha: str, expected: str | None) -> tuple[str,
 def fetch_artifact(hc: HostContext, version: str, digest: str, local: bool) -> Path:
     """Download the tarball into the release store and check its sha256 here too."""
     s = hc.settings
-    s.store.mkdir(parents=True, exist_ok=True)
     dest = s.store / release_file_name(s.app, version)
     remote = builders.artifact_path(hc.host.deploy_path, s.app, version)
     hooks.run(hc, "before", "fetch", hc.host.deploy_path)
     if hc.dry_run:
         hc.say(f"would download: {remote} -> {dest}")
         return dest
+    s.store.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
     if local:
         part.write_bytes(Path(remote).read_bytes())
@@ -186,6 +185,8 @@ def build_release(
         vsn, digest = build_on_host(hc, sha, expected)
         made["path"] = fetch_artifact(hc, vsn, digest, local)
         made.update(version=vsn, sha256=digest)
+        if dry_run:
+            return f"would build {settings.app} from {ref} ({sha[:12]}) and store it"
         return f"built {settings.app} {vsn} from {ref} ({sha[:12]}) -> {made['path']}"
 
     for_each_host("build.release", settings, "build", [host], run,

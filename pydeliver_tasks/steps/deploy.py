@@ -31,11 +31,12 @@ def upload(hc: HostContext, release: Release) -> bool:
     return True
 
 
-def extract(hc: HostContext, release: Release) -> None:
+def extract(hc: HostContext, release: Release, uploaded: bool = True) -> None:
     """Verify the sha256 on the host, then extract so that this version boots next."""
     root = hc.host.deploy_path
     hooks.run(hc, "before", "extract", root)
-    res = hc.run(commands.install_release(root, release.app, release.version, release.sha256))
+    res = hc.run(commands.install_release(root, release.app, release.version, release.sha256,
+                                          uploaded))
     if not res.ok:
         what = "sha256 check failed" if res.exited == 3 else f"extract failed (exit {res.exited})"
         raise HostFailure(f"{what} for {release.file_name}", res.tail(),
@@ -58,7 +59,9 @@ def deploy_release(
 
     def run(hc: HostContext) -> str:
         uploaded = upload(hc, release)
-        extract(hc, release)
+        extract(hc, release, uploaded)
+        if hc.dry_run:
+            return f"would upload {version} (unless the host has it), verify and extract it"
         how = "uploaded" if uploaded else "upload skipped (same sha256 on host)"
         return f"{version} {how}, extracted; it boots on next start"
 

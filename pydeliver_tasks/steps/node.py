@@ -52,8 +52,17 @@ def parse_probe(output: str) -> Probe:
     return Probe(otp.parse_marker(output), procs, "\n".join(lines))
 
 
-def probe(hc: HostContext, kind: str) -> Probe:
+def probe(hc: HostContext, kind: str, cheap_first: bool = False) -> Probe:
+    """Ask the node (an rpc, which boots a helper VM: ~0.4 CPU-s) and list this root's VMs.
+
+    cheap_first: list the VMs first and skip the rpc when there are none to ask.
+    """
     h = hc.host
+    if cheap_first:
+        res = hc.run(commands.vms(h.deploy_path), changes=False)
+        listed = parse_probe(res.stdout)
+        if not listed.procs:
+            return listed
     res = hc.run(commands.probe(h.deploy_path, hc.settings.app, kind, h.env), changes=False)
     return parse_probe(res.stdout + res.stderr)
 
@@ -80,13 +89,24 @@ def health(hc: HostContext) -> tuple[bool, str]:
     return True, f"GET {url}: {status}"
 
 
-def start_node(hc: HostContext, kind: str) -> str:
-    """Start the node unless it already runs, then verify it within the start timeout."""
+def start_node(hc: HostContext, kind: str, expect: str | None = None) -> str:
+    """Start the node unless it already runs, then verify it within the start timeout
+    (and, with expect, that it runs that release version)."""
     h, app = hc.host, hc.settings.app
     if not hc.dry_run:
-        before = probe(hc, kind)
+        before = probe(hc, kind, cheap_first=True)
         if before.app_started:
-            return f"already running {before.facts['vsn']} (pid {before.facts['pid']})"
+            facts = before.facts or {}
+            msg = f"already running {facts['vsn']} (pid {facts['pid']})"
+            if expect and facts["vsn"] != expect:
+                raise HostFailure(f"{msg}, not {expect}", hint=f"inv restart --host {h.name}")
+            if h.health.enabled:
+                ok, seen = health(hc)
+                if not ok:
+                    raise HostFailure(f"{msg}, but the health check fails: {seen}",
+                                      hint=f"inv doctor --host {h.name}")
+                msg += ", health ok"
+            return msg
         if before.beams:
             raise HostFailure(
                 f"a BEAM of this release already runs (pid {before.beams[0]}) but does not "
@@ -95,7 +115,7 @@ def start_node(hc: HostContext, kind: str) -> str:
                 "check the node name/cookie in the stage env, or stop that process, then start",
             )
     hooks.run(hc, "before", "start", h.deploy_path)
-    res = hc.run(commands.start(h.deploy_path, app, kind, h.env))
+    res = hc.run(commands.start(h.deploy_path, app, kind, h.env), timeout=hc.settings.start_timeout)
     if not res.ok:
         raise HostFailure(f"bin/{app} daemon failed (exit {res.exited})",
                           res.tail() + "\n" + log_tail(hc), "see the output above")
@@ -103,30 +123,39 @@ def start_node(hc: HostContext, kind: str) -> str:
         hc.say("would verify: node answers, application started"
                + (", health check" if h.health.enabled else ""))
         return "would start and verify"
-    message = verify_started(hc, kind)
+    message = verify_started(hc, kind, expect)
     hooks.run(hc, "after", "start", h.deploy_path)
     return message
 
 
-def verify_started(hc: HostContext, kind: str) -> str:
-    """Poll until the node answers, runs our app and passes health — or fail saying which not."""
+def verify_started(hc: HostContext, kind: str, expect: str | None = None) -> str:
+    """Poll until the node answers, runs our app and passes health — or fail saying which not.
+
+    While a health check is configured and failing, only the cheap checks run (VM list + HTTP);
+    the rpc that proves the app is started is asked once health passes.
+    """
     timeout = hc.settings.start_timeout
     started = time.monotonic()
     deadline = started + timeout
     last = "no answer yet"
     gone_since: float | None = None
     while True:
-        p = probe(hc, kind)
+        health_seen = health(hc) if hc.host.health.enabled else (True, "")
+        p = probe(hc, kind) if health_seen[0] else probe(hc, kind, cheap_first=True)
+        if not health_seen[0] and p.procs and p.facts is None:
+            p.facts = {}  # VMs run; the node is not asked until health passes
         now = time.monotonic()
         if p.app_started:
             facts = p.facts or {}
             msg = f"running {facts['vsn']} (pid {facts['pid']}, node {facts['node']})"
-            if not hc.host.health.enabled:
-                return msg + ", application started"
-            ok, seen = health(hc)
-            if ok:
-                return f"{msg}, application started, health ok"
-            last = f"node up but health check failed: {seen}"
+            if expect and facts["vsn"] != expect:
+                raise HostFailure(f"the node came up running {facts['vsn']}, not {expect}",
+                                  log_tail(hc), "check releases/start_erl.data and bin/ on the host")
+            return msg + (", application started, health ok" if hc.host.health.enabled
+                          else ", application started")
+        elif p.facts == {}:
+            gone_since = None
+            last = f"BEAM pid {p.beams[0]} is up; health check not passing yet: {health_seen[1]}"
         elif p.facts:
             last = f"node answers but application {hc.settings.app} is not started"
         elif not p.beams:
@@ -169,9 +198,10 @@ def stop_node(hc: HostContext, kind: str) -> str:
         return "not running (nothing to stop)"
     pid = int(p.facts["pid"])
     hooks.run(hc, "before", "stop", h.deploy_path)
-    res = hc.run(commands.stop(h.deploy_path, app, kind, h.env))
+    res = hc.run(commands.stop(h.deploy_path, app, kind, h.env), timeout=hc.settings.stop_timeout)
     if not res.ok:
-        raise HostFailure(f"bin/{app} stop failed (exit {res.exited})", res.tail())
+        raise HostFailure(f"bin/{app} stop failed (exit {res.exited})", res.tail(),
+                          f"inv stop --force --host {h.name}")
     deadline = time.monotonic() + hc.settings.stop_timeout
     while hc.run(commands.process_alive(pid), changes=False).ok:
         if time.monotonic() >= deadline:
@@ -229,14 +259,17 @@ def stop(c: Any, stage: str | None = None, host: str | None = None,
 
 
 def restart(c: Any, stage: str | None = None, host: str | None = None,
-            dry_run: bool = False, json: str | None = None, force: bool = False) -> list[HostResult]:
+            dry_run: bool = False, json: str | None = None, force: bool = False,
+            expect_version: str | None = None) -> list[HostResult]:
     """Verified stop (forced with force=True), then verified start — so a newly deployed release
-    really boots (not init:restart, which would not load it)."""
+    really boots (not init:restart, which would not load it). The node must come up running the
+    version start_erl.data names (or expect_version)."""
     from .recovery import force_stop_node
 
     def both(hc: HostContext, kind: str) -> str:
+        boot = expect_version or boot_version(hc)  # what must run after the restart
         stopped = (force_stop_node if force else stop_node)(hc, kind)
-        return f"{stopped}; {start_node(hc, kind)}"
+        return f"{stopped}; {start_node(hc, kind, boot)}"
 
     return _each("restart", c, stage, host, dry_run, json, both)
 
@@ -258,17 +291,30 @@ def ping(c: Any, stage: str | None = None, host: str | None = None,
     return _each("ping", c, stage, host, False, json, ping_node)
 
 
-def version_of(hc: HostContext, kind: str) -> str:
+def boot_version(hc: HostContext) -> str | None:
+    """The release version releases/start_erl.data names (what the next start boots)."""
+    if hc.dry_run:
+        return None
+    words = hc.run(commands.boot_version(hc.host.deploy_path), changes=False).stdout.split()
+    return words[1] if len(words) == 2 else None
+
+
+def version_of(hc: HostContext, kind: str) -> tuple[str, dict[str, Any]]:
     """Running version vs the one start_erl.data would boot (edeliver #314/#328)."""
-    p = probe(hc, kind)
-    boot_line = hc.run(commands.boot_version(hc.host.deploy_path), changes=False).stdout.split()
-    boot = boot_line[1] if len(boot_line) == 2 else "none"
+    p = probe(hc, kind, cheap_first=True)
+    boot = boot_version(hc) or "none"
+    data: dict[str, Any] = {"running": p.facts["vsn"] if p.facts else None, "boots_next": boot}
     if not p.facts:
-        return f"not running; {boot} boots next"
+        if p.beams:
+            raise HostFailure(f"BEAM pid {p.beams[0]} of this release runs but does not answer, "
+                              f"so its version is unknown; {boot} boots next", p.output[-800:],
+                              f"inv doctor --host {hc.host.name}", data)
+        return f"not running; {boot} boots next", data
     running = p.facts["vsn"]
     if running != boot:
-        return f"running {running}, but {boot} boots next: MISMATCH (restart or upgrade to switch)"
-    return f"running {running}; {boot} boots next"
+        return (f"running {running}, but {boot} boots next: MISMATCH (inv restart boots {boot})",
+                data)
+    return f"running {running}; {boot} boots next", data
 
 
 def version(c: Any, stage: str | None = None, host: str | None = None,

@@ -62,7 +62,7 @@ def test_build_commands() -> None:
     assert builders.init_repo("b") == "mkdir -p b && git init -q --bare b/repo.git"
     assert builders.checkout("b", "ab12").endswith("git -C src checkout -q --detach ab12 && git -C src log -1 --format=%H")
     assert "MIX_ENV=prod" in builders.build("mix", "b", "hello", "prod")
-    assert builders.build("rebar3", "b", "hello", "prod") == "cd b/src && rebar3 release -n hello"
+    assert builders.build("rebar3", "b", "hello", "default") == "cd b/src && rebar3 as default release -n hello"
     pkg = builders.package("mix", "/b", "hello", "prod", "0.0.1")
     assert "cd /b/src/_build/prod/rel/hello && tar -czf /b/out/hello_0.0.1.release.tar.gz.part" in pkg
     for cmd in (builders.checkout("b", NASTY), builders.build("mix", NASTY, "x", "prod")):
