@@ -3,31 +3,16 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 from invoke import Collection, task
-from invoke.exceptions import Exit
 
 from . import steps
+from .cli import DRY, HOST, JSON, STAGE, cli_errors
 from .config import DEFAULTS
 from .sandbox_tasks import sandbox
+from .tasks_ops import eval_, exec_, logs, remote_console
 from .validation import InvalidInput
-
-STAGE = "stage to act on (default: deliver.stage, or the only stage)"
-HOST = "act on this host only (as written in the stage's hosts, or its address)"
-DRY = "print what would run on each host; change nothing, connect nowhere"
-JSON = "also write the per-host summary as JSON to this file ('-' = stdout)"
-
-
-@contextmanager
-def _cli() -> Iterator[None]:
-    """Bad input becomes a one-line error and exit code 2 — before any remote command."""
-    try:
-        yield
-    except InvalidInput as exc:
-        raise Exit(f"error: {exc}", code=2) from exc
 
 
 @task(help={"tag": "git tag to build", "branch": "git branch to build",
@@ -38,7 +23,7 @@ def build_release(c: Any, tag: str | None = None, branch: str | None = None,
                   revision: str | None = None, version: str | None = None,
                   stage: str | None = None, dry_run: bool = False, json: str | None = None) -> None:
     """Push a git ref to the build host, build the release there, fetch it into the store."""
-    with _cli():
+    with cli_errors():
         if stage:
             steps.settings_of(c).stage(stage)
         steps.build_release(c, tag=tag, branch=branch, revision=revision, version=version,
@@ -50,7 +35,7 @@ def build_release(c: Any, tag: str | None = None, branch: str | None = None,
 def deploy_release(c: Any, version: str | None = None, stage: str | None = None,
                    host: str | None = None, dry_run: bool = False, json: str | None = None) -> None:
     """Upload a stored release to every host (sha256-verified) and extract it to boot next."""
-    with _cli():
+    with cli_errors():
         if not version:
             raise InvalidInput("missing --version: which release to deploy (see: inv releases)")
         steps.deploy_release(c, version, stage=stage, host=host, dry_run=dry_run, json=json)
@@ -61,7 +46,7 @@ def deploy_release(c: Any, version: str | None = None, stage: str | None = None,
 def start(c: Any, stage: str | None = None, host: str | None = None,
           dry_run: bool = False, json: str | None = None, foreground_check: bool = False) -> None:
     """Start the node on every host; verify it answers, runs the app and passes health."""
-    with _cli():
+    with cli_errors():
         steps.start(c, stage=stage, host=host, dry_run=dry_run, json=json,
                     foreground_check=foreground_check)
 
@@ -74,7 +59,7 @@ FORCE = ("if the node does not answer or stop: TERM, then KILL this release's BE
 def stop(c: Any, stage: str | None = None, host: str | None = None,
          dry_run: bool = False, json: str | None = None, force: bool = False) -> None:
     """Stop the node on every host and verify its OS process is gone."""
-    with _cli():
+    with cli_errors():
         steps.stop(c, stage=stage, host=host, dry_run=dry_run, json=json, force=force)
 
 
@@ -82,7 +67,7 @@ def stop(c: Any, stage: str | None = None, host: str | None = None,
 def kill_(c: Any, stage: str | None = None, host: str | None = None,
           dry_run: bool = False, json: str | None = None) -> None:
     """Same as stop --force: end this release's node even when nothing can see it."""
-    with _cli():
+    with cli_errors():
         steps.stop(c, stage=stage, host=host, dry_run=dry_run, json=json, force=True)
 
 
@@ -90,7 +75,7 @@ def kill_(c: Any, stage: str | None = None, host: str | None = None,
 def restart(c: Any, stage: str | None = None, host: str | None = None,
             dry_run: bool = False, json: str | None = None, force: bool = False) -> None:
     """Verified stop, then verified start (boots the release that start_erl.data names)."""
-    with _cli():
+    with cli_errors():
         steps.restart(c, stage=stage, host=host, dry_run=dry_run, json=json, force=force)
 
 
@@ -102,7 +87,7 @@ def doctor(c: Any, stage: str | None = None, host: str | None = None,
     Looks at this release's processes, epmd, ping, running vs next-boot version, disk, pipe dir,
     logs and crash dump. Exit 1 if any host is not healthy.
     """
-    with _cli():
+    with cli_errors():
         steps.doctor(c, stage=stage, host=host, json=json)
 
 
@@ -114,7 +99,7 @@ def boot_check(c: Any, stage: str | None = None, host: str | None = None, second
 
     This is the boot error a daemon start hides; the node is stopped again afterwards.
     """
-    with _cli():
+    with cli_errors():
         steps.boot_check(c, stage=stage, host=host, seconds=seconds, dry_run=dry_run, json=json)
 
 
@@ -122,7 +107,7 @@ def boot_check(c: Any, stage: str | None = None, host: str | None = None, second
 def ping(c: Any, stage: str | None = None, host: str | None = None,
          json: str | None = None) -> None:
     """Check that the node on every host answers."""
-    with _cli():
+    with cli_errors():
         steps.ping(c, stage=stage, host=host, json=json)
 
 
@@ -130,7 +115,7 @@ def ping(c: Any, stage: str | None = None, host: str | None = None,
 def version(c: Any, stage: str | None = None, host: str | None = None,
             json: str | None = None) -> None:
     """Show the running release version and the one that boots next, per host."""
-    with _cli():
+    with cli_errors():
         steps.version(c, stage=stage, host=host, json=json)
 
 
@@ -141,7 +126,7 @@ def update(c: Any, tag: str | None = None, branch: str | None = None,
            revision: str | None = None, version: str | None = None, stage: str | None = None,
            host: str | None = None, dry_run: bool = False, json: str | None = None) -> None:
     """Build a release, deploy it, and restart into it (verified)."""
-    with _cli():
+    with cli_errors():
         steps.update(c, tag=tag, branch=branch, revision=revision, version=version,
                      stage=stage, host=host, dry_run=dry_run, json=json)
 
@@ -149,7 +134,7 @@ def update(c: Any, tag: str | None = None, branch: str | None = None,
 @task(name="releases", help={"stage": "checked to exist; the store is local, shared by stages"})
 def releases_(c: Any, stage: str | None = None) -> None:
     """List the releases in the local release store."""
-    with _cli():
+    with cli_errors():
         if stage:
             steps.settings_of(c).stage(stage)
         steps.releases(c)
@@ -161,5 +146,5 @@ deploy = Collection("deploy")
 deploy.add_task(deploy_release, name="release")
 
 ns = Collection(start, stop, kill_, restart, ping, version, update, releases_, doctor, boot_check,
-                build, deploy, sandbox)
+                logs, exec_, eval_, remote_console, build, deploy, sandbox)
 ns.configure({"deliver": copy.deepcopy(DEFAULTS)})

@@ -1,34 +1,18 @@
 """Operator tasks: logs, exec, eval, remote-console — thin wrappers over `steps.ops`.
 
-tasks.py registers these; this module does not import tasks.py (that would be circular), so the
-few shared help strings and the bad-input guard are repeated here.
+tasks.py registers these; the flag help texts and the bad-input guard come from `cli`.
 """
 
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 from invoke import task
-from invoke.exceptions import Exit
 
+from .cli import DRY, HOST, JSON, STAGE, cli_errors  # noqa: F401
 from .steps import ops
 from .validation import InvalidInput
-
-STAGE = "stage to act on (default: deliver.stage, or the only stage)"
-HOST = "act on this host only (as written in the stage's hosts, or its address)"
-JSON = "also write the per-host summary as JSON to this file ('-' = stdout)"
-
-
-@contextmanager
-def _cli() -> Iterator[None]:
-    """Bad input becomes a one-line error and exit code 2 — before any remote command."""
-    try:
-        yield
-    except InvalidInput as exc:
-        raise Exit(f"error: {exc}", code=2) from exc
 
 
 def remainder(argv: list[str] | None = None) -> str | None:
@@ -49,8 +33,10 @@ def logs(c: Any, lines: int = 50, follow: bool = False, stage: str | None = None
 
     relx nodes log to <deploy path>/log, mix nodes to <deploy path>/tmp/log. A host with no log
     yet (never started as a daemon) is reported, not failed; a missing deploy path fails.
+    --follow tails every host at once until Ctrl-C; it stays on the file that was newest when
+    it began (when run_erl rotates to the next erlang.log.N, run it again).
     """
-    with _cli():
+    with cli_errors():
         ops.logs(c, lines=lines, follow=follow, stage=stage, host=host, json=json)
 
 
@@ -64,7 +50,7 @@ def exec_(c: Any, cmd: str | None = None, stage: str | None = None, host: str | 
     non-zero when the command fails on any host. Quote CMD as one argument: words after -- are
     joined by spaces, like ssh does.
     """
-    with _cli():
+    with cli_errors():
         rest = remainder()
         if cmd is not None and rest is not None:
             raise InvalidInput("give the command either after -- or with --cmd, not both")
@@ -76,12 +62,12 @@ def exec_(c: Any, cmd: str | None = None, stage: str | None = None, host: str | 
                          "stage": STAGE, "host": HOST, "json": JSON})
 def eval_(c: Any, expr: str, stage: str | None = None, host: str | None = None,
           json: str | None = None) -> None:
-    """Evaluate an expression on the running node of every host and print its value.
+    """Evaluate an expression on the running node of every host and print it: inv eval 'EXPR'.
 
     mix releases run it with `bin/APP rpc` (Elixir), rebar3/relx with `bin/APP eval` (Erlang).
     A syntax error or exception fails that host with the error; so does a node not running.
     """
-    with _cli():
+    with cli_errors():
         ops.eval_(c, expr, stage=stage, host=host, json=json)
 
 
@@ -96,5 +82,5 @@ def remote_console(c: Any, exec_: bool = False, stage: str | None = None,
     relx `bin/APP remote_console`. Secret env values (cookies...) are printed as ***; --exec
     runs the real command for one host.
     """
-    with _cli():
+    with cli_errors():
         ops.remote_console(c, exec_=exec_, stage=stage, host=host)

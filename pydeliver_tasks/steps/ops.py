@@ -14,6 +14,8 @@ import sys
 import threading
 from typing import Any
 
+from invoke.exceptions import Exit
+
 from .. import fleet
 from ..commands import ops as cmds
 from ..fleet import HostContext, HostFailure, HostResult, for_each_host, say
@@ -88,7 +90,7 @@ def follow_log(hc: HostContext, lines: int, stopped: threading.Event) -> str:
 def _follow(settings: Any, stage: Any, lines: int, json: str | None) -> list[HostResult]:
     """Every host at once until SIGINT/SIGTERM; then close the connections so each remote tail
     ends (see commands.ops.follow_logs) and the per-host summary is printed as usual."""
-    stopped = threading.Event()
+    stopped, done = threading.Event(), threading.Event()
     every = dataclasses.replace(settings, parallel=max(settings.parallel, len(stage.hosts)))
     previous: dict[int, Any] = {}
 
@@ -96,9 +98,11 @@ def _follow(settings: Any, stage: Any, lines: int, json: str | None) -> list[Hos
         stopped.set()
         signal.signal(signal.SIGINT, signal.default_int_handler)  # a second Ctrl-C: hard stop
 
-    def closer() -> None:
-        stopped.wait()
-        fleet.close_connections()
+    def closer() -> None:  # not in the signal handler: closing takes locks
+        while not done.is_set():
+            if stopped.wait(0.2):
+                fleet.close_connections()
+                return
 
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -108,6 +112,7 @@ def _follow(settings: Any, stage: Any, lines: int, json: str | None) -> list[Hos
         return for_each_host("logs", every, stage.name, stage.hosts,
                              lambda hc: follow_log(hc, lines, stopped), json_path=json)
     finally:
+        done.set()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         if stopped.is_set():
@@ -234,8 +239,12 @@ def remote_console(c: Any, exec_: bool = False, stage: str | None = None,
         sys.stdout.flush()
         sys.stderr.flush()
         argv = cmds.console_argv(h, settings.ssh, settings.app, kind)
-        os.execvp(argv[0], argv)
-    for h, line in zip(st.hosts, shown):
+        try:
+            os.execvp(argv[0], argv)
+        except OSError as exc:  # only returns on failure
+            raise Exit(f"cannot run {argv[0]}: {exc} (is the OpenSSH client installed?)",
+                       code=1) from exc
+    for h, line in zip(st.hosts, shown, strict=True):
         say(f"[{h.name}] {line}")
     if hidden:
         say(f"secret values ({', '.join(hidden)}) are shown as {cmds.SECRET_SHOWN}: put them back "

@@ -1,0 +1,215 @@
+"""Operator commands (logs, exec, eval, remote console): pinned strings, quoting that keeps every
+value one shell word, the log scripts run for real with a local sh, and output parsing."""
+
+from __future__ import annotations
+
+import base64
+import os
+import shlex
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from pydeliver_tasks.commands import ops
+from pydeliver_tasks.config import SshSettings
+from pydeliver_tasks.model import Host
+from pydeliver_tasks.steps.ops import (
+    check_lines,
+    check_text,
+    relx_error_summary,
+    relx_eval_result,
+)
+from pydeliver_tasks.tasks_ops import remainder
+from pydeliver_tasks.validation import InvalidInput
+
+NASTY = "a b;$(touch /tmp/x)'\""
+COOKIE = "c00kie-s3cret"
+
+
+def bash_ok(cmd: str) -> bool:
+    return subprocess.run(["bash", "-n", "-c", cmd]).returncode == 0
+
+
+def test_exec_pinned_and_the_command_is_one_argument_of_sh_c() -> None:
+    cmd = ops.exec_("/srv/my app", {"A": "1", "B": NASTY}, NASTY)
+    assert cmd == (f"cd '/srv/my app' && env A=1 B={shlex.quote(NASTY)} "
+                   f"sh -c {shlex.quote(NASTY)}")
+    words = shlex.split(cmd)
+    assert words[-2:] == ["-c", NASTY] and f"B={NASTY}" in words
+    assert bash_ok(cmd)
+    assert ops.exec_("r", {}, "ls") == "cd r && sh -c ls"
+
+
+def test_exec_runs_the_users_command_verbatim_with_the_env(tmp_path: Path) -> None:
+    """The user's $VAR expands (they asked for sh -c), but no value of ours is re-parsed."""
+    user_cmd = "printf '%s|%s\\n' \"$X\" \"$(pwd)\"; echo 'q\"q'"
+    cmd = ops.exec_(str(tmp_path), {"X": NASTY}, user_cmd)
+    out = subprocess.run(["sh", "-c", cmd], capture_output=True, text=True, check=True).stdout
+    assert out == f"{NASTY}|{tmp_path}\nq\"q\n"
+
+
+def test_log_commands_pinned_and_valid_shell() -> None:
+    cmd = ops.logs("/srv/a b", 5)
+    assert cmd.startswith("cd '/srv/a b' 2>/dev/null || { echo 'no deploy path /srv/a b' >&2; exit 3; }; ")
+    assert "ls -t log/erlang.log.* tmp/log/erlang.log.* 2>/dev/null | head -n 1" in cmd
+    assert "echo 'no node log in /srv/a b/log or /srv/a b/tmp/log'; exit 4;" in cmd
+    assert cmd.endswith('echo "== $PWD/$f"; tail -n 5 "$f"')
+    follow = ops.follow_logs("/srv/a b", 7)
+    assert follow.endswith('tail -n 7 -F "$f" & t=$!; cat >/dev/null; kill "$t" 2>/dev/null; wait')
+    for c in (cmd, follow, ops.logs(NASTY, 1), ops.follow_logs(NASTY, 1)):
+        assert bash_ok(c)
+    with pytest.raises((TypeError, ValueError)):
+        ops.logs("r", "5; reboot")  # type: ignore[arg-type]
+
+
+def _run(cmd: str, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run(["sh", "-c", cmd], capture_output=True, text=True, **kw)
+
+
+def test_logs_picks_the_newest_log_of_relx_or_mix(tmp_path: Path) -> None:
+    root = tmp_path / "my app;$(touch pwned)'\""
+    assert _run(ops.logs(str(root), 2), cwd=tmp_path).returncode == ops.NO_ROOT_RC
+    root.mkdir()
+    res = _run(ops.logs(str(root), 2))
+    assert res.returncode == ops.NO_LOG_RC and res.stdout.strip() == ops.no_log_message(str(root))
+    (root / "tmp" / "log").mkdir(parents=True)
+    old, new = root / "tmp" / "log" / "erlang.log.1", root / "tmp" / "log" / "erlang.log.2"
+    old.write_text("old\n")
+    new.write_text("1\n2\n3\n")
+    os.utime(old, (time.time() - 100, time.time() - 100))
+    res = _run(ops.logs(str(root), 2), cwd=tmp_path)
+    assert res.returncode == 0 and res.stdout == f"== {new}\n2\n3\n"
+    assert not (tmp_path / "pwned").exists() and not (root / "pwned").exists()
+
+
+def test_follow_ends_its_tail_when_the_channel_closes(tmp_path: Path) -> None:
+    (tmp_path / "log").mkdir()
+    log = tmp_path / "log" / "erlang.log.1"
+    log.write_text("first\n")
+    p = subprocess.Popen(["sh", "-c", ops.follow_logs(str(tmp_path), 5)], stdin=subprocess.PIPE,
+                         stdout=subprocess.PIPE, text=True)
+    try:
+        assert p.stdout.readline() == f"== {log}\n"
+        assert p.stdout.readline() == "first\n"
+        with log.open("a") as fh:
+            fh.write("second\n")
+        assert p.stdout.readline() == "second\n"
+        p.stdin.close()  # what sshd does when our SSH channel goes away
+        assert p.wait(timeout=10) is not None
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+
+
+def test_erlang_expr_gets_its_final_dot() -> None:
+    assert ops.erlang_expr("1 + 2") == "1 + 2."
+    assert ops.erlang_expr("  1 + 2.  \n") == "1 + 2."
+    assert ops.erlang_expr("X = 1,\nX + 1 % add") == "X = 1,\nX + 1 % add\n."
+
+
+def test_eval_commands_for_mix_and_relx() -> None:
+    relx = ops.eval_expr("/r", "hello", "rebar3", {"COOKIE": COOKIE}, NASTY)
+    assert relx.startswith(f"cd /r && env COOKIE={COOKIE} PIPE_DIR=")
+    assert " bin/hello eval " in relx and shlex.split(relx)[-1] == NASTY + "."
+    mix = ops.eval_expr("/r", "hello", "mix", {}, "node()")
+    b64 = base64.b64encode(b"node()").decode()
+    assert mix == ("cd /r && bin/hello rpc "
+                   + shlex.quote(f'IO.inspect(elem(Code.eval_string(Base.decode64!("{b64}")), 0))'))
+    code = shlex.split(ops.eval_expr("/r", "hello", "mix", {}, NASTY))[-1]
+    assert "touch" not in code and base64.b64decode(code.split('"')[1]).decode() == NASTY
+    for c in (relx, mix):
+        assert bash_ok(c)
+
+
+def host(**over) -> Host:
+    base = dict(name="deploy@10.0.0.5:2200", address="10.0.0.5", user="deploy", port=2200,
+                deploy_path="/srv/hello", env={"RELEASE_COOKIE": COOKIE, "HTTP_PORT": "4000",
+                                               "API_TOKEN": "t0k'en x", "EMPTY_SECRET": ""})
+    return Host(**{**base, **over})
+
+
+SSH = SshSettings("/k/known hosts", "strict", "~/.ssh/deploy key", "", 7)
+
+
+def test_ssh_argv_uses_our_key_known_hosts_and_policy() -> None:
+    argv = ops.ssh_argv(host(), SSH, "uptime")
+    assert argv == [
+        "ssh", "-t", "-i", os.path.expanduser("~/.ssh/deploy key"), "-o", "IdentitiesOnly=yes",
+        "-p", "2200", "-o", "UserKnownHostsFile=/k/known hosts", "-o", "StrictHostKeyChecking=yes",
+        "-o", "ConnectTimeout=7", "deploy@10.0.0.5", "uptime",
+    ]
+    lax = SshSettings("", "accept-new", "", "/etc/my ssh_config", 10)
+    argv = ops.ssh_argv(host(address="[::1]", user=None, port=None), lax, "x", tty=False)
+    assert argv[:3] == ["ssh", "-F", "/etc/my ssh_config"]
+    assert "StrictHostKeyChecking=accept-new" in argv and "-p" not in argv and "-i" not in argv
+    assert f"UserKnownHostsFile={os.path.expanduser('~/.ssh/known_hosts')}" in argv
+    assert argv[-2:] == ["::1", "x"]
+
+
+def test_console_remote_command_per_flavor() -> None:
+    assert ops.console("/r", "hello", "mix", {}) == "cd /r && bin/hello remote"
+    relx = ops.console("/r", "hello", "rebar3", {})
+    assert relx.startswith("cd /r && env PIPE_DIR=") and relx.endswith(" bin/hello remote_console")
+
+
+def test_console_shown_hides_secrets_and_parses_back() -> None:
+    for flavor, verb in (("mix", "remote"), ("rebar3", "remote_console")):
+        line = ops.console_shown(host(), SSH, "hello", flavor)
+        assert COOKIE not in line and "t0k" not in line
+        words = shlex.split(line)
+        assert words[0] == "ssh" and words[-2] == "deploy@10.0.0.5"
+        assert words[words.index("-p") + 1] == "2200"
+        remote = shlex.split(words[-1])
+        assert remote[:3] == ["cd", "/srv/hello", "&&"] and remote[-1] == verb
+        assert "RELEASE_COOKIE=***" in remote and "API_TOKEN=***" in remote
+        assert "HTTP_PORT=4000" in remote and "EMPTY_SECRET=" in remote
+        real = ops.console_argv(host(), SSH, "hello", flavor)
+        assert f"RELEASE_COOKIE={COOKIE}" in shlex.split(real[-1])
+        assert shlex.split(line)[:-1] == real[:-1]
+    assert ops.secret_names(host()) == ["RELEASE_COOKIE", "API_TOKEN"]
+
+
+RELX_OUTPUTS = [
+    ("3\n", True, "3"),
+    ("'hello_erl@127.0.0.81'\n", True, "'hello_erl@127.0.0.81'"),
+    ("{error, x}\n", True, "{error, x}"),  # a value, not an eval error
+    ('{ok, "a\nb"}\n', True, '"a\nb"'),  # multi-line: the start script left {ok, ...} on
+    ("{error, \"*** syntax error before: '.'\"}\n", False, "syntax error before: '.'"),
+    ('{error, "Incomplete form (missing .<cr>)??"}\n', False, "Incomplete form (missing .<cr>)??"),
+    ("{error, \"*** eval: {'EXIT',{boom,[{erl_eval,do_apply,7,\n   [{file,\"erl_eval.erl\"}]}]}}\"}\n",
+     False, "eval: {'EXIT',{boom,[{erl_eval,do_apply,7,\n   [{file,\"erl_eval.erl\"}]}]}}"),
+]
+
+
+@pytest.mark.parametrize(("output", "ok", "value"), RELX_OUTPUTS)
+def test_relx_eval_output_is_told_apart(output: str, ok: bool, value: str) -> None:
+    assert relx_eval_result(output) == (ok, value)
+
+
+def test_relx_error_summary() -> None:
+    assert relx_error_summary("eval: {'EXIT',{{badmatch,2},\n [{erl_eval,expr,6,[]}]}}") == (
+        "exception {badmatch,2} (stack trace below)")
+    assert relx_error_summary("eval: {'EXIT',bye}") == "exit bye"
+    assert relx_error_summary("eval: x") == "uncaught throw x"
+    assert relx_error_summary("syntax error before: '.'") == "syntax error before: '.'"
+
+
+def test_input_checks() -> None:
+    assert check_lines(1) == 1 and check_lines(100_000) == 100_000
+    for bad in (0, -5, 100_001, True, "5", 2.5):
+        with pytest.raises(InvalidInput, match="invalid --lines"):
+            check_lines(bad)
+    for empty in (None, "", "  \n"):
+        with pytest.raises(InvalidInput, match="empty command"):
+            check_text(empty, "command", "usage")
+    assert check_text(" ls ", "command", "u") == " ls "
+
+
+def test_remainder_after_double_dash() -> None:
+    assert remainder(["inv", "exec", "--", "echo hi; ls"]) == "echo hi; ls"
+    assert remainder(["inv", "exec", "--", "ls", "-l", "--", "x"]) == "ls -l -- x"
+    assert remainder(["inv", "exec", "--"]) == ""
+    assert remainder(["inv", "exec", "--cmd", "ls"]) is None
