@@ -67,7 +67,12 @@ def make_repo(app: str, dest: Path, versions: tuple[str, ...] = DEFAULT_VERSIONS
     dest.mkdir(parents=True, exist_ok=True)
     _git(dest, "init", "--quiet", "--initial-branch=main")
     for version, src in zip(versions, sources, strict=True):
-        shutil.copytree(src, dest, dirs_exist_ok=True, ignore=_IGNORE)
+        # copyfile, not copy2: a copied file keeps no old mtime. And re-hash everything: a file of
+        # the same size and mtime as its predecessor (a version bump in a fresh checkout) would
+        # otherwise look unchanged to git and silently stay at the old version.
+        shutil.copytree(src, dest, dirs_exist_ok=True, ignore=_IGNORE,
+                        copy_function=shutil.copyfile)
+        _git(dest, "rm", "-r", "-q", "--cached", "--ignore-unmatch", ".")
         _git(dest, "add", "--all")
         _git(dest, "commit", "--quiet", "-m", f"{app} {version}")
         _git(dest, "tag", "-a", version, "-m", f"{app} {version}")

@@ -75,8 +75,17 @@ def vms(root: str) -> str:
     return f"cd {q(root)} 2>/dev/null && {{ {_vm_list}; }} || true"
 
 
-def start(root: str, app: str, flavor: str, env: Mapping[str, str]) -> str:
-    return node(root, app, flavor, env, "daemon")
+DAEMON_TIMEOUT_RC = 124
+
+
+def start(root: str, app: str, flavor: str, env: Mapping[str, str], wait: int = 20) -> str:
+    """`bin/<app> daemon`, given at most `wait` seconds to return (exit 124 after that).
+
+    relx's daemon loops until the node answers — forever if it died while booting — so the
+    script is cut short and the caller verifies the node itself; run_erl has detached by then.
+    """
+    argv = " ".join(q(a) for a in ("timeout", "-k", "2", str(int(wait)), f"bin/{app}", "daemon"))
+    return f"cd {q(root)} && {_node_env(flavor, env)}{argv}"
 
 
 def stop(root: str, app: str, flavor: str, env: Mapping[str, str]) -> str:

@@ -115,8 +115,12 @@ def start_node(hc: HostContext, kind: str, expect: str | None = None) -> str:
                 "check the node name/cookie in the stage env, or stop that process, then start",
             )
     hooks.run(hc, "before", "start", h.deploy_path)
-    res = hc.run(commands.start(h.deploy_path, app, kind, h.env), timeout=hc.settings.start_timeout)
-    if not res.ok:
+    wait = int(min(hc.settings.start_timeout, 20))
+    res = hc.run(commands.start(h.deploy_path, app, kind, h.env, wait), timeout=wait + 10)
+    if res.exited == commands.DAEMON_TIMEOUT_RC:
+        hc.say(f"bin/{app} daemon did not return within {wait}s (it waits for the node to "
+               "answer); checking the node directly")
+    elif not res.ok:
         raise HostFailure(f"bin/{app} daemon failed (exit {res.exited})",
                           res.tail() + "\n" + log_tail(hc), "see the output above")
     if hc.dry_run:
