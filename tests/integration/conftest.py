@@ -100,12 +100,18 @@ class Project:
         return self.settings()["stages"]["sandbox"]["env"]["RELEASE_COOKIE"]
 
 
-def make_project(app: str, box: sb.Sandbox, base: Path, http_port: int) -> Project:
+def make_project(app: str, box: sb.Sandbox, base: Path, http_port: int,
+                 deployed: str | None = None) -> Project:
+    """The example as a user's project; deployed=VERSION also builds and deploys that tag."""
     d = make_repo(app, base / app)
     cfg = write_runtime_config(box, app, http_port)
     own = base / f"{app}-sandbox.json"
     shutil.copy(cfg, own)
-    return Project(app, d, own, box)
+    project = Project(app, d, own, box)
+    if deployed:
+        project.inv("build.release", "--tag", deployed).ok()
+        project.inv("deploy.release", "--version", deployed).ok()
+    return project
 
 
 def http_get(url: str, timeout: float = 5) -> tuple[int, str]:

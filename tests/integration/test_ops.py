@@ -34,10 +34,9 @@ for _t in (_ops.logs, _ops.exec_, _ops.eval_, _ops.remote_console):
 
 @pytest.fixture(scope="module", params=sorted(APPS))
 def project(request, box, tmp_path_factory) -> Iterator[Project]:
-    p = make_project(request.param, box, tmp_path_factory.mktemp(request.param), APPS[request.param])
+    p = make_project(request.param, box, tmp_path_factory.mktemp(request.param), APPS[request.param],
+                     deployed="0.0.1")
     (p.dir / "tasks.py").write_text(TASKS_PY)
-    p.inv("build.release", "--tag", "0.0.1").ok()
-    p.inv("deploy.release", "--version", "0.0.1").ok()
     p.inv("start").ok()
     yield p
     p.inv("stop")

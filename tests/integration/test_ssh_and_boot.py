@@ -15,9 +15,8 @@ APPS = {"hello_ex": 4020, "hello_erl": 4021}
 
 @pytest.fixture(scope="module", params=sorted(APPS))
 def project(request, box, tmp_path_factory) -> Iterator[Project]:
-    p = make_project(request.param, box, tmp_path_factory.mktemp(request.param), APPS[request.param])
-    p.inv("build.release", "--tag", "0.0.1").ok()
-    p.inv("deploy.release", "--version", "0.0.1").ok()
+    p = make_project(request.param, box, tmp_path_factory.mktemp(request.param), APPS[request.param],
+                     deployed="0.0.1")
     yield p
     p.inv("stop")
 

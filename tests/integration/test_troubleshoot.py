@@ -25,10 +25,7 @@ PORTS = {"hello_ex": 4040, "hello_erl": 4041}
 def projects(box, tmp_path_factory) -> Iterator[dict[str, Project]]:
     made = {}
     for app, port in PORTS.items():
-        p = make_project(app, box, tmp_path_factory.mktemp(app), port)
-        p.inv("build.release", "--tag", "0.0.1").ok()
-        p.inv("deploy.release", "--version", "0.0.1").ok()
-        made[app] = p
+        made[app] = make_project(app, box, tmp_path_factory.mktemp(app), port, deployed="0.0.1")
     yield made
     for p in made.values():
         p.inv("stop", "--force")
