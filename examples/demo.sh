@@ -7,7 +7,7 @@
 #   bash examples/demo.sh --keep    # leave the sandbox and the nodes running to explore
 #
 # Runs examples/setup-debian.sh first. Exits non-zero if any step fails; the sandbox is torn down
-# whatever happens (unless --keep). Safe to run again and again.
+# whatever happens (--keep leaves it only after a successful run). Safe to run again and again.
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -47,6 +47,7 @@ teardown() {
    export INVOKE_RUNTIME_CONFIG=$SANDBOX/invoke.json
    $INV --list            # or: source $REPO/.venv/bin/activate, then inv ...
    $INV ping; $INV version; $INV restart
+   curl http://127.0.0.3:4000/              # host h1's page (h2: 127.0.0.4)
    ssh -F $SANDBOX/ssh_config h1        # a shell on host h1 (also: build, h2)
 == tear it down with:
    cd $PROJECT && $INV sandbox.down --purge

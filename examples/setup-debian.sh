@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install what pydeliver_tasks, its demo and its tests need on Debian 12, as root:
 # Python 3 + venv, git, OpenSSH (server and client), Erlang/OTP 25, Elixir 1.14, rebar3,
-# then a virtualenv at <repo>/.venv with the package installed editable (plus test tools).
+# makes sure this host's own name resolves (erl_call needs it), then a virtualenv at <repo>/.venv
+# with the package installed editable (plus test tools).
 #
 #   bash examples/setup-debian.sh
 #
@@ -64,6 +65,20 @@ else
   install -m755 "$tmp/x/usr/bin/rebar3" /usr/local/bin/rebar3
   rm -rf "$tmp"
   say "rebar3 installed in /usr/local/bin/rebar3"
+fi
+
+# ---- the host's own name must resolve ----
+# erl_call, which relx (rebar3) start scripts use for ping/rpc/daemon, looks up this machine's name
+# and crashes when it does not resolve: `bin/<app> daemon` then waits for ever. Debian's installer
+# writes "127.0.1.1 <hostname>" to /etc/hosts; minimal images and chroots may have no /etc/hosts.
+name=$(uname -n)
+if ! getent hosts localhost >/dev/null || ! getent hosts "$name" >/dev/null; then
+  need_root
+  getent hosts localhost >/dev/null || printf '127.0.0.1\tlocalhost\n' >>/etc/hosts
+  getent hosts "$name" >/dev/null || printf '127.0.1.1\t%s\n' "$name" >>/etc/hosts
+  say "/etc/hosts: made localhost and this host's name ($name) resolve"
+else
+  say "host name $name resolves"
 fi
 
 # ---- the virtualenv with pydeliver_tasks (editable) and the test tools ----

@@ -25,7 +25,8 @@ def upload(hc: HostContext, release: Release) -> bool:
     if not res.ok:
         raise HostFailure(f"cannot create {commands.tarball_dir(root)}", res.tail(),
                           "check deliver deploy_path and the SSH user's permissions")
-    hc.say(f"uploading {release.file_name} ({release.path.stat().st_size / 1e6:.1f} MB)")
+    if not hc.dry_run:
+        hc.say(f"uploading {release.file_name} ({release.path.stat().st_size / 1e6:.1f} MB)")
     hc.put(release.path, remote + ".part")
     hooks.run(hc, "after", "upload", root)
     return True

@@ -52,16 +52,17 @@ def parse_probe(output: str) -> Probe:
     return Probe(otp.parse_marker(output), procs, "\n".join(lines))
 
 
-def probe(hc: HostContext, kind: str, cheap_first: bool = False) -> Probe:
+def probe(hc: HostContext, kind: str, cheap_first: bool = False, ask: bool = True) -> Probe:
     """Ask the node (an rpc, which boots a helper VM: ~0.4 CPU-s) and list this root's VMs.
 
     cheap_first: list the VMs first and skip the rpc when there are none to ask.
+    ask=False: only list the VMs (facts stay None).
     """
     h = hc.host
-    if cheap_first:
+    if cheap_first or not ask:
         res = hc.run(commands.vms(h.deploy_path), changes=False)
         listed = parse_probe(res.stdout)
-        if not listed.procs:
+        if not listed.procs or not ask:
             return listed
     res = hc.run(commands.probe(h.deploy_path, hc.settings.app, kind, h.env), changes=False)
     return parse_probe(res.stdout + res.stderr)
@@ -95,6 +96,9 @@ def start_node(hc: HostContext, kind: str, expect: str | None = None) -> str:
     h, app = hc.host, hc.settings.app
     if not hc.dry_run:
         before = probe(hc, kind, cheap_first=True)
+        if before.facts and not before.app_started:
+            hc.say("the node answers but its application is not started yet: waiting for it")
+            return verify_started(hc, kind, expect)
         if before.app_started:
             facts = before.facts or {}
             msg = f"already running {facts['vsn']} (pid {facts['pid']})"
@@ -145,8 +149,8 @@ def verify_started(hc: HostContext, kind: str, expect: str | None = None) -> str
     gone_since: float | None = None
     while True:
         health_seen = health(hc) if hc.host.health.enabled else (True, "")
-        p = probe(hc, kind) if health_seen[0] else probe(hc, kind, cheap_first=True)
-        if not health_seen[0] and p.procs and p.facts is None:
+        p = probe(hc, kind) if health_seen[0] else probe(hc, kind, ask=False)
+        if not health_seen[0] and p.procs:
             p.facts = {}  # VMs run; the node is not asked until health passes
         now = time.monotonic()
         if p.app_started:
@@ -197,7 +201,7 @@ def stop_node(hc: HostContext, kind: str) -> str:
             raise HostFailure(
                 f"a BEAM of this release runs (pid {p.beams[0]}) but does not answer, so it "
                 "cannot be stopped cleanly", p.output[-1500:],
-                "check the node name/cookie in the stage env",
+                f"check the node name/cookie in the stage env, or inv stop --force --host {h.name}",
             )
         return "not running (nothing to stop)"
     pid = int(p.facts["pid"])
@@ -211,7 +215,7 @@ def stop_node(hc: HostContext, kind: str) -> str:
         if time.monotonic() >= deadline:
             raise HostFailure(
                 f"pid {pid} still runs {hc.settings.stop_timeout:.0f}s after stop",
-                log_tail(hc), "raise deliver.timeouts.stop, or kill the process",
+                log_tail(hc), f"raise deliver.timeouts.stop, or inv stop --force --host {h.name}",
             )
         time.sleep(POLL_SECONDS)
     hooks.run(hc, "after", "stop", h.deploy_path)
@@ -240,9 +244,11 @@ def start(c: Any, stage: str | None = None, host: str | None = None,
         except HostFailure as exc:
             if not foreground_check or hc.dry_run:
                 raise
-            from .recovery import BOOT_CHECK_SECONDS, boot_output, force_stop_node
+            from .recovery import BOOT_CHECK_SECONDS, boot_output
 
-            force_stop_node(hc, kind)
+            if probe(hc, kind, ask=False).procs:  # a VM of this root runs: not a boot failure
+                exc.detail += "\n(foreground check skipped: a VM of this release is running)"
+                raise
             rc, output = boot_output(hc, kind, BOOT_CHECK_SECONDS)
             exc.detail += f"\n== foreground boot (exit {rc}):\n{output}"
             raise

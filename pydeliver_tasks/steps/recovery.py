@@ -72,7 +72,7 @@ def boot_output(hc: HostContext, kind: str, seconds: int) -> tuple[int, str]:
     h = hc.host
     res = hc.run(dcmd.foreground(h.deploy_path, hc.settings.app, kind, h.env, seconds),
                  timeout=seconds + 30)
-    lines = res.stdout.splitlines()
+    lines = (res.stdout + res.stderr).splitlines()
     rc = next((int(x.split("=", 1)[1]) for x in reversed(lines)
                if x.startswith(commands.RC_MARK) and x.split("=", 1)[1].isdigit()), res.exited)
     leftover = survey(hc)
@@ -92,7 +92,7 @@ def boot_check_node(hc: HostContext, kind: str, seconds: int = BOOT_CHECK_SECOND
     rc, output = boot_output(hc, kind, seconds)
     hc.say(f"console output of a foreground boot (limit {seconds}s):")
     hc.say(output or "(no output)")
-    if rc == 124:
+    if rc in (124, 137):  # ran until the limit (137: it ignored TERM and was killed)
         return (f"booted and ran {seconds}s without crashing; stopped again. Start it normally: "
                 f"inv start --host {hc.host.name}")
     raise HostFailure(f"the release exits during a foreground boot (exit {rc}): see the console "

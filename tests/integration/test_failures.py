@@ -216,3 +216,22 @@ def test_hooks_run_on_each_host_in_the_release_root(project: Project) -> None:
     res = project.inv("start", config=failing)
     assert res.rc == 1 and "before_start hook failed (exit 7): exit 7" in res.out
     assert "application started" not in res.out, "a failing before-hook stops the step"
+
+
+def test_a_failing_health_check_fails_start_even_though_the_app_runs(project: Project) -> None:
+    h1 = project.box.hosts[0]
+
+    def unhealthy(d: dict) -> None:
+        d["stages"]["sandbox"]["health"] = {"url": "http://{host}:{env[HTTP_PORT]}/health",
+                                            "contains": "not-in-the-page"}
+        d["timeouts"] = {"start": 6, "stop": 30}
+
+    cfg = project.variant("unhealthy", unhealthy)
+    res = project.inv("start", "--host", h1.spec, config=cfg)
+    assert res.rc == 1 and "health ok" not in res.out, res.out
+    assert "health check not passing yet" in res.out and "body lacks 'not-in-the-page'" in res.out
+    again = project.inv("start", "--host", h1.spec, config=cfg)  # already running, still unhealthy
+    assert again.rc == 1 and "but the health check fails" in again.out, again.out
+    doctor = project.inv("doctor", "--host", h1.spec, config=cfg)
+    assert "verdict: unhealthy: the health check fails" in doctor.out
+    project.inv("stop", "--host", h1.spec).ok()
