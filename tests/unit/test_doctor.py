@@ -1,0 +1,88 @@
+"""doctor's verdicts from what a host shows: every branch of `classify`, and the survey parser."""
+
+from __future__ import annotations
+
+import subprocess
+
+from pydeliver_tasks.commands import diagnose
+from pydeliver_tasks.steps.doctor import Proc, Survey, classify, parse_survey
+from pydeliver_tasks.steps.node import Probe
+
+ENV = {"RELEASE_NODE": "app@10.0.0.1", "RELEASE_COOKIE": "good"}
+VM = Proc(42, 100, "/r/erts/bin/beam.smp -- -root /r -name app@10.0.0.1 -setcookie good --")
+EPMD = ["epmd: up and running on port 4369 with data:", "name app at port 40000"]
+UP = {"pid": "42", "app": "true", "vsn": "1.0.0", "node": "app@10.0.0.1"}
+
+
+def verdict(s: Survey, p: Probe, health=None, env=ENV, timeout=60.0) -> str:
+    return classify(s, p, health, env, "app", "h1", timeout).verdict
+
+
+def test_healthy_and_the_states_of_a_node_that_answers() -> None:
+    s = Survey(boot_version="1.0.0", vms=[VM], epmd=EPMD)
+    assert verdict(s, Probe(UP, [(42, VM.args)])) == "healthy"
+    assert verdict(s, Probe(UP), health=(False, "GET x: status 500")).startswith("unhealthy")
+    booting = {**UP, "app": "false"}
+    assert verdict(Survey(vms=[Proc(42, 3, VM.args)]), Probe(booting)) == "booting"
+    assert verdict(Survey(vms=[VM]), Probe(booting), timeout=10) == "application not started"
+    s2 = Survey(boot_version="2.0.0", vms=[VM], epmd=EPMD)
+    assert verdict(s2, Probe(UP)).startswith("version mismatch: runs 1.0.0, 2.0.0 boots next")
+
+
+def test_a_running_node_nobody_can_see_is_named_precisely() -> None:
+    s = Survey(vms=[VM], epmd=EPMD)
+    assert "node name mismatch" in verdict(s, Probe(None), env={**ENV, "RELEASE_NODE": "other@x"})
+    assert "not registered in epmd" in verdict(Survey(vms=[VM], epmd=["epmd: Cannot connect"]),
+                                               Probe(None))
+    assert "not registered in epmd" in verdict(Survey(vms=[VM], epmd=EPMD[:1]), Probe(None))
+    assert "cookie mismatch" in verdict(s, Probe(None), env={**ENV, "RELEASE_COOKIE": "bad"})
+    assert "cookie mismatch" in verdict(s, Probe(None))  # epmd has it, old enough, still pang
+    young = Survey(vms=[Proc(42, 2, VM.args)], epmd=EPMD)
+    assert verdict(young, Probe(None)) == "booting"
+
+
+def test_nothing_running_crashed_or_not_and_not_deployed() -> None:
+    assert verdict(Survey(deployed=False), Probe(None)) == "not deployed"
+    assert verdict(Survey(), Probe(None)) == "not running"
+    crash_log = ["===== LOGGING STARTED x", "Kernel pid terminated (application_controller)"]
+    assert verdict(Survey(log=crash_log), Probe(None)) == "crashed at boot"
+    # the crash belongs to an earlier boot: the last boot's lines are clean
+    later = crash_log + ["===== LOGGING STARTED y", "started fine"]
+    assert verdict(Survey(log=later, logfile=("log/erlang.log.1", 1000)), Probe(None)) == "not running"
+    dump = Survey(crash=(1000, "Slogan: boom"), logfile=("log/erlang.log.1", 998))
+    assert verdict(dump, Probe(None)) == "crashed at boot"
+    old_dump = Survey(crash=(500, "Slogan: boom"), logfile=("log/erlang.log.1", 998))
+    assert verdict(old_dump, Probe(None)) == "not running"
+
+
+def test_findings_and_next_commands() -> None:
+    d = classify(Survey(vms=[VM], epmd=EPMD, disk_kb=100 * 1024), Probe(None), None,
+                 {**ENV, "RELEASE_COOKIE": "bad"}, "app", "h1", 60)
+    assert d.next == "fix the cookie in the stage env, or inv stop --force --host h1"
+    assert any("LOW" in f for f in d.findings) and any("pid 42" in f for f in d.findings)
+
+
+def test_parse_survey_reads_every_marker() -> None:
+    out = "\n".join([
+        "PDT_NOW 2000", "PDT_BOOT 13.1.5 1.0.0", f"PDT_VM 42 100 {VM.args}",
+        "PDT_RUNERL 41 101 /r/erts/bin/run_erl -daemon /r/tmp/pipe/ /r/log exec",
+        "PDT_EPMD epmd: up and running on port 4369 with data:", "PDT_EPMD name app at port 40000",
+        "PDT_DISK 123456", "PDT_PIPE /r/tmp/pipe/ exists writable erlang.pipe.1.r",
+        "PDT_CRASH 1990 Slogan: boom", "PDT_LOGFILE log/erlang.log.1 1995", "PDT_LOG line one",
+    ])
+    s = parse_survey(out)
+    assert (s.now, s.boot_version, s.disk_kb) == (2000, "1.0.0", 123456)
+    assert [p.pid for p in s.vms] == [42] and [p.pid for p in s.run_erls] == [41]
+    assert s.vms[0].flag("name") == "app@10.0.0.1" and s.epmd_has("app") and s.epmd_running
+    assert s.crash == (1990, "Slogan: boom") and s.logfile == ("log/erlang.log.1", 1995)
+    assert s.log == ["line one"] and s.pids == [42, 41]
+    assert parse_survey("PDT_NOROOT").deployed is False
+
+
+def test_diagnose_commands_are_valid_shell_and_signal_only_given_pids() -> None:
+    for cmd in (diagnose.survey("/srv/my app", {"PIPE_DIR": "/p q/"}),
+                diagnose.clear_pipes("r", {}), diagnose.foreground("r", "app", "mix", {}, 5)):
+        assert subprocess.run(["bash", "-n", "-c", cmd]).returncode == 0
+    assert diagnose.signal([12, 13], "TERM") == "kill -s TERM 12 13 2>/dev/null; true"
+    assert " start" in diagnose.foreground("r", "app", "mix", {}, 5)
+    assert " foreground" in diagnose.foreground("r", "app", "rebar3", {}, 5)
