@@ -241,10 +241,18 @@ def _end_sandbox_processes(dir: Path, users: list[str], root: bool) -> list[str]
         except KeyError:
             pass
     spare, lines = _ancestors(os.getpid()), []
+    # A sandbox in a chroot sees the same pids, and its users may have our users' uids: only
+    # processes that share our root directory can be this sandbox's.
+    our_root = os.readlink("/proc/self/root")
     for _ in range(3):  # a dying parent may have spawned more: rescan
         victims: dict[int, str] = {}
         for pid in (int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit()):
             if pid in spare or not _alive(pid):  # zombies cannot be ended, only reaped
+                continue
+            try:
+                if os.readlink(f"/proc/{pid}/root") != our_root:
+                    continue
+            except OSError:
                 continue
             if root:
                 uid = parse_status_uid((_read(Path(f"/proc/{pid}/status")) or b"").decode())
