@@ -9,11 +9,23 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from invoke.exceptions import Exit
 from packaging.version import InvalidVersion, Version
 
 
-class InvalidInput(ValueError):
-    """A value given by the user (flag or config) that we refuse before touching any host."""
+class InvalidInput(ValueError, Exit):
+    """A value given by the user (flag or config) that we refuse before touching any host.
+
+    Also an invoke Exit (code 2, one-line message), so a step called from a user's own task
+    ends the same way as our tasks do: no traceback.
+    """
+
+    def __init__(self, message: str):
+        ValueError.__init__(self, message)
+        Exit.__init__(self, f"error: {message}", code=2)
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
 
 
 # OTP release versions are free-form strings, but anything outside this set would need quoting

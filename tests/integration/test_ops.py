@@ -206,7 +206,8 @@ def test_remote_console_prints_ssh_commands_without_secrets(project: Project) ->
 def test_remote_console_exec_opens_a_shell_on_the_node(project: Project) -> None:
     """--exec replaces inv by ssh; in a real pty the shell answers node() from the node itself."""
     h1 = project.box.hosts[0]
-    env = {**os.environ, "INVOKE_RUNTIME_CONFIG": str(project.config)}
+    # the pty is our terminal: say which (with TERM=dumb, as in CI, IEx ignores --remsh)
+    env = {**os.environ, "INVOKE_RUNTIME_CONFIG": str(project.config), "TERM": "xterm"}
     master, slave = pty.openpty()
     proc = subprocess.Popen([INV, "remote-console", "--exec", "--host", h1.spec], cwd=project.dir,
                             env=env, stdin=slave, stdout=slave, stderr=slave, start_new_session=True)
