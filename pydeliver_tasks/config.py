@@ -7,6 +7,7 @@ subtree once and reports *every* problem at once, each with its key path.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,6 +43,7 @@ DEFAULTS: dict[str, Any] = {
     "timeouts": {"start": 60, "stop": 30},
     "health": {"url": "", "status": 200, "contains": "", "timeout": 5},
     "hooks": {},  # before_start: ["shell cmd", ...], after_upload: [...], ...
+    "log_files": [],  # more logs for `inv logs`: paths/globs, relative to the release root
 }
 
 
@@ -76,6 +78,7 @@ class Settings:
     start_timeout: float
     stop_timeout: float
     hooks: dict[str, tuple[str, ...]]
+    log_files: tuple[str, ...] = ()
 
     def stage(self, name: str | None = None, host: str | None = None) -> Stage:
         """The stage to act on (flag, else config default, else the only one), narrowed by --host."""
@@ -273,6 +276,7 @@ def load(config: Any) -> Settings:
         start_timeout=r.number("timeouts.start", timeouts["start"], 1),
         stop_timeout=r.number("timeouts.stop", timeouts["stop"], 1),
         hooks=hooks,
+        log_files=_read_log_files(r, data["log_files"]),
     )
     if r.problems:
         raise ConfigError(r.problems)
@@ -346,6 +350,20 @@ def _read_stage(
     for dup in sorted({n for n in names if names.count(n) > 1}):
         r.problems.append(f"deliver.{path}.hosts: {dup!r} is listed twice")
     return Stage(name=name, hosts=tuple(hosts))
+
+
+_LOG_FILE_RE = re.compile(r"[A-Za-z0-9_./*-]+")
+
+
+def _read_log_files(r: _Reader, raw: Any) -> tuple[str, ...]:
+    """Paths or globs (`*` only): they reach the remote shell unquoted so the glob expands."""
+    if not isinstance(raw, list):
+        r.problems.append("deliver.log_files: expected a list of paths, e.g. [log/app.log]")
+        return ()
+    for i, item in enumerate(raw):
+        if not isinstance(item, str) or not _LOG_FILE_RE.fullmatch(item):
+            r.problems.append(f"deliver.log_files[{i}]: {item!r}: letters, digits, _ . / - and * only")
+    return tuple(x for x in raw if isinstance(x, str) and _LOG_FILE_RE.fullmatch(x))
 
 
 def _read_hooks(r: _Reader, raw: Any) -> dict[str, tuple[str, ...]]:

@@ -50,6 +50,16 @@ def logs(root: str, lines: int) -> str:
     return _newest_log(root) + f'tail -n {int(lines)} "$f"'
 
 
+def extra_logs(root: str, patterns: tuple[str, ...], lines: int) -> str:
+    """The last lines of each configured log file; patterns (validated in config to
+    [A-Za-z0-9_./*-]) stay unquoted so the remote shell expands their globs."""
+    return (
+        f"cd {q(root)} 2>/dev/null || exit {NO_ROOT_RC}; "
+        f"for f in {' '.join(patterns)}; do [ -f \"$f\" ] || continue; "
+        f'echo "{LOG_HEADER}$f"; tail -n {int(lines)} "$f"; done; true'
+    )
+
+
 def follow_logs(root: str, lines: int) -> str:
     """`tail -F` the newest log until our SSH channel closes.
 

@@ -66,7 +66,14 @@ def show_log(hc: HostContext, lines: int) -> str:
     hc.say(header)
     for line in shown:
         hc.say(line)
-    return f"last {len(shown)} line(s) of {path}"
+    files = [path]
+    if hc.settings.log_files:  # deliver.log_files: the app's own logs
+        extra = hc.run(cmds.extra_logs(root, hc.settings.log_files, lines), changes=False)
+        for line in extra.stdout.rstrip("\n").splitlines():
+            hc.say(line)
+            if line.startswith(cmds.LOG_HEADER):
+                files.append(line.removeprefix(cmds.LOG_HEADER))
+    return f"last {len(shown)} line(s) of {', '.join(files)}"
 
 
 def follow_log(hc: HostContext, lines: int, stopped: threading.Event) -> str:

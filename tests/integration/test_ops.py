@@ -117,6 +117,17 @@ def test_logs_shows_the_last_lines_prefixed_per_host(project: Project) -> None:
                          res.out), res.out
 
 
+def test_logs_also_shows_configured_log_files(project: Project) -> None:
+    cfg = project.variant("log-files", lambda d: d.update(
+        log_files=["releases/start_erl.data", "releases/*/sys.config", "no/such.log"]))
+    res = project.inv("logs", "--lines", "1", config=cfg).ok()
+    for h in project.box.hosts:
+        assert f"[{h.spec}] == releases/start_erl.data" in res.out, res.out
+        assert f"[{h.spec}] == releases/0.0.1/sys.config" in res.out
+        assert re.search(rf"\[{re.escape(h.spec)}\] \S+ 0\.0\.1$", res.out, re.M)  # start_erl.data
+    assert "no/such.log" not in res.out
+
+
 def test_logs_without_a_deploy_or_a_log(project: Project) -> None:
     h1, h2 = project.box.hosts
 

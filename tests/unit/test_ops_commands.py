@@ -213,3 +213,11 @@ def test_remainder_after_double_dash() -> None:
     assert remainder(["inv", "exec", "--", "ls", "-l", "--", "x"]) == "ls -l -- x"
     assert remainder(["inv", "exec", "--"]) == ""
     assert remainder(["inv", "exec", "--cmd", "ls"]) is None
+
+
+def test_extra_logs_expand_globs_and_stay_valid_shell() -> None:
+    from pydeliver_tasks.commands import ops
+
+    cmd = ops.extra_logs("/srv/my app", ("log/*.log", "/var/log/app.log"), 5)
+    assert "for f in log/*.log /var/log/app.log; do" in cmd and "cd '/srv/my app'" in cmd
+    assert subprocess.run(["bash", "-n", "-c", cmd]).returncode == 0

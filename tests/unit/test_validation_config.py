@@ -117,3 +117,12 @@ def test_builder_auto_detects_the_project(tmp_path) -> None:
     s = load(cfg(builder="auto", project_dir=str(tmp_path)))
     assert s.builder == "rebar3"
     assert s.store == tmp_path / ".deliver" / "releases"
+
+
+def test_log_files_are_plain_paths_or_globs() -> None:
+    assert load(cfg(log_files=["log/app.log", "/var/log/x/*.log"])).log_files == (
+        "log/app.log", "/var/log/x/*.log")
+    with pytest.raises(ConfigError, match=r"deliver.log_files\[0\]: 'a;b'"):
+        load(cfg(log_files=["a;b"]))
+    with pytest.raises(ConfigError, match="expected a list"):
+        load(cfg(log_files="log/app.log"))
