@@ -114,6 +114,20 @@ def make_project(app: str, box: sb.Sandbox, base: Path, http_port: int,
     return project
 
 
+def project_fixture(ports: dict[str, int], deployed: str | None = "0.0.1"):
+    """A module-scoped `project` fixture over both example apps (each on its own HTTP port),
+    built and deployed at `deployed` unless None; its nodes are stopped afterwards."""
+
+    @pytest.fixture(scope="module", params=sorted(ports))
+    def project(request, box, tmp_path_factory):
+        app = request.param
+        p = make_project(app, box, tmp_path_factory.mktemp(app), ports[app], deployed=deployed)
+        yield p
+        p.inv("stop")
+
+    return project
+
+
 def http_get(url: str, timeout: float = 5) -> tuple[int, str]:
     with urllib.request.urlopen(url, timeout=timeout) as resp:
         return resp.status, resp.read().decode()

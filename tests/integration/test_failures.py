@@ -8,26 +8,17 @@ import os
 import re
 import socket
 import subprocess
-from collections.abc import Iterator
-
-import pytest
 
 from pydeliver_tasks.config import SshSettings
 from pydeliver_tasks.model import Host
 from pydeliver_tasks.ssh import git_ssh_command
 from pydeliver_tasks.steps.build import push_url
 
-from .conftest import Project, accepted_logins, http_get, make_project
+from .conftest import Project, accepted_logins, http_get, project_fixture
 
 APPS = {"hello_ex": 4010, "hello_erl": 4011}
 
-
-@pytest.fixture(scope="module", params=sorted(APPS))
-def project(request, box, tmp_path_factory) -> Iterator[Project]:
-    p = make_project(request.param, box, tmp_path_factory.mktemp(request.param), APPS[request.param],
-                     deployed="0.0.1")
-    yield p
-    p.inv("stop")
+project = project_fixture(APPS)
 
 
 def logins(project: Project) -> dict[str, int]:

@@ -8,18 +8,11 @@ import json
 import re
 from pathlib import Path
 
-import pytest
-
-from .conftest import Project, accepted_logins, beam_alive, http_get, make_project
+from .conftest import Project, accepted_logins, beam_alive, http_get, project_fixture
 
 APPS = {"hello_ex": 4000, "hello_erl": 4001}
 
-
-@pytest.fixture(scope="module", params=sorted(APPS))
-def project(request, box, tmp_path_factory) -> Project:
-    p = make_project(request.param, box, tmp_path_factory.mktemp(request.param), APPS[request.param])
-    yield p
-    p.inv("stop")
+project = project_fixture(APPS, deployed=None)
 
 
 def pids_from(out: str) -> dict[str, int]:

@@ -4,21 +4,14 @@ ssh_config aliases, IdentityFile and ProxyJump gateways work — with the same h
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 
 import pytest
 
-from .conftest import Project, accepted_logins, http_get, make_project
+from .conftest import Project, accepted_logins, http_get, project_fixture
 
 APPS = {"hello_ex": 4020, "hello_erl": 4021}
 
-
-@pytest.fixture(scope="module", params=sorted(APPS))
-def project(request, box, tmp_path_factory) -> Iterator[Project]:
-    p = make_project(request.param, box, tmp_path_factory.mktemp(request.param), APPS[request.param],
-                     deployed="0.0.1")
-    yield p
-    p.inv("stop")
+project = project_fixture(APPS)
 
 
 def slow(delay_ms: int, start_timeout: int):
