@@ -27,6 +27,11 @@ def tarball_path(root: str, app: str, version: str) -> str:
     return f"{tarball_dir(root)}/{release_file_name(app, version)}"
 
 
+def env_prefix(env: Mapping[str, str]) -> str:
+    """`env K=V ... ` (values quoted) to put before a command; empty for no env."""
+    return ("env " + " ".join(f"{k}={q(val)}" for k, val in env.items()) + " ") if env else ""
+
+
 def _node_env(flavor: str, env: Mapping[str, str]) -> str:
     """`env K=V ...` for a bin/<app> call; relx gets per-root pipe and log dirs unless set.
 
@@ -180,5 +185,4 @@ def install_release(root: str, app: str, version: str, sha256: str, uploaded: bo
 
 def hook(root: str, env: Mapping[str, str], shell_command: str) -> str:
     """A user's hook command from config, run by sh in the root with the stage's env."""
-    prefix = ("env " + " ".join(f"{k}={q(val)}" for k, val in env.items()) + " ") if env else ""
-    return f"mkdir -p {q(root)} && cd {q(root)} && {prefix}sh -c {q(shell_command)}"
+    return f"mkdir -p {q(root)} && cd {q(root)} && {env_prefix(env)}sh -c {q(shell_command)}"

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 
 from ..config import SshSettings
 from ..model import SECRET_NAME_RE, Host
-from . import node
+from . import env_prefix, node
 
 q = shlex.quote
 
@@ -25,8 +25,6 @@ SECRET_SHOWN = "***"
 _PLACEHOLDER = "PDTSECRETVALUE"  # shell-safe, so shlex leaves it bare and *** ends up unquoted
 
 
-def _env(env: Mapping[str, str]) -> str:
-    return ("env " + " ".join(f"{k}={q(val)}" for k, val in env.items()) + " ") if env else ""
 
 
 def _newest_log(root: str) -> str:
@@ -74,7 +72,7 @@ def follow_logs(root: str, lines: int) -> str:
 
 def exec_(root: str, env: Mapping[str, str], command: str) -> str:
     """The user's command, as ONE argument of `sh -c`, in the deploy path with the stage env."""
-    return f"cd {q(root)} && {_env(env)}sh -c {q(command)}"
+    return f"cd {q(root)} && {env_prefix(env)}sh -c {q(command)}"
 
 
 def erlang_expr(expr: str) -> str:
