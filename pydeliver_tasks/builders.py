@@ -70,5 +70,67 @@ def package(flavor: str, build_path: str, app: str, profile: str, version: str) 
     )
 
 
-def artifact_path(build_path: str, app: str, version: str) -> str:
-    return f"{build_path.rstrip('/')}/out/{release_file_name(app, version)}"
+def artifact_path(build_path: str, app: str, version: str, kind: str = "release") -> str:
+    return f"{build_path.rstrip('/')}/out/{release_file_name(app, version, kind)}"
+
+
+# --- hot upgrades: the old release beside the new build, facts, appups, relup, upgrade tarball --
+
+def escript_path(build_path: str) -> str:
+    """Where our helper escript (pydeliver_tasks/erl/pdt_upgrade.escript) is put on the build host."""
+    return f"{build_path.rstrip('/')}/pdt_upgrade.escript"
+
+
+def upload_path(build_path: str, name: str) -> str:
+    """Files we upload for one upgrade build (old tarball, appups) live in out/."""
+    return f"{build_path.rstrip('/')}/out/{name}"
+
+
+def overlay_old(flavor: str, build_path: str, app: str, profile: str, old: str, tarball: str) -> str:
+    """Extract the old release's libs and releases/<old> into the new build's release dir
+    (skipping files the new build has), which is what relup generation needs."""
+    base = build_path.rstrip("/")
+    rel = q(f"{base}/src/{rel_dir(flavor, app, profile)}")
+    return (f"cd {rel} && tar -xzf {q(tarball)} --skip-old-files lib releases/{q(old)} "
+            f"&& test -f releases/{q(old)}/{q(app)}.rel")
+
+
+def _escript(build_path: str, *args: str) -> str:
+    return f"escript {q(escript_path(build_path))} " + " ".join(q(a) for a in args)
+
+
+def release_dir(flavor: str, build_path: str, app: str, profile: str) -> str:
+    return f"{build_path.rstrip('/')}/src/{rel_dir(flavor, app, profile)}"
+
+
+def upgrade_facts(flavor: str, build_path: str, app: str, profile: str, old: str, new: str) -> str:
+    """Facts about both releases (see the escript) for the planning in `appup`."""
+    return _escript(build_path, "facts", release_dir(flavor, build_path, app, profile), app,
+                    old, new)
+
+
+def install_appup(flavor: str, build_path: str, app: str, profile: str, name: str, app_vsn: str,
+                  file: str) -> str:
+    """Check an uploaded appup file parses, then put it into lib/<name>-<app_vsn>/ebin."""
+    return _escript(build_path, "appup", release_dir(flavor, build_path, app, profile), name,
+                    app_vsn, file)
+
+
+def make_relup(flavor: str, build_path: str, app: str, profile: str, old: str, new: str) -> str:
+    return _escript(build_path, "relup", release_dir(flavor, build_path, app, profile), app,
+                    old, new)
+
+
+def package_upgrade(flavor: str, build_path: str, app: str, profile: str, version: str,
+                    lib_dirs: list[str]) -> str:
+    """Pack release `version` with its relup: bin, erts, releases/<version>, the boot data and
+    exactly the lib dirs the new release uses (not the old ones beside them); print the sha256."""
+    base = build_path.rstrip("/")
+    rel = q(release_dir(flavor, build_path, app, profile))
+    out = q(f"{base}/out/{release_file_name(app, version, 'upgrade')}")
+    libs = " ".join(q(f"lib/{d}") for d in lib_dirs)
+    return (
+        f"cd {rel} && tar -czf {out}.part bin {libs} releases/{q(version)} "
+        "releases/start_erl.data $(ls -d erts-* releases/COOKIE 2>/dev/null) "
+        f"&& mv {out}.part {out} && sha256sum {out} | cut -d' ' -f1"
+    )

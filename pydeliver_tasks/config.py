@@ -44,7 +44,23 @@ DEFAULTS: dict[str, Any] = {
     "health": {"url": "", "status": 200, "contains": "", "timeout": 5},
     "hooks": {},  # before_start: ["shell cmd", ...], after_upload: [...], ...
     "log_files": [],  # more logs for `inv logs`: paths/globs, relative to the release root
+    "upgrade": {
+        "on_unsafe": "restart",  # restart | abort: when a hot upgrade is not safe
+        "on_failure": "restart",  # restart | downgrade | abort: when install/verification fails
+        "apps": [],  # more own applications (umbrella/rebar3 apps) to generate appups for
+        "appups_dir": "rel/appups",  # user appups: <appups_dir>/<from>-<to>/<app>.appup
+    },
 }
+ON_UNSAFE = ("restart", "abort")
+ON_FAILURE = ("restart", "downgrade", "abort")
+
+
+@dataclass(frozen=True)
+class UpgradeSettings:
+    on_unsafe: str = "restart"
+    on_failure: str = "restart"
+    apps: tuple[str, ...] = ()
+    appups_dir: str = "rel/appups"
 
 
 @dataclass(frozen=True)
@@ -79,6 +95,7 @@ class Settings:
     stop_timeout: float
     hooks: dict[str, tuple[str, ...]]
     log_files: tuple[str, ...] = ()
+    upgrade: UpgradeSettings = UpgradeSettings()
 
     def stage(self, name: str | None = None, host: str | None = None) -> Stage:
         """The stage to act on (flag, else config default, else the only one), narrowed by --host."""
@@ -202,7 +219,7 @@ def load(config: Any) -> Settings:
     data = {**DEFAULTS, **raw}
     r = _Reader()
     r.known("", raw, DEFAULTS)
-    for section in ("build", "ssh", "timeouts"):
+    for section in ("build", "ssh", "timeouts", "upgrade"):
         if isinstance(raw.get(section), dict):
             r.known(section, raw[section], DEFAULTS[section])
 
@@ -277,10 +294,26 @@ def load(config: Any) -> Settings:
         stop_timeout=r.number("timeouts.stop", timeouts["stop"], 1),
         hooks=hooks,
         log_files=_read_log_files(r, data["log_files"]),
+        upgrade=_read_upgrade(r, {**DEFAULTS["upgrade"], **(data["upgrade"] or {})}),
     )
     if r.problems:
         raise ConfigError(r.problems)
     return settings
+
+
+def _read_upgrade(r: _Reader, raw: dict[str, Any]) -> UpgradeSettings:
+    for key, allowed in (("on_unsafe", ON_UNSAFE), ("on_failure", ON_FAILURE)):
+        if raw[key] not in allowed:
+            r.problems.append(f"deliver.upgrade.{key}: must be one of {', '.join(allowed)}, "
+                              f"got {raw[key]!r}")
+    apps = raw["apps"] if isinstance(raw["apps"], list) else []
+    if not isinstance(raw["apps"], list):
+        r.problems.append("deliver.upgrade.apps: expected a list of application names")
+    for i, name in enumerate(apps):
+        r.check(f"upgrade.apps[{i}]", v.app_name, str(name))
+    r.check("upgrade.appups_dir", _safe_path, str(raw["appups_dir"] or ""))
+    return UpgradeSettings(str(raw["on_unsafe"]), str(raw["on_failure"]),
+                           tuple(str(a) for a in apps), str(raw["appups_dir"]))
 
 
 def _project_dir(value: str) -> Path:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import atexit
 import json
+import shutil
 import sys
 import threading
 import time
@@ -201,11 +202,17 @@ class HostContext:
         if self.dry_run:
             self.say(f"would upload: {local} -> {remote}")
             return
+        if self.local:
+            shutil.copyfile(local, Path(remote).expanduser())
+            return
         self.conn.put(str(local), remote)
 
     def get(self, remote: str, local: Path) -> None:
         if self.dry_run:
             self.say(f"would download: {remote} -> {local}")
+            return
+        if self.local:
+            shutil.copyfile(Path(remote).expanduser(), local)
             return
         self.conn.get(remote, str(local))
 
@@ -256,11 +263,25 @@ def for_each_host(
     json_path: str | None = None,
     local: bool = False,
     raise_on_failure: bool = True,
+    keep_going: bool = True,
 ) -> list[HostResult]:
-    """Run fn on each host (at most settings.parallel at once), print a summary, raise on failure."""
+    """Run fn on each host (at most settings.parallel at once), print a summary, raise on failure.
+
+    keep_going=False: once a host fails, hosts not started yet are not started (reported so).
+    """
     hosts = list(hosts)
+    failed = threading.Event()
 
     def one(host: Host) -> HostResult:
+        if failed.is_set() and not keep_going:
+            return HostResult(host.name, False, "not started: an earlier host failed "
+                              "(--keep-going continues past failures)", 0.0)
+        result = attempt(host)
+        if not result.ok:
+            failed.set()
+        return result
+
+    def attempt(host: Host) -> HostResult:
         hc = HostContext(host, settings, dry_run, local=local)
         start = time.monotonic()
         try:

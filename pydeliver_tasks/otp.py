@@ -63,3 +63,123 @@ def parse_marker(output: str) -> dict[str, str] | None:
         return None
     pairs = (item.partition("=") for item in found[-1].split(";") if item)
     return {k: val for k, _, val in pairs}
+
+
+# Release handling on the running node. Terms we print go through PdtText, which turns { } ;
+# into ( ) , so a reason never breaks the PDT{...} marker.
+_TEXT_FUN = (
+    "PdtText = fun(T) -> [case C of ${ -> $(; $} -> $); $; -> $,; $\\n -> $\\s; _ -> C end"
+    " || C <- lists:flatten(io_lib:format(\"~0p\", [T]))] end"
+)
+
+# What release_handler knows: every release's version:status, and whether sasl runs at all.
+RELEASE_STATE = """
+begin
+  {text},
+  PdtRels = case catch release_handler:which_releases() of
+    L when is_list(L) -> string:join([V ++ ":" ++ atom_to_list(S) || {{_, V, _, S}} <- L], ",");
+    Err -> "error:" ++ PdtText(Err)
+  end,
+  lists:flatten(io_lib:format("PDT{{pid=~s;releases=~s}}", [os:getpid(), PdtRels]))
+end.
+"""
+
+# Install `vsn` hot: make it known as unpacked (our own checked extraction put its files there),
+# then evaluate its relup. Not yet permanent: a crash now would still boot the old release.
+HOT_INSTALL = """
+begin
+  {text},
+  PdtRel = filename:join([code:root_dir(), "releases", "{vsn}", "{app}.rel"]),
+  PdtKnown = [S || {{_, V, _, S}} <- release_handler:which_releases(), V =:= "{vsn}"],
+  PdtUnpacked = case PdtKnown of
+    [] -> release_handler:set_unpacked(PdtRel, []);
+    _ -> {{ok, "{vsn}"}}
+  end,
+  PdtResult = case PdtUnpacked of
+    {{ok, _}} -> release_handler:install_release("{vsn}", [{{update_paths, true}}]);
+    PdtErr -> PdtErr
+  end,
+  PdtOk = element(1, PdtResult) =:= ok,
+  lists:flatten(io_lib:format("PDT{{pid=~s;ok=~s;result=~s}}",
+                              [os:getpid(), PdtOk, PdtText(PdtResult)]))
+end.
+"""
+
+# Downgrade (or re-install) to a release release_handler already knows (status old/permanent).
+INSTALL_KNOWN = """
+begin
+  {text},
+  PdtResult = release_handler:install_release("{vsn}", [{{update_paths, true}}]),
+  PdtOk = element(1, PdtResult) =:= ok,
+  lists:flatten(io_lib:format("PDT{{pid=~s;ok=~s;result=~s}}",
+                              [os:getpid(), PdtOk, PdtText(PdtResult)]))
+end.
+"""
+
+MAKE_PERMANENT = """
+begin
+  {text},
+  PdtResult = release_handler:make_permanent("{vsn}"),
+  lists:flatten(io_lib:format("PDT{{pid=~s;ok=~s;result=~s}}",
+                              [os:getpid(), PdtResult =:= ok, PdtText(PdtResult)]))
+end.
+"""
+
+# Is the new code really running? For every beam in the current lib dir of the given apps: the
+# loaded module's md5 must equal the file's, and no process may still run old code of it.
+CODE_CHECK = """
+begin
+  {text},
+  PdtDirs = [code:lib_dir(A) || A <- [{apps}], is_list(code:lib_dir(A))],
+  PdtBeams = lists:append([filelib:wildcard(filename:join([D, "ebin", "*.beam"])) || D <- PdtDirs]),
+  PdtCheck = fun(F) ->
+    {{ok, {{M, Md5}}}} = beam_lib:md5(F),
+    case code:is_loaded(M) of
+      false -> case code:which(M) of F -> []; Other -> [{{M, path, Other}}] end;
+      _ -> (case M:module_info(md5) of Md5 -> []; _ -> [{{M, stale}}] end)
+           ++ (case erlang:check_old_code(M) of true -> [{{M, old_code}}]; false -> [] end)
+    end
+  end,
+  PdtBad = lists:append([PdtCheck(F) || F <- PdtBeams]),
+  PdtList = fun(L) -> string:join(L, ",") end,
+  lists:flatten(io_lib:format("PDT{{pid=~s;dirs=~s;beams=~b;stale=~s;old_code=~s;path=~s}}",
+    [os:getpid(), PdtList([filename:basename(D) || D <- PdtDirs]), length(PdtBeams),
+     PdtList([atom_to_list(M) || {{M, stale}} <- PdtBad]),
+     PdtList([atom_to_list(M) || {{M, old_code}} <- PdtBad]),
+     PdtList([atom_to_list(M) ++ "@" ++ PdtText(P) || {{M, path, P}} <- PdtBad])]))
+end.
+"""
+
+
+def _expr(template: str, **values: str) -> str:
+    return template.format(text=_TEXT_FUN, **values).strip()
+
+
+def release_state_expr() -> str:
+    return _expr(RELEASE_STATE)
+
+
+def hot_install_expr(app: str, vsn: str) -> str:
+    """app and vsn are validated (no quote or backslash can reach the Erlang string)."""
+    return _expr(HOT_INSTALL, app=app, vsn=vsn)
+
+
+def install_known_expr(vsn: str) -> str:
+    return _expr(INSTALL_KNOWN, vsn=vsn)
+
+
+def make_permanent_expr(vsn: str) -> str:
+    return _expr(MAKE_PERMANENT, vsn=vsn)
+
+
+def code_check_expr(apps: list[str]) -> str:
+    """apps: validated application names (plain atoms)."""
+    return _expr(CODE_CHECK, apps=", ".join(apps))
+
+
+def parse_releases(value: str) -> dict[str, str]:
+    """`0.0.2:permanent,0.0.1:old` -> {version: status}; {} when release_handler errored."""
+    if value.startswith("error:"):
+        return {}
+    pairs = (item.rpartition(":") for item in value.split(",") if item)
+    return {vsn: status for vsn, _, status in pairs}

@@ -8,7 +8,9 @@ from pathlib import Path
 from . import validation as v
 from .model import Release, release_file_name
 
-_SUFFIX_RE = re.compile(r"^(?P<vsn>[0-9A-Za-z][0-9A-Za-z._+-]*)\.(?P<kind>release)\.tar\.gz$")
+_SUFFIX_RE = re.compile(
+    r"^(?P<vsn>[0-9A-Za-z][0-9A-Za-z._+-]*)\.(?P<kind>release|upgrade)\.tar\.gz$"
+)
 
 
 def _read(path: Path, app: str) -> Release | None:
@@ -24,8 +26,7 @@ def _read(path: Path, app: str) -> Release | None:
 def find(store: Path, app: str, version: str) -> Release:
     """The stored release, or an error that says how to build it."""
     v.version(version)
-    path = store / release_file_name(app, version)
-    release = _read(path, app) if path.exists() else None
+    release = get(store, app, version)
     if release is None:
         have = ", ".join(r.version for r in listing(store, app)) or "none"
         raise v.InvalidInput(
@@ -35,9 +36,16 @@ def find(store: Path, app: str, version: str) -> Release:
     return release
 
 
+def get(store: Path, app: str, version: str, kind: str = "release") -> Release | None:
+    """The stored release (or upgrade) tarball with its checksum, if there is one."""
+    path = store / release_file_name(app, version, kind)
+    return _read(path, app) if path.exists() else None
+
+
 def listing(store: Path, app: str) -> list[Release]:
     """Stored releases of app, oldest version first (PEP 440 order where it applies)."""
-    found = [r for p in store.glob(f"{app}_*.release.tar.gz") if (r := _read(p, app))]
+    found = [r for p in store.glob(f"{app}_*.release.tar.gz")
+             if (r := _read(p, app)) and r.kind == "release"]
 
     def key(r: Release) -> tuple[int, object, str]:
         parsed = v.parsed_version(r.version)

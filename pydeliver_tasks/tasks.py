@@ -12,6 +12,7 @@ from .cli import DRY, HOST, JSON, STAGE, cli_errors
 from .config import DEFAULTS
 from .sandbox_tasks import sandbox
 from .tasks_ops import eval_, exec_, logs, remote_console
+from .tasks_upgrade import build_upgrade, deploy_upgrade, downgrade, show_ns, upgrade
 from .validation import InvalidInput
 
 
@@ -142,9 +143,12 @@ def releases_(c: Any, stage: str | None = None) -> None:
 
 build = Collection("build")
 build.add_task(build_release, name="release")
+build.add_task(build_upgrade, name="upgrade")
 deploy = Collection("deploy")
 deploy.add_task(deploy_release, name="release")
+deploy.add_task(deploy_upgrade, name="upgrade")
 
 ns = Collection(start, stop, kill_, restart, ping, version, update, releases_, doctor, boot_check,
-                logs, exec_, eval_, remote_console, build, deploy, sandbox)
+                logs, exec_, eval_, remote_console, upgrade, downgrade, build, deploy, show_ns,
+                sandbox)
 ns.configure({"deliver": copy.deepcopy(DEFAULTS)})

@@ -23,8 +23,8 @@ def tarball_dir(root: str) -> str:
     return f"{root.rstrip('/')}/.deliver/releases"
 
 
-def tarball_path(root: str, app: str, version: str) -> str:
-    return f"{tarball_dir(root)}/{release_file_name(app, version)}"
+def tarball_path(root: str, app: str, version: str, kind: str = "release") -> str:
+    return f"{tarball_dir(root)}/{release_file_name(app, version, kind)}"
 
 
 def env_prefix(env: Mapping[str, str]) -> str:
@@ -125,35 +125,72 @@ def mkdir(path: str) -> str:
     return f"mkdir -p {q(path)}"
 
 
-def install_release(root: str, app: str, version: str, sha256: str, uploaded: bool = True) -> str:
+def _checked_extract(root: str, tarball: str, sha256: str, stage: str, uploaded: bool) -> list[str]:
+    """Script lines: check the uploaded tarball's sha256 on the host, extract it into `stage`."""
+    return [
+        "set -eu",
+        f"cd {q(root)}",
+        f"t={q(tarball.removeprefix(root.rstrip('/') + '/'))}",
+        # a .part left by an interrupted upload is stale when this run uploaded nothing
+        "" if uploaded else 'rm -f "$t.part"',
+        'if [ -f "$t.part" ]; then',
+        f'  echo {q(sha256)}"  $t.part" | sha256sum --check --status || '
+        '{ echo "sha256 mismatch: the uploaded $t.part is not the built release" >&2; '
+        'rm -f "$t.part"; exit 3; }',
+        '  mv -f "$t.part" "$t"',
+        "fi",
+        f'echo {q(sha256)}"  $t" | sha256sum --check --status || '
+        '{ echo "sha256 mismatch: $t on this host is not the built release" >&2; exit 3; }',
+        f"rm -rf {q(stage)} && mkdir -p {q(stage)}",
+        f'tar -xzf "$t" -C {q(stage)}',
+    ]
+
+
+def bin_dir(version: str) -> str:
+    """Where each version's bin/ is kept, so hot upgrades and downgrades can switch scripts
+    (relx's bin/<app> has its version baked in)."""
+    return f".deliver/bin/{version}"
+
+
+# Write releases/RELEASES for the release that boots next, with absolute lib paths: mix ships
+# none (downgrades then fail) and relx's lists only the first version it built.
+_CREATE_RELEASES = (
+    'R = os:getenv("PDT_ROOT"), V = os:getenv("PDT_VSN"), A = os:getenv("PDT_APP"), '
+    'ok = release_handler:create_RELEASES(R, R ++ "/releases", '
+    'R ++ "/releases/" ++ V ++ "/" ++ A ++ ".rel", []), halt().'
+)
+
+
+def _releases_file(app: str, version: str) -> list[str]:
+    """Script lines: (re)create releases/RELEASES naming `version` permanent (needs sasl)."""
+    return [
+        "set -- lib/sasl-*/ebin",
+        'if [ -d "$1" ] && [ -x "erts-$erts/bin/erl" ]; then',
+        f'  PDT_ROOT="$(pwd -P)" PDT_VSN={q(version)} PDT_APP={q(app)} "erts-$erts/bin/erl" '
+        f'-noshell -boot releases/{q(version)}/start_clean -boot_var RELEASE_LIB "$(pwd -P)/lib" '
+        f'-pa "$1" -eval {q(_CREATE_RELEASES)} >/dev/null 2>&1 && mv -f releases/RELEASES '
+        "releases/RELEASES.pdt && mv -f releases/RELEASES.pdt releases/RELEASES "
+        '|| echo "warning: could not write releases/RELEASES (hot upgrades need it)" >&2',
+        "fi",
+    ]
+
+
+def install_release(root: str, app: str, version: str, sha256: str, uploaded: bool = True,
+                    kind: str = "release") -> str:
     """Verify the uploaded tarball's sha256 on the host, then extract it so `version` boots next.
 
     Extraction goes to a staging dir first; only a complete, checked tree is moved into the root,
     and start_erl.data — what decides the next boot — is replaced last, atomically (rename).
     """
-    tarball = tarball_path(root, app, version)
+    tarball = tarball_path(root, app, version, kind)
     stage = f".deliver/staging/{version}"
     rel = f"{stage}/releases/{version}"
     return "\n".join(
-        [
-            "set -eu",
-            f"cd {q(root)}",
-            f"t={q(tarball.removeprefix(root.rstrip('/') + '/'))}",
-            # a .part left by an interrupted upload is stale when this run uploaded nothing
-            "" if uploaded else 'rm -f "$t.part"',
-            'if [ -f "$t.part" ]; then',
-            f'  echo {q(sha256)}"  $t.part" | sha256sum --check --status || '
-            '{ echo "sha256 mismatch: the uploaded $t.part is not the built release" >&2; '
-            'rm -f "$t.part"; exit 3; }',
-            '  mv -f "$t.part" "$t"',
-            "fi",
-            f'echo {q(sha256)}"  $t" | sha256sum --check --status || '
-            '{ echo "sha256 mismatch: $t on this host is not the built release" >&2; exit 3; }',
-            f"rm -rf {q(stage)} && mkdir -p {q(stage)}",
-            f'tar -xzf "$t" -C {q(stage)}',
+        _checked_extract(root, tarball, sha256, stage, uploaded)
+        + [
             f"test -d {q(rel)} && test -x {q(stage)}/bin/{q(app)} || "
             f"{{ echo \"tarball lacks releases/{version} or bin/{app}\" >&2; exit 4; }}",
-            "mkdir -p lib releases .deliver/trash",
+            "mkdir -p lib releases .deliver/trash .deliver/bin",
             f"for d in {q(stage)}/lib/*; do",
             '  n=${d##*/}; if [ -e "lib/$n" ]; then rm -rf ".deliver/trash/$n"; '
             'mv "lib/$n" ".deliver/trash/$n"; fi; mv "$d" "lib/$n"',
@@ -173,13 +210,54 @@ def install_release(root: str, app: str, version: str, sha256: str, uploaded: bo
             f"erts=$(cut -d' ' -f1 {q(stage)}/releases/start_erl.data 2>/dev/null || true)",
             f'[ -n "$erts" ] || erts=$(ls -d {q(stage)}/erts-* erts-* 2>/dev/null | head -n 1 '
             "| sed 's/.*erts-//')",
+            f"rm -rf {q(bin_dir(version))} && cp -a {q(stage)}/bin {q(bin_dir(version))}",
             "rm -rf bin.new bin.old",
             f'mv {q(stage)}/bin bin.new && {{ [ ! -d bin ] || mv bin bin.old; }} && mv bin.new bin',
+            *_releases_file(app, version),
             f'echo "$erts {version}" > releases/start_erl.data.new',
             "mv -f releases/start_erl.data.new releases/start_erl.data",
             f"rm -rf bin.old .deliver/trash {q(stage)}",
             f"echo PDT{{installed={version}}}",
         ]
+    )
+
+
+def stage_upgrade(root: str, app: str, old: str, new: str, sha256: str, uploaded: bool,
+                  new_lib_dirs: list[str]) -> str:
+    """Put release `new` beside the running `old` without touching what `old` uses, so that
+    release_handler can install it hot: lib dirs `new` adds (new_lib_dirs, never in use by
+    `old`) are replaced, other lib dirs are only added when missing; releases/<new> is replaced;
+    bin/ is kept aside for the switch after make_permanent. Nothing here changes what boots.
+    """
+    tarball = tarball_path(root, app, new, "upgrade")
+    stage = f".deliver/staging/{new}"
+    fresh = " ".join(q(d) for d in new_lib_dirs)
+    return "\n".join(
+        _checked_extract(root, tarball, sha256, stage, uploaded)
+        + [
+            f"test -f {q(stage)}/releases/{q(new)}/relup && test -x {q(stage)}/bin/{q(app)} || "
+            f"{{ echo \"upgrade tarball lacks releases/{new}/relup or bin/{app}\" >&2; exit 4; }}",
+            "mkdir -p .deliver/bin",
+            # roots deployed before bin/ was kept per version: the running version's is bin/
+            f"[ -d {q(bin_dir(old))} ] || cp -a bin {q(bin_dir(old))}",
+            f"for n in {fresh}; do rm -rf \"lib/$n\"; done" if fresh else ":",
+            f"for d in {q(stage)}/lib/*; do",
+            '  n=${d##*/}; [ -e "lib/$n" ] || mv "$d" "lib/$n"',
+            "done",
+            f"rm -rf releases/{q(new)} && mv {q(stage)}/releases/{q(new)} releases/{q(new)}",
+            f"rm -rf {q(bin_dir(new))} && mv {q(stage)}/bin {q(bin_dir(new))}",
+            f"rm -rf {q(stage)}",
+            f"echo PDT{{staged={new}}}",
+        ]
+    )
+
+
+def activate_bin(root: str, version: str) -> str:
+    """Make `version`'s start script the one bin/ holds (after a hot upgrade or downgrade)."""
+    src = bin_dir(version)
+    return (
+        f"cd {q(root)} && test -d {q(src)} && rm -rf bin.new bin.old && cp -a {q(src)} bin.new "
+        "&& mv bin bin.old && mv bin.new bin && rm -rf bin.old"
     )
 
 

@@ -134,21 +134,18 @@ def build_on_host(hc: HostContext, sha: str, expected: str | None) -> tuple[str,
     return version, digest
 
 
-def fetch_artifact(hc: HostContext, version: str, digest: str, local: bool) -> Path:
+def fetch_artifact(hc: HostContext, version: str, digest: str, kind: str = "release") -> Path:
     """Download the tarball into the release store and check its sha256 here too."""
     s = hc.settings
-    dest = s.store / release_file_name(s.app, version)
-    remote = builders.artifact_path(hc.host.deploy_path, s.app, version)
+    dest = s.store / release_file_name(s.app, version, kind)
+    remote = builders.artifact_path(hc.host.deploy_path, s.app, version, kind)
     hooks.run(hc, "before", "fetch", hc.host.deploy_path)
     if hc.dry_run:
         hc.say(f"would download: {remote} -> {dest}")
         return dest
     s.store.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
-    if local:
-        part.write_bytes(Path(remote).read_bytes())
-    else:
-        hc.get(remote, part)
+    hc.get(remote, part)
     got = sha256_of(part)
     if got != digest:
         part.unlink()
@@ -183,7 +180,7 @@ def build_release(
     def run(hc: HostContext) -> str:
         push_source(hc, sha, ref, local)
         vsn, digest = build_on_host(hc, sha, expected)
-        made["path"] = fetch_artifact(hc, vsn, digest, local)
+        made["path"] = fetch_artifact(hc, vsn, digest)
         made.update(version=vsn, sha256=digest)
         if dry_run:
             return f"would build {settings.app} from {ref} ({sha[:12]}) and store it"

@@ -15,7 +15,7 @@ from .common import target
 def upload(hc: HostContext, release: Release) -> bool:
     """Put the tarball on the host unless the same sha256 is already there; -> uploaded?"""
     root = hc.host.deploy_path
-    remote = commands.tarball_path(root, release.app, release.version)
+    remote = commands.tarball_path(root, release.app, release.version, release.kind)
     have = hc.run(commands.remote_sha256(remote), changes=False).stdout.strip()
     if have == release.sha256:
         hc.say(f"{release.file_name} already on host with the same sha256: upload skipped")
@@ -37,7 +37,7 @@ def extract(hc: HostContext, release: Release, uploaded: bool = True) -> None:
     root = hc.host.deploy_path
     hooks.run(hc, "before", "extract", root)
     res = hc.run(commands.install_release(root, release.app, release.version, release.sha256,
-                                          uploaded))
+                                          uploaded, release.kind))
     if not res.ok:
         what = "sha256 check failed" if res.exited == 3 else f"extract failed (exit {res.exited})"
         raise HostFailure(f"{what} for {release.file_name}", res.tail(),

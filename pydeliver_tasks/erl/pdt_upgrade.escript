@@ -1,0 +1,113 @@
+#!/usr/bin/env escript
+%% -*- erlang -*-
+%% Run by pydeliver_tasks on the build host, inside an assembled release dir that holds two
+%% versions (the new build plus the old release extracted next to it).
+%%
+%%   facts RELDIR NAME VSN...        print what Python needs to plan the upgrade, one fact a line:
+%%     rel  VSN ERTS
+%%     app  VSN APP APPVSN DEPS(comma list or -) HAS_APPUP(0|1)
+%%     mod  VSN APP MODULE MD5 BEHAVIOURS(comma list or -) CODE_CHANGE(0|1) INIT_HASH(or -)
+%%     cons VSN MODULE MD5              (mix's consolidated protocols)
+%%   appup RELDIR APP APPVSN FILE    check FILE parses as one appup term, copy it into the ebin
+%%   relup RELDIR NAME OLD NEW       systools:make_relup into releases/NEW/relup
+%%
+%% Facts, not decisions: which upgrade is safe and what the appup says is decided in Python,
+%% where it is unit-tested.
+
+main(["facts", RelDir, Name | Vsns]) ->
+    add_lib_paths(RelDir),
+    lists:foreach(fun(V) -> facts(RelDir, Name, V) end, Vsns),
+    halt(0);
+main(["appup", RelDir, App, AppVsn, File]) ->
+    case file:consult(File) of
+        {ok, [{_, Up, Down} = Term]} when is_list(Up), is_list(Down) ->
+            Dest = filename:join([RelDir, "lib", App ++ "-" ++ AppVsn, "ebin", App ++ ".appup"]),
+            ok = file:write_file(Dest, io_lib:format("~p.~n", [Term])),
+            halt(0);
+        {ok, Other} ->
+            fail("~s: expected one {Vsn, UpFrom, DownTo} term, got ~P", [File, Other, 8]);
+        {error, Reason} ->
+            fail("~s: ~s", [File, file:format_error(Reason)])
+    end;
+main(["relup", RelDir, Name, Old, New]) ->
+    Rel = fun(V) -> filename:join([RelDir, "releases", V, Name]) end,
+    Path = filelib:wildcard(filename:join([RelDir, "lib", "*", "ebin"])),
+    Opts = [{path, Path}, {outdir, filename:join([RelDir, "releases", New])}, silent, no_warn_sasl],
+    case systools:make_relup(Rel(New), [Rel(Old)], [Rel(Old)], Opts) of
+        {ok, _Relup, _Mod, Warnings} ->
+            [io:format("warning: ~p~n", [W]) || W <- Warnings],
+            halt(0);
+        {error, Mod, Reason} ->
+            fail("make_relup: ~s", [Mod:format_error(Reason)])
+    end;
+main(_) ->
+    fail("usage: facts RELDIR NAME VSN... | appup RELDIR APP APPVSN FILE | relup RELDIR NAME OLD NEW", []).
+
+fail(Fmt, Args) ->
+    io:format(standard_error, Fmt ++ "~n", Args),
+    halt(1).
+
+%% Elixir's debug_info backend (elixir_erl) must be loadable to read Elixir beams' init/1.
+add_lib_paths(RelDir) ->
+    code:add_pathsz(filelib:wildcard(filename:join([RelDir, "lib", "*", "ebin"]))).
+
+facts(RelDir, Name, Vsn) ->
+    RelFile = filename:join([RelDir, "releases", Vsn, Name ++ ".rel"]),
+    {ok, [{release, _, {erts, Erts}, Apps}]} = file:consult(RelFile),
+    out("rel ~s ~s", [Vsn, Erts]),
+    lists:foreach(fun(A) -> app_facts(RelDir, Vsn, element(1, A), element(2, A)) end, Apps),
+    Cons = filelib:wildcard(filename:join([RelDir, "releases", Vsn, "consolidated", "*.beam"])),
+    lists:foreach(fun(F) -> {ok, {M, Md5}} = beam_lib:md5(F),
+                            out("cons ~s ~s ~s", [Vsn, M, hex(Md5)]) end, Cons).
+
+app_facts(RelDir, Vsn, App, AppVsn) ->
+    Ebin = filename:join([RelDir, "lib", atom_to_list(App) ++ "-" ++ AppVsn, "ebin"]),
+    Deps = case file:consult(filename:join(Ebin, atom_to_list(App) ++ ".app")) of
+               {ok, [{application, _, Props}]} ->
+                   proplists:get_value(applications, Props, []) ++
+                       proplists:get_value(included_applications, Props, []);
+               _ -> []
+           end,
+    HasAppup = filelib:is_regular(filename:join(Ebin, atom_to_list(App) ++ ".appup")),
+    out("app ~s ~s ~s ~s ~w", [Vsn, App, AppVsn, list(Deps), bool(HasAppup)]),
+    lists:foreach(fun(F) -> mod_facts(Vsn, App, F) end,
+                  lists:sort(filelib:wildcard(filename:join(Ebin, "*.beam")))).
+
+mod_facts(Vsn, App, File) ->
+    {ok, {M, Md5}} = beam_lib:md5(File),
+    {Behaviours, CodeChange} =
+        case beam_lib:chunks(File, [attributes, exports]) of
+            {ok, {_, [{attributes, Attrs}, {exports, Exports}]}} ->
+                {lists:append([V || {K, V} <- Attrs, K =:= behaviour orelse K =:= behavior]),
+                 lists:member({code_change, 3}, Exports) orelse
+                     lists:member({code_change, 4}, Exports)};
+            _ -> {[], false}
+        end,
+    Init = case lists:member(supervisor, Behaviours) orelse
+                    lists:member('Elixir.Supervisor', Behaviours) of
+               true -> init_hash(File);
+               false -> "-"
+           end,
+    out("mod ~s ~s ~s ~s ~s ~w ~s",
+        [Vsn, App, M, hex(Md5), list(Behaviours), bool(CodeChange), Init]).
+
+%% A hash of init/1's code without line numbers: equal hashes mean equal child specs.
+init_hash(File) ->
+    try
+        {ok, {M, [{debug_info, {debug_info_v1, Backend, Data}}]}} =
+            beam_lib:chunks(File, [debug_info]),
+        {ok, Forms} = Backend:debug_info(erlang_v1, M, Data, []),
+        [Init] = [F || {function, _, init, 1, _} = F <- Forms],
+        integer_to_list(erlang:phash2(erl_parse:map_anno(fun(_) -> 0 end, Init)))
+    catch _:_ -> "-"
+    end.
+
+list([]) -> "-";
+list(Atoms) -> lists:join(",", [atom_to_list(A) || A <- Atoms]).
+
+bool(true) -> 1;
+bool(false) -> 0.
+
+hex(Bin) -> string:lowercase(binary_to_list(binary:encode_hex(Bin))).
+
+out(Fmt, Args) -> io:format(Fmt ++ "~n", Args).

@@ -1,0 +1,202 @@
+"""One host's side of a hot upgrade: pre-check, staging, install, verification, the way back.
+
+Order matters for "never a gamble": the new release is installed but not made permanent until
+its code is verified on the node, so until then a crash or restart still boots the old one.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from .. import commands, otp
+from ..fleet import HostContext, HostFailure
+from ..model import Release
+from .deploy import extract, upload
+from .node import boot_version, health, log_tail, probe, start_node, verify_started
+
+
+class InstallFailed(HostFailure):
+    """release_handler refused or failed the install (the node may restart: see settle)."""
+
+
+def ask(hc: HostContext, kind: str, expr: str) -> dict[str, str]:
+    """Evaluate an expression on the running node; its PDT{...} marker as a dict ({} if none)."""
+    h = hc.host
+    res = hc.run(commands.node_eval(h.deploy_path, hc.settings.app, kind, h.env, expr))
+    return otp.parse_marker(res.stdout + res.stderr) or {"no_answer": (res.stdout + res.stderr)[-800:]}
+
+
+def releases(hc: HostContext, kind: str) -> dict[str, str]:
+    """{version: status} as release_handler on the node sees them ({} when it does not run)."""
+    return otp.parse_releases(ask(hc, kind, otp.release_state_expr()).get("releases", "error:"))
+
+
+def precheck(hc: HostContext, kind: str, old: str, new: str) -> tuple[str, dict[str, Any]]:
+    """The node must run `old` with our app started; say whether release_handler can take it hot."""
+    if hc.dry_run:
+        hc.say(f"would check: the node runs {old}, its application is started, release_handler "
+               "knows it")
+        return "would check", {}
+    p = probe(hc, kind, cheap_first=True)
+    if not p.app_started:
+        what = "does not answer" if p.beams else "is not running"
+        raise HostFailure(f"the node {what}: nothing to upgrade from {old}",
+                          p.output[-800:], f"inv doctor --host {hc.host.name}")
+    facts = p.facts or {}
+    if facts["vsn"] != old:
+        raise HostFailure(
+            f"runs {facts['vsn']}, not {old}: refusing (the relup only upgrades from {old})",
+            hint=f"inv upgrade --from {facts['vsn']} --to {new}",
+            data={"running": facts["vsn"]},
+        )
+    rels = releases(hc, kind)
+    blocker = ""
+    if not rels:
+        blocker = "release_handler does not run on the node (add sasl to the release)"
+    elif rels.get(old) not in ("permanent", "current"):
+        seen = ", ".join(f"{k} {s}" for k, s in rels.items())
+        blocker = (f"release_handler does not list {old} as running ({seen}): the node booted "
+                   "before releases/RELEASES described it; one restart fixes that")
+    data = {"pid": facts["pid"], "running": old, "hot_blocker": blocker}
+    note = f"; cannot go hot: {blocker}" if blocker else ""
+    return f"runs {old} (pid {facts['pid']}){note}", data
+
+
+def stage(hc: HostContext, upgrade: Release, old: str, new_lib_dirs: list[str]) -> str:
+    """Upload the upgrade tarball (sha256-verified, skipped when present) and put its files
+    beside the running release; nothing that boots or runs changes."""
+    uploaded = upload(hc, upgrade)
+    root = hc.host.deploy_path
+    res = hc.run(commands.stage_upgrade(root, upgrade.app, old, upgrade.version, upgrade.sha256,
+                                        uploaded, new_lib_dirs))
+    if not res.ok:
+        what = "sha256 check failed" if res.exited == 3 else f"staging failed (exit {res.exited})"
+        raise HostFailure(f"{what} for {upgrade.file_name}", res.tail(),
+                          "build it again (inv build.upgrade); nothing was installed")
+    return "uploaded" if uploaded else "upload skipped (same sha256 on host)"
+
+
+def verify_code(hc: HostContext, kind: str, apps: list[str], pid: str, vsn: str,
+                want_dirs: list[str]) -> str:
+    """The checks that make a hot upgrade "verified": same OS pid, release_handler runs `vsn`,
+    every module of `apps` is loaded from the new beams with no old code left, health passes."""
+    p = probe(hc, kind)
+    facts = p.facts or {}
+    if facts.get("pid") != pid:
+        raise HostFailure(f"the node's OS pid changed ({pid} -> {facts.get('pid', 'gone')}): "
+                          "it was restarted, not upgraded", log_tail(hc))
+    if facts.get("vsn") != vsn:
+        raise HostFailure(f"release_handler says the node runs {facts.get('vsn')}, not {vsn}")
+    code = ask(hc, kind, otp.code_check_expr(apps))
+    dirs = [d for d in code.get("dirs", "").split(",") if d]
+    missing = [d for d in want_dirs if d not in dirs]
+    if missing or not code.get("beams", "0").isdigit() or code.get("beams") == "0":
+        raise HostFailure(f"code path does not point at {', '.join(missing) or want_dirs}: "
+                          f"loaded from {', '.join(dirs) or 'nothing'}", str(code)[-800:])
+    for key, what in (("stale", "still runs the OLD code (loaded md5 differs from the new beam)"),
+                      ("old_code", "still has old code in memory (a process runs it)"),
+                      ("path", "would load from an unexpected path")):
+        if code.get(key):
+            raise HostFailure(f"modules {code[key]} {what}", hint="check the appup (inv show.appup)")
+    checked = f"{code['beams']} modules' md5 match {', '.join(dirs)}"
+    if hc.host.health.enabled:
+        ok, seen = health(hc)
+        if not ok:
+            raise HostFailure(f"health check fails after the upgrade: {seen}", log_tail(hc))
+        checked += ", health ok"
+    return checked
+
+
+def install(hc: HostContext, kind: str, app_vsn: tuple[str, str], pid: str, apps: list[str],
+            want_dirs: list[str]) -> str:
+    """release_handler install -> verify -> make_permanent -> switch bin/ -> check what boots."""
+    app, new = app_vsn
+    root = hc.host.deploy_path
+    r = ask(hc, kind, otp.hot_install_expr(app, new))
+    if r.get("ok") != "true":
+        raise InstallFailed(f"release_handler could not install {new}: "
+                            f"{r.get('result') or r.get('no_answer', 'no answer')}", log_tail(hc))
+    checked = verify_code(hc, kind, apps, pid, new, want_dirs)
+    r = ask(hc, kind, otp.make_permanent_expr(new))
+    if r.get("ok") != "true":
+        raise HostFailure(f"make_permanent({new}) failed: {r.get('result') or r}")
+    res = hc.run(commands.activate_bin(root, new))
+    if not res.ok:
+        raise HostFailure(f"could not switch bin/ to {new}'s start script", res.tail())
+    status = releases(hc, kind).get(new)
+    boots = boot_version(hc)
+    if status != "permanent" or boots != new:
+        raise HostFailure(f"{new} is {status} in release_handler and {boots} boots next; "
+                          f"expected {new} permanent")
+    return f"{checked}; {new} permanent"
+
+
+def settle(hc: HostContext, kind: str, old: str) -> str:
+    """After a failed install: release_handler restarts the VM in place (same OS pid, state
+    reset) or lets it stop when an instruction failed after the point of no return. Wait for
+    that, then make sure `old` serves: verified in either case."""
+    time.sleep(2.0)  # it acts right after replying to us
+    p = probe(hc, kind, cheap_first=True)
+    if not p.beams:
+        hc.say(f"release_handler took the node down: starting {old} again")
+        return "the node had stopped; " + start_node(hc, kind, old)
+    return verify_started(hc, kind, old)
+
+
+def back_to(hc: HostContext, kind: str, old: str, new: str) -> str:
+    """Make `old` serve again after a failed hot upgrade: hot-downgrade when the node runs
+    `new`, or start `old` when release_handler took the node down (it reboots the VM when an
+    instruction fails after the point of no return). Verified either way."""
+    root = hc.host.deploy_path
+    p = probe(hc, kind, cheap_first=True)
+    if not p.facts:
+        if p.beams:
+            raise HostFailure(f"the node (BEAM pid {p.beams[0]}) does not answer after the failed "
+                              "upgrade", log_tail(hc), f"inv restart --force --host {hc.host.name}")
+        hc.say(f"the node went down during the upgrade: starting {old} again")
+        if boot_version(hc) != old:
+            raise HostFailure(f"the node is down and {boot_version(hc)} would boot, not {old}",
+                              log_tail(hc), f"inv rollback/deploy.release --version {old}")
+        return "node was down; " + start_node(hc, kind, old)
+    if p.facts["vsn"] == new:
+        r = ask(hc, kind, otp.install_known_expr(old))
+        if r.get("ok") != "true":
+            raise HostFailure(f"hot downgrade to {old} failed: {r.get('result') or r}",
+                              log_tail(hc), f"inv restart --host {hc.host.name} boots {old}")
+        ask(hc, kind, otp.make_permanent_expr(old))
+        hc.run(commands.activate_bin(root, old))
+        how = f"hot-downgraded to {old} (pid {p.facts['pid']})"
+    else:
+        how = f"still running {p.facts['vsn']} (pid {p.facts['pid']})"
+    after = probe(hc, kind)
+    if not after.facts or after.facts.get("vsn") != old:
+        raise HostFailure(f"after going back, the node runs {after.facts and after.facts['vsn']}, "
+                          f"not {old}", log_tail(hc))
+    if hc.host.health.enabled:
+        ok, seen = health(hc)
+        if not ok:
+            raise HostFailure(f"{old} is back but the health check fails: {seen}", log_tail(hc))
+    return how + ", verified"
+
+
+def restart_into(hc: HostContext, kind: str, new: Release, old: Release | None) -> str:
+    """Cold fallback: deploy `new` as a full release and do a verified restart into it. The old
+    version serves until the stop; if the new one does not come up, `old` is put back."""
+    from .recovery import force_stop_node
+
+    uploaded = upload(hc, new)
+    extract(hc, new, uploaded)
+    force_stop_node(hc, kind)
+    try:
+        return f"restarted into {new.version}: " + start_node(hc, kind, new.version)
+    except HostFailure as exc:
+        if old is None:
+            raise
+        hc.say(f"{new.version} did not come up ({exc.message}): putting {old.version} back")
+        extract(hc, old, upload(hc, old))
+        force_stop_node(hc, kind)
+        back = start_node(hc, kind, old.version)
+        raise HostFailure(f"restart into {new.version} failed: {exc.message}; {old.version} "
+                          f"serves again ({back})", exc.detail,
+                          f"inv boot-check --host {hc.host.name}") from exc

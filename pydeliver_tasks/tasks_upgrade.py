@@ -1,0 +1,114 @@
+"""Hot-upgrade tasks: build.upgrade, deploy.upgrade, upgrade, downgrade, show.appup/relup."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from invoke import Collection, task
+
+from .cli import DRY, HOST, JSON, STAGE, cli_errors
+from .steps import show, upgrade_build
+from .steps import upgrade as up
+from .validation import InvalidInput
+
+FROM = "the version running now (the relup upgrades from it)"
+TO = "the version to upgrade to"
+
+
+def _need(**given: str | None) -> None:
+    for name, value in given.items():
+        if not value:
+            raise InvalidInput(f"missing --{name.rstrip('_')} (see inv --help upgrade)")
+
+
+@task(name="upgrade", help={"from_": FROM, "to": TO, "dry_run": DRY, "json": JSON,
+                            "tag": "git ref to build TO from (default: the tag TO)"})
+def build_upgrade(c: Any, from_: str | None = None, to: str | None = None,
+                  tag: str | None = None, dry_run: bool = False, json: str | None = None) -> None:
+    """Build TO with a relup from FROM into the store (<app>_<TO>.upgrade.tar.gz).
+
+    FROM is taken from the release store (built from its tag only when missing); appups are
+    generated per changed application unless the project supplies one. Exit 1 when the upgrade
+    is not hot-safe (the reasons are printed).
+    """
+    with cli_errors():
+        _need(from_=from_, to=to)
+        assert from_ and to
+        rel, manifest = upgrade_build.build_upgrade(c, from_, to, tag=tag, dry_run=dry_run,
+                                                    json_path=json)
+        if manifest.unsafe and not dry_run:
+            raise InvalidInput(f"{from_} -> {to} is not hot-upgradable: "
+                               + "; ".join(manifest.unsafe))
+
+
+@task(name="upgrade", help={"version": "upgrade version to stage (from the store)",
+                            "from_": "check the stored upgrade is from this version",
+                            "stage": STAGE, "host": HOST, "dry_run": DRY, "json": JSON})
+def deploy_upgrade(c: Any, version: str | None = None, from_: str | None = None,
+                   stage: str | None = None, host: str | None = None, dry_run: bool = False,
+                   json: str | None = None) -> None:
+    """Upload a stored upgrade to every host (sha256-verified) and stage it beside the running
+    release. Nothing that runs or boots changes; inv upgrade installs it."""
+    with cli_errors():
+        _need(version=version)
+        assert version
+        up.deploy_upgrade(c, version, from_=from_, stage=stage, host=host, dry_run=dry_run,
+                          json=json)
+
+
+@task(help={"from_": FROM, "to": TO, "stage": STAGE, "host": HOST, "dry_run": DRY, "json": JSON,
+            "on_unsafe": "restart (verified restart into TO) or abort, when not hot-safe",
+            "on_failure": "restart, downgrade (hot, back to FROM) or abort, when install or "
+                          "verification fails",
+            "keep_going": "after a host fails, still start the hosts not started yet",
+            "force": "allow TO older than FROM",
+            "rebuild": "build the upgrade again even if the store has it"})
+def upgrade(c: Any, from_: str | None = None, to: str | None = None, stage: str | None = None,
+            host: str | None = None, on_unsafe: str | None = None, on_failure: str | None = None,
+            keep_going: bool = False, force: bool = False, rebuild: bool = False,
+            dry_run: bool = False, json: str | None = None) -> None:
+    """Hot-upgrade the running release from FROM to TO on every host, verified.
+
+    Refuses before any change if a host does not run FROM. Per host: stage, install through
+    release_handler, verify (same OS pid, new code loaded, health), make permanent.
+    """
+    with cli_errors():
+        _need(from_=from_, to=to)
+        assert from_ and to
+        up.upgrade(c, from_, to, stage=stage, host=host, on_unsafe=on_unsafe,
+                   on_failure=on_failure, keep_going=keep_going, force=force, rebuild=rebuild,
+                   dry_run=dry_run, json=json)
+
+
+@task(help={"to": "the release to go back to (installed hot before)", "stage": STAGE,
+            "host": HOST, "dry_run": DRY, "json": JSON})
+def downgrade(c: Any, to: str | None = None, stage: str | None = None, host: str | None = None,
+              dry_run: bool = False, json: str | None = None) -> None:
+    """Hot-downgrade to TO through release_handler, verified (same pid, code, health)."""
+    with cli_errors():
+        _need(to=to)
+        assert to
+        up.downgrade(c, to, stage=stage, host=host, dry_run=dry_run, json=json)
+
+
+@task(name="appup", help={"from_": FROM, "to": TO})
+def show_appup(c: Any, from_: str | None = None, to: str | None = None) -> None:
+    """Print the appups of FROM -> TO (generated or yours) and why it is not hot-safe, if so."""
+    with cli_errors():
+        _need(from_=from_, to=to)
+        assert from_ and to
+        show.show_appup(c, from_, to)
+
+
+@task(name="relup", help={"version": "the upgrade version whose relup to print"})
+def show_relup(c: Any, version: str | None = None) -> None:
+    """Print the relup release_handler will run, from the stored upgrade tarball."""
+    with cli_errors():
+        _need(version=version)
+        assert version
+        show.show_relup(c, version)
+
+
+show_ns = Collection("show")
+show_ns.add_task(show_appup)
+show_ns.add_task(show_relup)

@@ -1,0 +1,136 @@
+"""Hot upgrades as a user lives them, for a mix app and a rebar3 app on 2 sandbox hosts: refused
+when a host runs another version, hot 0.0.1 -> 0.0.2 (same OS pid, new page, counter state
+migrated), verified downgrade and upgrade again (from the store), a broken appup (the old
+version serves again; each --on-failure), and a damaged stored upgrade refused."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from .conftest import Project, beam_alive, http_get, project_fixture
+
+APPS = {"hello_ex": 4050, "hello_erl": 4051}
+
+project = project_fixture(APPS, deployed="0.0.1")
+
+
+@pytest.fixture(autouse=True)
+def running(project: Project) -> None:
+    """Every test starts from running nodes (a no-op when they already run)."""
+    project.inv("start").ok()
+
+BROKEN_APPUP = """{{"0.0.2", [{{"0.0.1", [{{load_module, {page}}},
+                            {{apply, {{erlang, error, [deliberately_broken]}}}}]}}],
+          [{{"0.0.1", [{{load_module, {page}}}]}}]}}.
+"""
+
+
+def page_module(app: str) -> str:
+    return "'Elixir.HelloEx.Page'" if app == "hello_ex" else "hello_erl_page"
+
+
+def pids(project: Project) -> dict[str, int]:
+    out = project.inv("ping").ok().out
+    return {m[0]: int(m[1]) for m in re.findall(r"^\s+(\S+)\s+ok\s+.*pid (\d+)", out, re.M)}
+
+
+def pages(project: Project) -> dict[str, str]:
+    found = {}
+    for h in project.box.hosts:
+        status, body = http_get(project.url(h))
+        assert status == 200
+        found[h.name] = re.search(r"<h1>(.*)</h1>", body)[1]
+    return found
+
+
+def boots_next(project: Project) -> set[str]:
+    return {(project.root(h) / "releases" / "start_erl.data").read_text().split()[1]
+            for h in project.box.hosts}
+
+
+def test_refused_before_any_change_when_a_host_runs_another_version(project: Project) -> None:
+    before, seen = pids(project), pages(project)
+    res = project.inv("upgrade", "--from", "0.0.2", "--to", "0.0.3")
+    assert res.rc == 1, res.out
+    assert res.out.count("pre-check FAILED: runs 0.0.1, not 0.0.2: refusing") == 2, res.out
+    assert "building" not in res.out and "staging" not in res.out, res.out
+    assert not list((project.dir / ".deliver" / "releases").glob("*upgrade*"))
+    assert pids(project) == before and boots_next(project) == {"0.0.1"}
+    assert [v.split(" (visits")[0] for v in pages(project).values()] == \
+        [v.split(" (visits")[0] for v in seen.values()]
+
+
+def test_hot_upgrade_keeps_pid_changes_page_and_migrates_state(project: Project) -> None:
+    app = project.app
+    before = pids(project)
+    visits = {h: int(re.search(r"visits: (\d+)", t)[1]) for h, t in pages(project).items()}
+    res = project.inv("upgrade", "--from", "0.0.1", "--to", "0.0.2", "--json", "up.json").ok()
+    assert res.out.count("hot-upgraded 0.0.1 -> 0.0.2, same pid") == 2, res.out
+    assert "modules' md5 match" in res.out and "0.0.2 permanent" in res.out
+    assert "appup for" in res.out and "(generated)" in res.out  # generated, shown
+    assert pids(project) == before and all(beam_alive(p) for p in before.values())
+    for host, text in pages(project).items():
+        # the counter's state changed shape (integer -> map): code_change migrated it, the
+        # count goes on (a lost or unmigrated state would restart at 1 or crash the page)
+        assert text == f"Howdy from {app} 0.0.2 (visits: {visits[host] + 1})", text
+    version = project.inv("version").ok()
+    assert version.out.count("running 0.0.2; 0.0.2 boots next") == 2, version.out
+    relup = project.inv("show.relup", "--version", "0.0.2").ok()
+    assert "point_of_no_return" in relup.out and "code_change" in relup.out
+    appup = project.inv("show.appup", "--from", "0.0.1", "--to", "0.0.2").ok()
+    assert "{update" in appup.out and "advanced" in appup.out, appup.out
+
+
+def test_downgrade_then_upgrade_again_from_the_store(project: Project) -> None:
+    app = project.app
+    before = pids(project)
+    down = project.inv("downgrade", "--to", "0.0.1").ok()
+    assert down.out.count("hot-downgraded to 0.0.1") == 2, down.out
+    assert pids(project) == before
+    assert all(t.startswith(f"Hello from {app} 0.0.1") for t in pages(project).values())
+    assert boots_next(project) == {"0.0.1"}
+    up = project.inv("upgrade", "--from", "0.0.1", "--to", "0.0.2").ok()
+    assert "using the stored upgrade" in up.out and "building" not in up.out, up.out
+    assert pids(project) == before
+    assert all(t.startswith(f"Howdy from {app} 0.0.2") for t in pages(project).values())
+    project.inv("downgrade", "--to", "0.0.1").ok()
+
+
+def test_broken_appup_leaves_the_old_version_serving(project: Project) -> None:
+    app = project.app
+    appups = project.dir / "rel" / "appups" / "0.0.1-0.0.2"
+    appups.mkdir(parents=True, exist_ok=True)
+    (appups / f"{app}.appup").write_text(BROKEN_APPUP.format(page=page_module(app)))
+    try:
+        res = project.inv("upgrade", "--from", "0.0.1", "--to", "0.0.2", "--rebuild",
+                          "--on-failure", "abort")
+        assert res.rc == 1, res.out
+        assert "(user)" in res.out and "deliberately_broken" in res.out, res.out
+        assert res.out.count("hot upgrade failed") >= 2, res.out
+        assert res.out.count("0.0.1 serves again") == 2, res.out
+        assert all(t.startswith(f"Hello from {app} 0.0.1") for t in pages(project).values())
+        assert boots_next(project) == {"0.0.1"}
+
+        res = project.inv("upgrade", "--from", "0.0.1", "--to", "0.0.2", "--on-failure",
+                          "downgrade")
+        assert res.rc == 1 and "using the stored upgrade" in res.out, res.out
+        assert all(t.startswith(f"Hello from {app} 0.0.1") for t in pages(project).values())
+
+        res = project.inv("upgrade", "--from", "0.0.1", "--to", "0.0.2", "--on-failure",
+                          "restart").ok()
+        assert res.out.count("restarted into 0.0.2") == 2, res.out
+        assert all(t.startswith(f"Howdy from {app} 0.0.2") for t in pages(project).values())
+        assert boots_next(project) == {"0.0.2"}
+    finally:
+        (appups / f"{app}.appup").unlink()
+
+
+def test_damaged_stored_upgrade_is_refused(project: Project) -> None:
+    tarball = project.dir / ".deliver" / "releases" / f"{project.app}_0.0.2.upgrade.tar.gz"
+    with tarball.open("r+b") as fh:
+        fh.seek(100)
+        fh.write(b"\0corrupt\0")
+    res = project.inv("deploy.upgrade", "--version", "0.0.2")
+    assert res.rc == 2 and "does not match its .sha256" in res.out, res.out
