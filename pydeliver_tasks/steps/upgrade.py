@@ -44,7 +44,11 @@ def _upgrade_release(c: Any, settings: Any, from_: str, to: str, rebuild: bool,
                      dry_run: bool) -> tuple[Any, UpgradeManifest]:
     """The stored upgrade X -> Y, built first when missing (or when rebuild)."""
     found = None if rebuild else stored_upgrade(settings.store, settings.app, from_, to)
-    if found:
+    if found and found[0] is None and store.get(settings.store, settings.app, to):
+        print(f"using the stored plan for {from_} -> {to}: not hot-upgradable "
+              "(after adding appups, run with --rebuild)", flush=True)
+        return found
+    if found and found[0] is not None:
         rel, manifest = found
         if sha256_of(rel.path) != rel.sha256:
             raise v.InvalidInput(f"{rel.path} does not match its .sha256: the stored upgrade "

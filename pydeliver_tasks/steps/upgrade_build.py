@@ -55,14 +55,18 @@ def manifest_path(store_dir: Path, app: str, new: str) -> Path:
     return store_dir / release_file_name(app, new, "upgrade").replace(".tar.gz", ".json")
 
 
-def stored_upgrade(store_dir: Path, app: str, old: str, new: str) -> tuple[Release, UpgradeManifest] | None:
-    """The stored upgrade tarball old -> new with its manifest, if one was built (and is safe)."""
-    rel = store.get(store_dir, app, new, "upgrade")
+def stored_upgrade(store_dir: Path, app: str, old: str,
+                   new: str) -> tuple[Release | None, UpgradeManifest] | None:
+    """What the store holds for old -> new: (upgrade tarball, manifest), or (None, manifest)
+    when that upgrade was found not hot-safe; None when it was never built."""
     mpath = manifest_path(store_dir, app, new)
-    if rel is None or not mpath.exists():
+    if not mpath.exists():
         return None
     manifest = UpgradeManifest.load(mpath)
-    return (rel, manifest) if manifest.old == old and not manifest.unsafe else None
+    rel = store.get(store_dir, app, new, "upgrade")
+    if manifest.old != old or (rel is None and not manifest.unsafe):
+        return None
+    return (None if manifest.unsafe else rel), manifest
 
 
 def user_appups(settings: Any, old: str, new: str) -> dict[str, Path]:

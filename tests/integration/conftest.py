@@ -101,9 +101,11 @@ class Project:
 
 
 def make_project(app: str, box: sb.Sandbox, base: Path, http_port: int,
-                 deployed: str | None = None) -> Project:
-    """The example as a user's project; deployed=VERSION also builds and deploys that tag."""
-    d = make_repo(app, base / app)
+                 deployed: str | None = None,
+                 versions: tuple[str, ...] = ("0.0.1", "0.0.2")) -> Project:
+    """The example as a user's project (one tag per version); deployed=VERSION also builds and
+    deploys that tag."""
+    d = make_repo(app, base / app, versions)
     cfg = write_runtime_config(box, app, http_port)
     own = base / f"{app}-sandbox.json"
     shutil.copy(cfg, own)
@@ -114,14 +116,16 @@ def make_project(app: str, box: sb.Sandbox, base: Path, http_port: int,
     return project
 
 
-def project_fixture(ports: dict[str, int], deployed: str | None = "0.0.1"):
+def project_fixture(ports: dict[str, int], deployed: str | None = "0.0.1",
+                    versions: tuple[str, ...] = ("0.0.1", "0.0.2")):
     """A module-scoped `project` fixture over both example apps (each on its own HTTP port),
     built and deployed at `deployed` unless None; its nodes are stopped afterwards."""
 
     @pytest.fixture(scope="module", params=sorted(ports))
     def project(request, box, tmp_path_factory):
         app = request.param
-        p = make_project(app, box, tmp_path_factory.mktemp(app), ports[app], deployed=deployed)
+        p = make_project(app, box, tmp_path_factory.mktemp(app), ports[app], deployed=deployed,
+                         versions=versions)
         yield p
         p.inv("stop")
 

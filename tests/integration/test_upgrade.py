@@ -13,7 +13,8 @@ from .conftest import Project, beam_alive, http_get, project_fixture
 
 APPS = {"hello_ex": 4050, "hello_erl": 4051}
 
-project = project_fixture(APPS, deployed="0.0.1")
+# 0.0.3 adds a dependency application (greeter 1.0.0), 0.0.4 changes its version (1.0.1)
+project = project_fixture(APPS, deployed="0.0.1", versions=("0.0.1", "0.0.2", "0.0.3", "0.0.4"))
 
 
 @pytest.fixture(autouse=True)
@@ -125,6 +126,37 @@ def test_broken_appup_leaves_the_old_version_serving(project: Project) -> None:
         assert boots_next(project) == {"0.0.2"}
     finally:
         (appups / f"{app}.appup").unlink()
+
+
+def test_added_application_falls_back_to_a_verified_restart(project: Project) -> None:
+    app = project.app
+    before = pids(project)
+    res = project.inv("upgrade", "--from", "0.0.2", "--to", "0.0.3").ok()
+    assert res.out.count("not hot-upgradable (application greeter is added") == 2, res.out
+    assert res.out.count("restarted into 0.0.3") == 2, res.out
+    after = pids(project)
+    assert all(after[h] != before[h] for h in after)  # a restart, and it says so
+    for text in pages(project).values():
+        assert text.startswith(f"Howdy from {app} 0.0.3") and text.endswith("greeter 1.0.0")
+    assert boots_next(project) == {"0.0.3"}
+
+
+def test_dependency_version_change_is_refused_or_restarted(project: Project) -> None:
+    app = project.app
+    before, seen = pids(project), pages(project)
+    res = project.inv("upgrade", "--from", "0.0.3", "--to", "0.0.4", "--on-unsafe", "abort")
+    assert res.rc == 1, res.out
+    assert res.out.count("dependency greeter changes version (1.0.0 -> 1.0.1) and ships no "
+                         "appup; nothing was changed") >= 2, res.out
+    assert pids(project) == before and boots_next(project) == {"0.0.3"}
+    assert all(t.endswith("greeter 1.0.0") for t in pages(project).values()), seen
+    shown = project.inv("show.appup", "--from", "0.0.3", "--to", "0.0.4").ok()
+    assert "NOT hot-upgradable" in shown.out and "greeter" in shown.out, shown.out
+    res = project.inv("upgrade", "--from", "0.0.3", "--to", "0.0.4").ok()
+    assert "using the stored plan" in res.out, res.out
+    assert res.out.count("restarted into 0.0.4") == 2, res.out
+    for text in pages(project).values():
+        assert text.startswith(f"Hiya from {app} 0.0.4") and text.endswith("greeter 1.0.1")
 
 
 def test_damaged_stored_upgrade_is_refused(project: Project) -> None:
