@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The pydeliver_tasks demo, as a user lives it, on a loopback sandbox (2 hosts + a build host,
 # each a real sshd with its own Unix user): build the hello_ex release from git tag 0.0.1 on the
-# build host, deploy it to both hosts, start it (verified), ping, version, fetch each host's page.
+# build host, deploy it to both hosts, start it (verified), ping, version, fetch each host's page,
+# then hot-upgrade to 0.0.2 (page text changes, same OS pid of each node) and stop.
 #
 #   bash examples/demo.sh           # as root on Debian 12; tears the sandbox down at the end
 #   bash examples/demo.sh --keep    # leave the sandbox and the nodes running to explore
@@ -113,14 +114,19 @@ section "3. start the nodes, verified: node answers, app started, health ok (inv
 took
 
 section "4. ping and version (inv ping; inv version)"
-ping_json=$(mktemp)
-"$INV" ping --json "$ping_json"
+"$INV" ping
 "$INV" version
 took
 
-section "5. each host's page (curl) and the OS pid of its node (from inv ping)"
-# one line per host: name address port pid   (names/addresses from the runtime config)
-hosts=$("$PY" - "$cfg" "$ping_json" <<'EOF'
+# show_pages EXPECTED: each host's page text and its node's OS pid (from inv ping); fails unless
+# every page contains EXPECTED. Sets PIDS[host]=pid.
+declare -A PIDS
+show_pages() {
+  local expected=$1 ping_json hosts name ip port pid page owner text
+  ping_json=$(mktemp)
+  "$INV" ping --json "$ping_json" >/dev/null
+  # one line per host: name address port pid   (names/addresses from the runtime config)
+  hosts=$("$PY" - "$cfg" "$ping_json" <<'EOF'
 import json, re, sys
 deliver = json.load(open(sys.argv[1]))["deliver"]
 pings = {r["host"]: r for r in json.load(open(sys.argv[2]))["hosts"]}
@@ -130,32 +136,49 @@ for h in deliver["stages"]["sandbox"]["hosts"]:
     print(h["host"], h["env"]["HTTP_IP"], h["env"]["HTTP_PORT"], m.group(1) if m else "-")
 EOF
 )
-rm -f "$ping_json"
-while read -r name ip port pid; do
-  page=$(curl -fsS --max-time 5 "http://$ip:$port/")
-  owner=$(ps -o user= -p "$pid" 2>/dev/null || echo "?")
-  text=$(sed -n 's:.*<h1>\(.*\)</h1>.*:\1:p' <<<"$page")
-  echo "   $name  http://$ip:$port/  node pid $pid (OS user $owner)"
-  echo "      page: ${text:-$page}"
-  if [[ "$text" != *"Hello from $APP 0.0.1"* ]]; then
-    echo "demo: unexpected page on $name" >&2
-    exit 1
-  fi
-done <<<"$hosts"
+  rm -f "$ping_json"
+  while read -r name ip port pid; do
+    page=$(curl -fsS --max-time 5 "http://$ip:$port/")
+    owner=$(ps -o user= -p "$pid" 2>/dev/null || echo "?")
+    text=$(sed -n 's:.*<h1>\(.*\)</h1>.*:\1:p' <<<"$page")
+    echo "   $name  http://$ip:$port/  node OS pid $pid (user $owner)"
+    echo "      page: ${text:-$page}"
+    if [[ "$text" != *"$expected"* ]]; then
+      echo "demo: unexpected page on $name (expected \"$expected\")" >&2
+      exit 1
+    fi
+    PIDS[$name]=$pid
+  done <<<"$hosts"
+}
+
+section "5. each host's page (curl) and the OS pid of its node (from inv ping)"
+show_pages "Hello from $APP 0.0.1"
+declare -A PIDS_BEFORE
+for h in "${!PIDS[@]}"; do PIDS_BEFORE[$h]=${PIDS[$h]}; done
 took
 
-# ---- HOT UPGRADE (later feature) -------------------------------------------------------------
-# Insert the hot upgrade to 0.0.2 here, e.g.:
-#   section "6. hot upgrade 0.0.1 -> 0.0.2 without a restart (inv upgrade --from 0.0.1 --to 0.0.2)"
-#   "$INV" upgrade --from 0.0.1 --to 0.0.2
-#   then show each host's page again ("Howdy from hello_ex 0.0.2") with the SAME node pid.
-# and renumber the stop section below.
-# -----------------------------------------------------------------------------------------------
+section "6. HOT upgrade 0.0.1 -> 0.0.2 while the nodes serve (inv upgrade --from 0.0.1 --to 0.0.2)"
+echo "   builds 0.0.2 with a relup from the stored 0.0.1 (appups generated), stages it on each host,"
+echo "   installs it through release_handler, verifies pid, loaded code, health; then permanent"
+"$INV" upgrade --from 0.0.1 --to 0.0.2
+took
+
+section "7. after the upgrade: each host's page and node pid (the SAME pid: no restart), inv version"
+show_pages "Howdy from $APP 0.0.2"
+for h in "${!PIDS[@]}"; do
+  if [ "${PIDS[$h]}" != "${PIDS_BEFORE[$h]}" ]; then
+    echo "demo: $h's node pid changed (${PIDS_BEFORE[$h]} -> ${PIDS[$h]}): not a hot upgrade" >&2
+    exit 1
+  fi
+  echo "   $h: node OS pid ${PIDS_BEFORE[$h]} before, ${PIDS[$h]} after: same process"
+done
+"$INV" version
+took
 
 if [ "$KEEP" = 1 ]; then
   exit 0   # teardown() prints how to explore and how to tear down
 fi
 
-section "6. stop the nodes, verified: each node's OS process is gone (inv stop)"
+section "8. stop the nodes, verified: each node's OS process is gone (inv stop)"
 "$INV" stop
 took
