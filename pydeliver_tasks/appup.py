@@ -92,9 +92,16 @@ class UpgradePlan:
         return not self.unsafe
 
 
+# Erlang's reserved words: valid atoms only when quoted.
+_RESERVED = set(
+    "after and andalso band begin bnot bor bsl bsr bxor case catch cond div end fun if let not "
+    "of or orelse receive rem try when xor maybe else".split()
+)
+
+
 def atom(name: str) -> str:
     """An Erlang atom literal (quoted unless it is a plain lowercase atom)."""
-    if re.fullmatch(r"[a-z][A-Za-z0-9_@]*", name):
+    if re.fullmatch(r"[a-z][A-Za-z0-9_@]*", name) and name not in _RESERVED:
         return name
     return "'" + name.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
@@ -150,8 +157,9 @@ def plan(old: ReleaseFacts, new: ReleaseFacts, own_apps: set[str] | frozenset[st
          overridden: set[str] | frozenset[str] = frozenset()) -> UpgradePlan:
     """Classify the upgrade old -> new and generate appups for own changed apps.
 
-    own_apps: the project's applications (appups are generated for them); overridden: apps with
-    a user-supplied appup. Any other changed application needs an appup it ships itself.
+    own_apps: the project's applications (appups are generated for them unless they ship one);
+    overridden: apps with a user-supplied appup. Any other changed application needs an appup
+    it ships itself.
     """
     p = UpgradePlan(old.vsn, new.vsn)
     if old.erts != new.erts:
@@ -163,12 +171,16 @@ def plan(old: ReleaseFacts, new: ReleaseFacts, own_apps: set[str] | frozenset[st
     for name in sorted(set(old.apps) & set(new.apps)):
         o, n = old.apps[name], new.apps[name]
         if o.vsn == n.vsn:
+            if any(o.modules.get(m, ModuleFacts("")).md5 != mf.md5 for m, mf in n.modules.items()) \
+                    or set(o.modules) - set(n.modules):
+                p.unsafe.append(f"application {name} changes its code but keeps version {n.vsn}: "
+                                "release_handler cannot tell the two apart (bump its version)")
             continue
         p.changed_apps[name] = (o.vsn, n.vsn)
         if name in CORE_APPS:
             p.unsafe.append(f"OTP/Elixir core application {name} changes ({o.vsn} -> {n.vsn})")
-        elif name in overridden or (n.has_appup and name not in own_apps):
-            continue
+        elif name in overridden or n.has_appup:
+            continue  # the user's appup, or the one the application ships, is used as it is
         elif name in own_apps:
             p.appups[name] = render_appup(o, n)
             for m in sorted(set(o.modules) & set(n.modules)):

@@ -183,6 +183,14 @@ class _Reader:
             out[key] = str(val)
         return out
 
+    def section(self, name: str, data: dict[str, Any]) -> dict[str, Any]:
+        """A mapping section merged over its defaults; anything else is a problem, not a crash."""
+        value = data.get(name) or {}
+        if not isinstance(value, dict):
+            self.problems.append(f"deliver.{name}: expected a mapping, got {value!r}")
+            value = {}
+        return {**DEFAULTS[name], **value}
+
     def known(self, path: str, value: dict[str, Any], allowed: Any) -> None:
         """Unknown keys are typos until proven otherwise: say so instead of ignoring them."""
         for key in value:
@@ -234,7 +242,7 @@ def load(config: Any) -> Settings:
     if not mix_env.isidentifier():
         r.problems.append(f"deliver.mix_env: invalid {mix_env!r}")
 
-    build = {**DEFAULTS["build"], **(data["build"] or {})}
+    build = r.section("build", data)
     build_host = None
     if str(build["host"]) != "local":
         build_host = r.check("build.host", v.host_address, str(build["host"]))
@@ -244,7 +252,7 @@ def load(config: Any) -> Settings:
     if not profile.isidentifier():
         r.problems.append(f"deliver.rebar3_profile: invalid {profile!r}")
 
-    ssh_raw = {**DEFAULTS["ssh"], **(data["ssh"] or {})}
+    ssh_raw = r.section("ssh", data)
     if ssh_raw["host_key_policy"] not in HOST_KEY_POLICIES:
         r.problems.append(
             f"deliver.ssh.host_key_policy: must be strict or accept-new, "
@@ -259,7 +267,7 @@ def load(config: Any) -> Settings:
     )
     if ssh.config_file and not Path(ssh.config_file).expanduser().is_file():
         r.problems.append(f"deliver.ssh.config_file: {ssh.config_file} does not exist")
-    health = r.health("health", {**DEFAULTS["health"], **(data["health"] or {})}, HealthCheck())
+    health = r.health("health", r.section("health", data), HealthCheck())
     common_env = r.env("env", data["env"] or {})
     default_path = str(data["deploy_path"] or (f"apps/{app}" if app else ""))
 
@@ -277,7 +285,7 @@ def load(config: Any) -> Settings:
         r.problems.append(f"deliver.stage: {default_stage!r} is not one of deliver.stages")
 
     hooks = _read_hooks(r, data["hooks"] or {})
-    timeouts = {**DEFAULTS["timeouts"], **(data["timeouts"] or {})}
+    timeouts = r.section("timeouts", data)
     settings = Settings(
         app=app,
         builder=builder,
@@ -294,7 +302,7 @@ def load(config: Any) -> Settings:
         stop_timeout=r.number("timeouts.stop", timeouts["stop"], 1),
         hooks=hooks,
         log_files=_read_log_files(r, data["log_files"]),
-        upgrade=_read_upgrade(r, {**DEFAULTS["upgrade"], **(data["upgrade"] or {})}),
+        upgrade=_read_upgrade(r, r.section("upgrade", data)),
     )
     if r.problems:
         raise ConfigError(r.problems)

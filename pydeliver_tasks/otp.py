@@ -84,8 +84,9 @@ begin
 end.
 """
 
-# Install `vsn` hot: make it known as unpacked (our own checked extraction put its files there),
-# then evaluate its relup. Not yet permanent: a crash now would still boot the old release.
+# Install `vsn` hot: make it known as unpacked unless release_handler knows it already (our own
+# checked extraction put its files there), then evaluate the relup — the new release's to go up,
+# the running one's to go down. Not yet permanent: a crash now still boots the permanent one.
 HOT_INSTALL = """
 begin
   {text},
@@ -99,17 +100,6 @@ begin
     {{ok, _}} -> release_handler:install_release("{vsn}", [{{update_paths, true}}]);
     PdtErr -> PdtErr
   end,
-  PdtOk = element(1, PdtResult) =:= ok,
-  lists:flatten(io_lib:format("PDT{{pid=~s;ok=~s;result=~s}}",
-                              [os:getpid(), PdtOk, PdtText(PdtResult)]))
-end.
-"""
-
-# Downgrade (or re-install) to a release release_handler already knows (status old/permanent).
-INSTALL_KNOWN = """
-begin
-  {text},
-  PdtResult = release_handler:install_release("{vsn}", [{{update_paths, true}}]),
   PdtOk = element(1, PdtResult) =:= ok,
   lists:flatten(io_lib:format("PDT{{pid=~s;ok=~s;result=~s}}",
                               [os:getpid(), PdtOk, PdtText(PdtResult)]))
@@ -162,10 +152,6 @@ def release_state_expr() -> str:
 def hot_install_expr(app: str, vsn: str) -> str:
     """app and vsn are validated (no quote or backslash can reach the Erlang string)."""
     return _expr(HOT_INSTALL, app=app, vsn=vsn)
-
-
-def install_known_expr(vsn: str) -> str:
-    return _expr(INSTALL_KNOWN, vsn=vsn)
 
 
 def make_permanent_expr(vsn: str) -> str:

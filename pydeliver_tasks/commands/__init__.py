@@ -189,7 +189,7 @@ def install_release(root: str, app: str, version: str, sha256: str, uploaded: bo
         _checked_extract(root, tarball, sha256, stage, uploaded)
         + [
             f"test -d {q(rel)} && test -x {q(stage)}/bin/{q(app)} || "
-            f"{{ echo \"tarball lacks releases/{version} or bin/{app}\" >&2; exit 4; }}",
+            f"{{ echo {q(f'tarball lacks releases/{version} or bin/{app}')} >&2; exit 4; }}",
             "mkdir -p lib releases .deliver/trash .deliver/bin",
             f"for d in {q(stage)}/lib/*; do",
             '  n=${d##*/}; if [ -e "lib/$n" ]; then rm -rf ".deliver/trash/$n"; '
@@ -217,7 +217,7 @@ def install_release(root: str, app: str, version: str, sha256: str, uploaded: bo
             f'echo "$erts {version}" > releases/start_erl.data.new',
             "mv -f releases/start_erl.data.new releases/start_erl.data",
             f"rm -rf bin.old .deliver/trash {q(stage)}",
-            f"echo PDT{{installed={version}}}",
+            f"echo {q(f'PDT{{installed={version}}}')}",
         ]
     )
 
@@ -231,12 +231,12 @@ def stage_upgrade(root: str, app: str, old: str, new: str, sha256: str, uploaded
     """
     tarball = tarball_path(root, app, new, "upgrade")
     stage = f".deliver/staging/{new}"
-    fresh = " ".join(q(d) for d in new_lib_dirs)
+    fresh = " ".join(q(d) for d in new_lib_dirs if d and "/" not in d and d not in (".", ".."))
     return "\n".join(
         _checked_extract(root, tarball, sha256, stage, uploaded)
         + [
             f"test -f {q(stage)}/releases/{q(new)}/relup && test -x {q(stage)}/bin/{q(app)} || "
-            f"{{ echo \"upgrade tarball lacks releases/{new}/relup or bin/{app}\" >&2; exit 4; }}",
+            f"{{ echo {q(f'upgrade tarball lacks releases/{new}/relup or bin/{app}')} >&2; exit 4; }}",
             "mkdir -p .deliver/bin",
             # roots deployed before bin/ was kept per version: the running version's is bin/
             f"[ -d {q(bin_dir(old))} ] || cp -a bin {q(bin_dir(old))}",
@@ -247,7 +247,7 @@ def stage_upgrade(root: str, app: str, old: str, new: str, sha256: str, uploaded
             f"rm -rf releases/{q(new)} && mv {q(stage)}/releases/{q(new)} releases/{q(new)}",
             f"rm -rf {q(bin_dir(new))} && mv {q(stage)}/bin {q(bin_dir(new))}",
             f"rm -rf {q(stage)}",
-            f"echo PDT{{staged={new}}}",
+            f"echo {q(f'PDT{{staged={new}}}')}",
         ]
     )
 

@@ -160,7 +160,7 @@ def back_to(hc: HostContext, kind: str, old: str, new: str) -> str:
                               log_tail(hc), f"inv rollback/deploy.release --version {old}")
         return "node was down; " + start_node(hc, kind, old)
     if p.facts["vsn"] == new:
-        r = ask(hc, kind, otp.install_known_expr(old))
+        r = ask(hc, kind, otp.hot_install_expr(hc.settings.app, old))
         if r.get("ok") != "true":
             raise HostFailure(f"hot downgrade to {old} failed: {r.get('result') or r}",
                               log_tail(hc), f"inv restart --host {hc.host.name} boots {old}")

@@ -75,7 +75,14 @@ def upgrade(
     new_rel = store.get(settings.store, settings.app, to)
     old_rel = store.get(settings.store, settings.app, from_)
     if dry_run:
-        return pre
+        def plan(hc: HostContext) -> str:
+            hc.say(f"would stage {to} beside {from_} (sha256-checked), install it through "
+                   "release_handler, verify pid/code/health, make it permanent; on an unsafe "
+                   f"upgrade: {on_unsafe}, on a failure: {on_failure}")
+            return "would hot-upgrade"
+
+        return for_each_host("upgrade", settings, st.name, st.hosts, plan, dry_run=True,
+                             json_path=json)
     if new_rel is None:
         raise v.InvalidInput(f"{settings.app} {to} is missing from the release store: "
                              f"inv build.release --tag {to}")

@@ -145,3 +145,11 @@ def accepted_logins(box: sb.Sandbox, name: str) -> int:
 
 def beam_alive(pid: int) -> bool:
     return Path(f"/proc/{pid}").exists() and b"zombie" not in Path(f"/proc/{pid}/status").read_bytes()
+
+
+def assert_refused(project: Project, cases: list[tuple[list[str], str]]) -> None:
+    """Each (args, message): inv exits 2 with an error naming message."""
+    for args, message in cases:
+        res = project.inv(*args)
+        assert res.rc == 2, (args, res.out)
+        assert "error: " in res.out and message in res.out, (args, res.out)

@@ -9,7 +9,7 @@ import re
 
 import pytest
 
-from .conftest import Project, beam_alive, http_get, project_fixture
+from .conftest import Project, accepted_logins, assert_refused, beam_alive, http_get, project_fixture
 
 APPS = {"hello_ex": 4050, "hello_erl": 4051}
 
@@ -49,6 +49,37 @@ def pages(project: Project) -> dict[str, str]:
 def boots_next(project: Project) -> set[str]:
     return {(project.root(h) / "releases" / "start_erl.data").read_text().split()[1]
             for h in project.box.hosts}
+
+
+def logins(project: Project) -> dict[str, int]:
+    names = [h.name for h in project.box.hosts] + ["build"]
+    return {n: accepted_logins(project.box, n) for n in names}
+
+
+BAD_INPUTS = [
+    (["upgrade", "--from", "0.0.2", "--to", "0.0.1"], "0.0.1 is not newer than 0.0.2"),
+    (["upgrade", "--from", "0.0.1", "--to", "0.0.1"], "nothing to upgrade"),
+    (["upgrade", "--from", "0.0.1"], "missing --to"),
+    (["upgrade", "--from", "1;reboot", "--to", "0.0.2"], "invalid version"),
+    (["upgrade", "--from", "0.0.1", "--to", "0.0.2", "--on-unsafe", "yolo"], "--on-unsafe must"),
+    (["upgrade", "--from", "0.0.1", "--to", "0.0.2", "--on-failure", "pray"], "--on-failure must"),
+    (["upgrade", "--from", "0.0.1", "--to", "0.0.2", "--stage", "prod"], "no stage 'prod'"),
+    (["build.upgrade", "--from", "0.0.1", "--to", "$(id)"], "invalid version"),
+    (["deploy.upgrade", "--version", "9.9.9"], "no upgrade tarball"),
+    (["show.relup", "--version", "9.9.9"], "no upgrade tarball"),
+    (["downgrade"], "missing --to"),
+    (["downgrade", "--to", "../0.0.1"], "invalid version"),
+]
+
+
+def test_bad_input_is_refused_and_dry_run_touches_nothing(project: Project) -> None:
+    before = logins(project)
+    assert_refused(project, BAD_INPUTS)
+    res = project.inv("upgrade", "--from", "0.0.1", "--to", "0.0.2", "--dry-run").ok()
+    assert res.out.count("would stage 0.0.2 beside 0.0.1") == 2, res.out
+    assert "dry run: nothing was changed" in res.out
+    assert logins(project) == before, "bad input and dry runs open no SSH connection"
+    assert not list((project.dir / ".deliver" / "releases").glob("*upgrade*"))
 
 
 def test_refused_before_any_change_when_a_host_runs_another_version(project: Project) -> None:

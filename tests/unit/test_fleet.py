@@ -76,3 +76,24 @@ def test_parallelism_is_bounded() -> None:
 
     for_each_host("x", s, "s", s.stage("s").hosts, fn)
     assert peak[0] == 2
+
+
+def test_without_keep_going_no_new_host_starts_after_a_failure(capsys) -> None:
+    s = settings(parallel=1)  # one at a time: a, then b (fails), then c must not start
+    ran: list[str] = []
+
+    def fn(hc):
+        ran.append(hc.host.name)
+        if hc.host.name == "b":
+            raise HostFailure("install failed")
+        return "upgraded"
+
+    results = for_each_host("upgrade", s, "s", s.stage("s").hosts, fn, raise_on_failure=False,
+                            keep_going=False)
+    assert ran == ["a", "b"]
+    assert [r.ok for r in results] == [True, False, False]
+    assert results[2].message.startswith("not started: an earlier host failed")
+    ran.clear()
+    results = for_each_host("upgrade", s, "s", s.stage("s").hosts, fn, raise_on_failure=False,
+                            keep_going=True)
+    assert ran == ["a", "b", "c"] and [r.ok for r in results] == [True, False, True]
