@@ -193,6 +193,9 @@ def plan(old: ReleaseFacts, new: ReleaseFacts, own_apps: set[str] | frozenset[st
         else:
             p.unsafe.append(f"dependency {name} changes version ({o.vsn} -> {n.vsn}) and "
                             "ships no appup")
+    if not p.changed_apps and not p.unsafe:
+        p.unsafe.append(f"no application changes version between {old.vsn} and {new.vsn}: a "
+                        "relup would load nothing (bump your application's version)")
     changed_cons = sorted(m for m in set(old.consolidated) | set(new.consolidated)
                           if old.consolidated.get(m) != new.consolidated.get(m))
     if changed_cons:

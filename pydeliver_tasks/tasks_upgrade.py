@@ -5,14 +5,21 @@ from __future__ import annotations
 from typing import Any
 
 from invoke import Collection, task
+from invoke.exceptions import Exit
 
 from .cli import DRY, HOST, JSON, STAGE, cli_errors
 from .steps import show, upgrade_build
-from .steps import upgrade as up
+from .steps import upgrading as up
 from .validation import InvalidInput
 
 FROM = "the version running now (the relup upgrades from it)"
 TO = "the version to upgrade to"
+
+
+def manifest_dir(c: Any, from_: str, to: str) -> str:
+    from .steps.common import settings_of
+
+    return f"{settings_of(c).upgrade.appups_dir}/{from_}-{to}/"
 
 
 def _need(**given: str | None) -> None:
@@ -37,8 +44,9 @@ def build_upgrade(c: Any, from_: str | None = None, to: str | None = None,
         rel, manifest = upgrade_build.build_upgrade(c, from_, to, tag=tag, dry_run=dry_run,
                                                     json_path=json)
         if manifest.unsafe and not dry_run:
-            raise InvalidInput(f"{from_} -> {to} is not hot-upgradable: "
-                               + "; ".join(manifest.unsafe))
+            raise Exit(f"{from_} -> {to} is not hot-upgradable: " + "; ".join(manifest.unsafe)
+                       + f" (inv upgrade falls back to a verified restart; or supply appups in "
+                       f"{manifest_dir(c, from_, to)})", code=1)
 
 
 @task(name="upgrade", help={"version": "upgrade version to stage (from the store)",

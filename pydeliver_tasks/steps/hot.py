@@ -44,6 +44,8 @@ def precheck(hc: HostContext, kind: str, old: str, new: str) -> tuple[str, dict[
         raise HostFailure(f"the node {what}: nothing to upgrade from {old}",
                           p.output[-800:], f"inv doctor --host {hc.host.name}")
     facts = p.facts or {}
+    if facts["vsn"] == new:  # a re-run after a partial fleet: this host is done already
+        return f"already runs {new} (pid {facts['pid']})", {"pid": facts["pid"], "done": True}
     if facts["vsn"] != old:
         raise HostFailure(
             f"runs {facts['vsn']}, not {old}: refusing (the relup only upgrades from {old})",
@@ -148,7 +150,6 @@ def back_to(hc: HostContext, kind: str, old: str, new: str) -> str:
     """Make `old` serve again after a failed hot upgrade: hot-downgrade when the node runs
     `new`, or start `old` when release_handler took the node down (it reboots the VM when an
     instruction fails after the point of no return). Verified either way."""
-    root = hc.host.deploy_path
     p = probe(hc, kind, cheap_first=True)
     if not p.facts:
         if p.beams:
@@ -157,16 +158,13 @@ def back_to(hc: HostContext, kind: str, old: str, new: str) -> str:
         hc.say(f"the node went down during the upgrade: starting {old} again")
         if boot_version(hc) != old:
             raise HostFailure(f"the node is down and {boot_version(hc)} would boot, not {old}",
-                              log_tail(hc), f"inv rollback/deploy.release --version {old}")
+                              log_tail(hc), f"inv deploy.release --version {old} && inv start "
+                              f"--host {hc.host.name}")
         return "node was down; " + start_node(hc, kind, old)
     if p.facts["vsn"] == new:
-        r = ask(hc, kind, otp.hot_install_expr(hc.settings.app, old))
-        if r.get("ok") != "true":
-            raise HostFailure(f"hot downgrade to {old} failed: {r.get('result') or r}",
-                              log_tail(hc), f"inv restart --host {hc.host.name} boots {old}")
-        ask(hc, kind, otp.make_permanent_expr(old))
-        hc.run(commands.activate_bin(root, old))
-        how = f"hot-downgraded to {old} (pid {p.facts['pid']})"
+        apps = sorted({hc.settings.app, *hc.settings.upgrade.apps})
+        checked = install(hc, kind, (hc.settings.app, old), p.facts["pid"], apps, [])
+        how = f"hot-downgraded {new} -> {old}, same pid {p.facts['pid']}; {checked}"
     else:
         how = f"still running {p.facts['vsn']} (pid {p.facts['pid']})"
     after = probe(hc, kind)

@@ -161,6 +161,9 @@ def build_upgrade(
         if old_release is None:  # dry run without the old release stored
             return f"would build {from_} from its tag, then the upgrade {from_} -> {to}"
         manifest = prepare_on_host(hc, old_release, to)
+        if hc.dry_run:
+            hc.say("would plan the upgrade from both releases' facts, install the appups "
+                   "(yours or generated), run systools:make_relup and pack the upgrade")
         made["manifest"] = manifest
         if manifest.unsafe:
             return f"{to} built; {from_} -> {to} is NOT hot-upgradable: " + "; ".join(manifest.unsafe)
@@ -174,6 +177,8 @@ def build_upgrade(
             raise HostFailure("could not pack the upgrade tarball", res.tail())
         made["path"] = fetch_artifact(hc, to, digest, "upgrade")
         made["sha256"] = digest
+        if hc.dry_run:
+            return f"would build {settings.app} {to} with a relup from {from_}"
         return f"built {settings.app} {to} with relup from {from_} -> {made['path']}"
 
     for_each_host("build.upgrade", settings, "build", [host], run,

@@ -14,7 +14,7 @@ from pydeliver_tasks.model import Host
 from pydeliver_tasks.ssh import git_ssh_command
 from pydeliver_tasks.steps.build import push_url
 
-from .conftest import Project, accepted_logins, http_get, project_fixture
+from .conftest import Project, accepted_logins, assert_refused, http_get, project_fixture
 
 APPS = {"hello_ex": 4010, "hello_erl": 4011}
 
@@ -146,10 +146,7 @@ BAD_INPUTS = [
 
 def test_bad_flags_are_refused_before_any_remote_command(project: Project) -> None:
     before = logins(project)
-    for args, message in BAD_INPUTS:
-        res = project.inv(*args)
-        assert res.rc == 2, (args, res.out)
-        assert "error: " in res.out and message in res.out, (args, res.out)
+    assert_refused(project, BAD_INPUTS)
     assert logins(project) == before
 
 

@@ -113,13 +113,22 @@ def test_hot_upgrade_keeps_pid_changes_page_and_migrates_state(project: Project)
     assert "point_of_no_return" in relup.out and "code_change" in relup.out
     appup = project.inv("show.appup", "--from", "0.0.1", "--to", "0.0.2").ok()
     assert "{update" in appup.out and "advanced" in appup.out, appup.out
+    again = project.inv("upgrade", "--from", "0.0.1", "--to", "0.0.2").ok()  # re-run: no-op
+    assert again.out.count("already runs 0.0.2 (pid") == 2, again.out
+    assert "every host already runs 0.0.2: nothing to do" in again.out, again.out
+    assert pids(project) == before
+    # what boots next was switched too (start_erl.data, relx's bin/ with its baked version)
+    restarted = project.inv("restart").ok()
+    assert restarted.out.count("running 0.0.2 (pid") == 2, restarted.out
+    assert all(t.startswith(f"Howdy from {app} 0.0.2") for t in pages(project).values())
 
 
 def test_downgrade_then_upgrade_again_from_the_store(project: Project) -> None:
     app = project.app
     before = pids(project)
     down = project.inv("downgrade", "--to", "0.0.1").ok()
-    assert down.out.count("hot-downgraded to 0.0.1") == 2, down.out
+    assert down.out.count("hot-downgraded 0.0.2 -> 0.0.1, same pid") == 2, down.out
+    assert "0.0.1 permanent" in down.out
     assert pids(project) == before
     assert all(t.startswith(f"Hello from {app} 0.0.1") for t in pages(project).values())
     assert boots_next(project) == {"0.0.1"}
@@ -128,6 +137,29 @@ def test_downgrade_then_upgrade_again_from_the_store(project: Project) -> None:
     assert pids(project) == before
     assert all(t.startswith(f"Howdy from {app} 0.0.2") for t in pages(project).values())
     project.inv("downgrade", "--to", "0.0.1").ok()
+
+
+def test_failed_verification_downgrades_hot_and_keeps_the_pid(project: Project) -> None:
+    """A health check that only the old page passes: the upgrade installs, verification fails,
+    --on-failure downgrade goes back hot (same OS pid) and verifies 0.0.1 serves."""
+    app = project.app
+
+    def old_page_only(d: dict) -> None:
+        d["stages"]["sandbox"]["health"] = {"url": "http://{host}:{env[HTTP_PORT]}/",
+                                            "contains": f"Hello from {app}"}
+
+    config = project.variant("old-page-health", old_page_only)
+    before = pids(project)
+    res = project.inv("upgrade", "--from", "0.0.1", "--to", "0.0.2", "--on-failure",
+                      "downgrade", config=config)
+    assert res.rc == 1, res.out
+    failed = [line for line in res.out.splitlines() if "] upgrade FAILED: " in line]
+    assert len(failed) == 2, res.out
+    assert all("health check fails after the upgrade" in line and
+               "hot-downgraded 0.0.2 -> 0.0.1, same pid" in line for line in failed), res.out
+    assert pids(project) == before
+    assert all(t.startswith(f"Hello from {app} 0.0.1") for t in pages(project).values())
+    assert boots_next(project) == {"0.0.1"}
 
 
 def test_broken_appup_leaves_the_old_version_serving(project: Project) -> None:

@@ -201,12 +201,14 @@ def test_own_app_changing_version_gets_an_appup_and_is_safe() -> None:
     assert p.appups == {"demo": appup.render_appup(old.apps["demo"], new.apps["demo"])}
 
 
-def test_nothing_changed_is_an_empty_plan() -> None:
+def test_release_version_bump_alone_is_not_hot_upgradable() -> None:
     old, _ = both()
     same = parse_facts(OLD.replace("rel 1 ", "rel 2 ").replace("app 1 ", "app 2 ")
                        .replace("mod 1 ", "mod 2 ").replace("cons 1 ", "cons 2 "))["2"]
     p = plan(old, same, {"demo"})
-    assert (p.changed_apps, p.appups, p.unsafe, p.safe) == ({}, {}, [], True)
+    assert (p.changed_apps, p.appups, p.safe) == ({}, {}, False)
+    assert p.unsafe == ["no application changes version between 1 and 2: a relup would load "
+                        "nothing (bump your application's version)"]
 
 
 @pytest.mark.parametrize(("old_line", "new_line", "reason"), [

@@ -71,6 +71,9 @@ def upgrade(
     pre = for_each_host("upgrade: pre-check", settings, st.name, st.hosts,
                         lambda hc: hot.precheck(hc, kind, from_, to), dry_run=dry_run)
     before = {r.host: r.data for r in pre}
+    if before and all(d.get("done") for d in before.values()):
+        print(f"every host already runs {to}: nothing to do", flush=True)
+        return pre
     upgrade_rel, manifest = _upgrade_release(c, settings, from_, to, rebuild, dry_run)
     new_rel = store.get(settings.store, settings.app, to)
     old_rel = store.get(settings.store, settings.app, from_)
@@ -93,6 +96,8 @@ def upgrade(
         pid = seen.get("pid", "")
         reasons = list(manifest.unsafe) + ([seen["hot_blocker"]] if seen.get("hot_blocker") else [])
         data: dict[str, Any] = {"from": from_, "to": to, "pid_before": pid}
+        if seen.get("done"):
+            return f"already runs {to} (pid {pid}): nothing to do", {**data, "mode": "none"}
         if reasons:
             why = "; ".join(reasons)
             if on_unsafe == "abort":
@@ -119,9 +124,12 @@ def upgrade(
                 return f"hot upgrade failed ({exc.message}); {done}", {**data, "mode": "restart"}
             if on_failure == "downgrade":
                 back = hot.back_to(hc, kind, from_, to)
+            elif isinstance(exc, hot.InstallFailed):
+                back = f"{from_} serves (--on-failure abort)"
             else:
-                back = (f"left as it is (--on-failure abort); {from_} stays permanent, so a "
-                        f"restart boots it; inv downgrade --to {from_} goes back hot")
+                back = (f"left as it is (--on-failure abort): the node runs {to} UNVERIFIED, "
+                        f"installed but not permanent (a restart boots {from_}); "
+                        f"inv downgrade --to {from_} goes back hot")
             raise HostFailure(f"hot upgrade failed: {exc.message}; {back}", exc.detail,
                               f"fix the upgrade, then run it again (inv show.appup --from "
                               f"{from_} --to {to})", data={**data, "mode": on_failure}) from exc
@@ -151,6 +159,9 @@ def deploy_upgrade(c: Any, version: str, from_: str | None = None, stage: str | 
         raise v.InvalidInput(f"{rel.path} does not match its .sha256: rebuild it")
 
     def one(hc: HostContext) -> str:
+        seen, data = hot.precheck(hc, kind, manifest.old, version)
+        if data.get("done"):
+            return f"{seen}: nothing to stage"
         return f"{version} staged beside {manifest.old}: " + hot.stage(
             hc, rel, manifest.old, manifest.new_lib_dirs)
 
@@ -177,15 +188,21 @@ def downgrade(c: Any, to: str, stage: str | None = None, host: str | None = None
         facts = p.facts or {}
         if facts["vsn"] == to:
             return f"already running {to} (pid {facts['pid']})", {"pid": facts["pid"]}
+        running, pid = facts["vsn"], facts["pid"]
+        older, newer = v.parsed_version(to), v.parsed_version(running)
+        if older is not None and newer is not None and older > newer:
+            raise HostFailure(f"{to} is newer than the running {running}: that is an upgrade",
+                              hint=f"inv upgrade --from {running} --to {to}")
         rels = hot.releases(hc, kind)
-        if rels.get(to) not in ("old", "permanent", "unpacked"):
+        if rels.get(to) not in ("old", "permanent"):
+            seen = ", ".join(f"{k} {s}" for k, s in rels.items()) or "release_handler not running"
             raise HostFailure(
-                f"release_handler does not know {to} on this node ({rels or 'not running'}): a hot "
+                f"release_handler does not know {to} as a release this node ran ({seen}): a hot "
                 "downgrade needs a release that was installed hot before",
                 hint=f"deploy it and restart: inv deploy.release --version {to} && inv restart")
-        back = hot.back_to(hc, kind, to, facts["vsn"])
-        checked = hot.verify_code(hc, kind, apps, facts["pid"], to, [])
-        return f"{back}; {checked}", {"pid": facts["pid"], "from": facts["vsn"], "to": to}
+        checked = hot.install(hc, kind, (settings.app, to), pid, apps, [])
+        return (f"hot-downgraded {running} -> {to}, same pid {pid}; {checked}",
+                {"pid": pid, "from": running, "to": to})
 
     return for_each_host("downgrade", settings, st.name, st.hosts, one,
                          dry_run=dry_run, json_path=json)
