@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from . import validation as v
-from .model import HealthCheck, Host, Stage
+from .model import HealthCheck, Host, Rollout, Stage
 
 BUILDERS = ("auto", "mix", "rebar3")
 HOST_KEY_POLICIES = ("strict", "accept-new")
@@ -44,6 +44,7 @@ DEFAULTS: dict[str, Any] = {
     "health": {"url": "", "status": 200, "contains": "", "timeout": 5},
     "hooks": {},  # before_start: ["shell cmd", ...], after_upload: [...], ...
     "log_files": [],  # more logs for `inv logs`: paths/globs, relative to the release root
+    "strategy": {"kind": "parallel", "batch": "", "pause": 0, "canary": 1},  # stages may override
     "upgrade": {
         "on_unsafe": "restart",  # restart | abort: when a hot upgrade is not safe
         "on_failure": "restart",  # restart | downgrade | abort: when install/verification fails
@@ -120,7 +121,7 @@ class Settings:
         if not chosen:
             names = ", ".join(h.name for h in stage.hosts)
             raise v.InvalidInput(f"no host {host!r} in stage {name!r} (hosts: {names})")
-        return Stage(name=stage.name, hosts=chosen)
+        return Stage(name=stage.name, hosts=chosen, rollout=stage.rollout)
 
 
 class ConfigError(v.InvalidInput):
@@ -205,6 +206,22 @@ class _Reader:
             self.problems.append(f"deliver.{path}: cannot fill {url!r} ({type(exc).__name__}: "
                                  f"{exc}); placeholders are {{host}} and {{env[NAME]}}")
 
+    def rollout(self, path: str, value: Any, base: Rollout) -> Rollout:
+        if not isinstance(value, dict):
+            self.problems.append(f"deliver.{path}: expected a mapping (kind, batch, pause, canary)")
+            return base
+        self.known(path, value, DEFAULTS["strategy"])
+        kind = str(value.get("kind", base.kind))
+        if kind not in ("parallel", "rolling", "canary"):
+            self.problems.append(f"deliver.{path}.kind: must be parallel, rolling or canary, "
+                                 f"got {kind!r}")
+        batch = str(value.get("batch", base.batch) or "")
+        if batch and not re.fullmatch(r"[1-9]\d*%?", batch):
+            self.problems.append(f"deliver.{path}.batch: a number of hosts or a percentage, "
+                                 f"got {batch!r}")
+        return Rollout(kind, batch, self.number(f"{path}.pause", value.get("pause", base.pause), 0),
+                       int(self.number(f"{path}.canary", value.get("canary", base.canary), 1, int)))
+
     def health(self, path: str, value: Any, base: HealthCheck) -> HealthCheck:
         if not isinstance(value, dict):
             self.problems.append(f"deliver.{path}: expected a mapping (url, status, contains)")
@@ -227,7 +244,7 @@ def load(config: Any) -> Settings:
     data = {**DEFAULTS, **raw}
     r = _Reader()
     r.known("", raw, DEFAULTS)
-    for section in ("build", "ssh", "timeouts", "upgrade"):
+    for section in ("build", "ssh", "timeouts", "upgrade", "strategy"):
         if isinstance(raw.get(section), dict):
             r.known(section, raw[section], DEFAULTS[section])
 
@@ -268,6 +285,7 @@ def load(config: Any) -> Settings:
     if ssh.config_file and not Path(ssh.config_file).expanduser().is_file():
         r.problems.append(f"deliver.ssh.config_file: {ssh.config_file} does not exist")
     health = r.health("health", r.section("health", data), HealthCheck())
+    rollout = r.rollout("strategy", r.section("strategy", data), Rollout())
     common_env = r.env("env", data["env"] or {})
     default_path = str(data["deploy_path"] or (f"apps/{app}" if app else ""))
 
@@ -278,7 +296,8 @@ def load(config: Any) -> Settings:
     for name, stage_raw in data["stages"].items():
         if r.check(f"stages.{name}", v.stage_name, name) is None:
             continue
-        stages[name] = _read_stage(r, name, stage_raw or {}, default_path, common_env, health)
+        stages[name] = _read_stage(r, name, stage_raw or {}, default_path, common_env, health,
+                                   rollout)
 
     default_stage = str(data["stage"] or "")
     if default_stage and default_stage not in stages:
@@ -342,13 +361,16 @@ def _safe_path(value: str) -> str:
 
 
 def _read_stage(
-    r: _Reader, name: str, raw: Any, default_path: str, env: dict[str, str], health: HealthCheck
+    r: _Reader, name: str, raw: Any, default_path: str, env: dict[str, str], health: HealthCheck,
+    rollout: Rollout,
 ) -> Stage:
     path = f"stages.{name}"
     if not isinstance(raw, dict):
         r.problems.append(f"deliver.{path}: expected a mapping with hosts")
         return Stage(name=name, hosts=())
-    r.known(path, raw, ("hosts", "deploy_path", "env", "health"))
+    r.known(path, raw, ("hosts", "deploy_path", "env", "health", "strategy"))
+    if "strategy" in raw:
+        rollout = r.rollout(f"{path}.strategy", raw["strategy"], rollout)
     stage_path = str(raw.get("deploy_path") or default_path)
     r.check(f"{path}.deploy_path", _safe_path, stage_path)
     stage_env = {**env, **r.env(f"{path}.env", raw.get("env") or {})}
@@ -390,7 +412,7 @@ def _read_stage(
     names = [h.name for h in hosts]
     for dup in sorted({n for n in names if names.count(n) > 1}):
         r.problems.append(f"deliver.{path}.hosts: {dup!r} is listed twice")
-    return Stage(name=name, hosts=tuple(hosts))
+    return Stage(name=name, hosts=tuple(hosts), rollout=rollout)
 
 
 _LOG_FILE_RE = re.compile(r"[A-Za-z0-9_./*-]+")

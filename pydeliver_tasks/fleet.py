@@ -68,16 +68,24 @@ class HostFailure(Exception):
         self.data = data or {}
 
 
+# Results of hosts a run did not touch (a strategy stopped first, or left an unreachable one out).
+NOT_STARTED = ("not started", "skipped")
+
+
 class StepFailed(Exit):
     """Raised after the summary when any host failed; exits non-zero when it reaches Invoke."""
 
     def __init__(self, step: str, results: Sequence[HostResult]):
         self.results = list(results)
-        failed = [r.host for r in results if not r.ok]
-        super().__init__(
-            f"{step} failed on {len(failed)} of {len(results)} host(s): {', '.join(failed)}",
-            code=1,
-        )
+        waiting = [r.host for r in results if not r.ok and r.message.startswith(NOT_STARTED)]
+        failed = [r.host for r in results if not r.ok and r.host not in waiting]
+        if failed:
+            text = f"{step} failed on {len(failed)} of {len(results)} host(s): {', '.join(failed)}"
+            text += f"; not started: {', '.join(waiting)}" if waiting else ""
+        else:
+            text = f"{step} did not run on {len(waiting)} of {len(results)} host(s): " + \
+                ", ".join(waiting)
+        super().__init__(text, code=1)
 
     def __str__(self) -> str:
         return str(self.message)
@@ -264,6 +272,7 @@ def for_each_host(
     local: bool = False,
     raise_on_failure: bool = True,
     keep_going: bool = True,
+    quiet: bool = False,
 ) -> list[HostResult]:
     """Run fn on each host (at most settings.parallel at once), print a summary, raise on failure.
 
@@ -304,7 +313,8 @@ def for_each_host(
 
     with ThreadPoolExecutor(max_workers=max(1, min(settings.parallel, len(hosts) or 1))) as pool:
         results = list(pool.map(one, hosts))
-    say(_render(step, stage, results, dry_run))
+    if not quiet:  # quiet: no summary table (a helper step such as taking the deploy lock)
+        say(_render(step, stage, results, dry_run))
     if json_path:
         write_json(json_path, step, stage, results)
     if raise_on_failure and not all(r.ok for r in results):

@@ -45,9 +45,20 @@ class Host:
 
 
 @dataclass(frozen=True)
+class Rollout:
+    """A stage's default rollout strategy (deliver.strategy / stages.<name>.strategy)."""
+
+    kind: str = "parallel"  # parallel | rolling | canary
+    batch: str = ""  # N hosts or P% per batch
+    pause: float = 0.0
+    canary: int = 1
+
+
+@dataclass(frozen=True)
 class Stage:
     name: str
     hosts: tuple[Host, ...]
+    rollout: Rollout = Rollout()
 
 
 @dataclass(frozen=True)

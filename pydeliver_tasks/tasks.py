@@ -8,10 +8,12 @@ from typing import Any
 from invoke import Collection, task
 
 from . import steps
-from .cli import DRY, HOST, JSON, STAGE, cli_errors
+from .cli import DRY, HOST, JSON, ROLLOUT_HELP, STAGE, cli_errors, rollout
 from .config import DEFAULTS
 from .sandbox_tasks import sandbox
+from .tasks_guard import history, lock_, lock_status, unlock
 from .tasks_ops import eval_, exec_, logs, remote_console
+from .tasks_retention import cleanup, host_releases, releases_collection, rollback
 from .tasks_upgrade import build_upgrade, deploy_upgrade, downgrade, show_ns, upgrade
 from .validation import InvalidInput
 
@@ -32,24 +34,36 @@ def build_release(c: Any, tag: str | None = None, branch: str | None = None,
 
 
 @task(help={"version": "release version to deploy (from the store)", "stage": STAGE,
-            "host": HOST, "dry_run": DRY, "json": JSON})
+            "host": HOST, "dry_run": DRY, "json": JSON, **ROLLOUT_HELP})
 def deploy_release(c: Any, version: str | None = None, stage: str | None = None,
-                   host: str | None = None, dry_run: bool = False, json: str | None = None) -> None:
+                   host: str | None = None, dry_run: bool = False, json: str | None = None,
+                   strategy: str | None = None, batch: str | None = None,
+                   pause: float | None = None, canary: int | None = None,
+                   keep_going: bool = False, auto_rollback: bool = False,
+                   skip_unreachable: bool = False, lock_wait: float | None = None) -> None:
     """Upload a stored release to every host (sha256-verified) and extract it to boot next."""
     with cli_errors():
         if not version:
             raise InvalidInput("missing --version: which release to deploy (see: inv releases)")
-        steps.deploy_release(c, version, stage=stage, host=host, dry_run=dry_run, json=json)
+        plan = rollout(c, stage, host, strategy, batch, pause, canary, keep_going, auto_rollback,
+                       skip_unreachable, lock_wait)
+        steps.deploy_release(c, version, stage=stage, host=host, dry_run=dry_run, json=json,
+                             rollout=plan)
 
 
-@task(help={"stage": STAGE, "host": HOST, "dry_run": DRY, "json": JSON,
+@task(help={"stage": STAGE, "host": HOST, "dry_run": DRY, "json": JSON, **ROLLOUT_HELP,
             "foreground_check": "if start fails, boot in the foreground and show the boot error"})
 def start(c: Any, stage: str | None = None, host: str | None = None,
-          dry_run: bool = False, json: str | None = None, foreground_check: bool = False) -> None:
+          dry_run: bool = False, json: str | None = None, foreground_check: bool = False,
+          strategy: str | None = None, batch: str | None = None, pause: float | None = None,
+          canary: int | None = None, keep_going: bool = False, auto_rollback: bool = False,
+          skip_unreachable: bool = False, lock_wait: float | None = None) -> None:
     """Start the node on every host; verify it answers, runs the app and passes health."""
     with cli_errors():
+        plan = rollout(c, stage, host, strategy, batch, pause, canary, keep_going, auto_rollback,
+                       skip_unreachable, lock_wait)
         steps.start(c, stage=stage, host=host, dry_run=dry_run, json=json,
-                    foreground_check=foreground_check)
+                    foreground_check=foreground_check, rollout=plan)
 
 
 FORCE = ("if the node does not answer or stop: TERM, then KILL this release's BEAM and "
@@ -72,12 +86,19 @@ def kill_(c: Any, stage: str | None = None, host: str | None = None,
         steps.stop(c, stage=stage, host=host, dry_run=dry_run, json=json, force=True)
 
 
-@task(help={"stage": STAGE, "host": HOST, "dry_run": DRY, "json": JSON, "force": FORCE})
+@task(help={"stage": STAGE, "host": HOST, "dry_run": DRY, "json": JSON, "force": FORCE,
+            **ROLLOUT_HELP})
 def restart(c: Any, stage: str | None = None, host: str | None = None,
-            dry_run: bool = False, json: str | None = None, force: bool = False) -> None:
+            dry_run: bool = False, json: str | None = None, force: bool = False,
+            strategy: str | None = None, batch: str | None = None, pause: float | None = None,
+            canary: int | None = None, keep_going: bool = False, auto_rollback: bool = False,
+            skip_unreachable: bool = False, lock_wait: float | None = None) -> None:
     """Verified stop, then verified start (boots the release that start_erl.data names)."""
     with cli_errors():
-        steps.restart(c, stage=stage, host=host, dry_run=dry_run, json=json, force=force)
+        plan = rollout(c, stage, host, strategy, batch, pause, canary, keep_going, auto_rollback,
+                       skip_unreachable, lock_wait)
+        steps.restart(c, stage=stage, host=host, dry_run=dry_run, json=json, force=force,
+                      rollout=plan)
 
 
 @task(help={"stage": STAGE, "host": HOST, "json": JSON})
@@ -122,23 +143,37 @@ def version(c: Any, stage: str | None = None, host: str | None = None,
 
 @task(help={"tag": "git tag to build", "branch": "git branch to build",
             "revision": "commit sha to build", "version": "version the build must produce",
-            "stage": STAGE, "host": HOST, "dry_run": DRY, "json": JSON})
+            "stage": STAGE, "host": HOST, "dry_run": DRY, "json": JSON, **ROLLOUT_HELP})
 def update(c: Any, tag: str | None = None, branch: str | None = None,
            revision: str | None = None, version: str | None = None, stage: str | None = None,
-           host: str | None = None, dry_run: bool = False, json: str | None = None) -> None:
-    """Build a release, deploy it, and restart into it (verified)."""
+           host: str | None = None, dry_run: bool = False, json: str | None = None,
+           strategy: str | None = None, batch: str | None = None, pause: float | None = None,
+           canary: int | None = None, keep_going: bool = False, auto_rollback: bool = False,
+           skip_unreachable: bool = False, lock_wait: float | None = None) -> None:
+    """Build a release, deploy it, and restart into it (verified); by batches with a rolling
+    or canary strategy."""
     with cli_errors():
+        plan = rollout(c, stage, host, strategy, batch, pause, canary, keep_going, auto_rollback,
+                       skip_unreachable, lock_wait)
         steps.update(c, tag=tag, branch=branch, revision=revision, version=version,
-                     stage=stage, host=host, dry_run=dry_run, json=json)
+                     stage=stage, host=host, dry_run=dry_run, json=json, rollout=plan)
 
 
-@task(name="releases", help={"stage": "checked to exist; the store is local, shared by stages"})
-def releases_(c: Any, stage: str | None = None) -> None:
-    """List the releases in the local release store."""
+@task(name="releases", help={"stage": "show what each host of this stage has instead of the store",
+                             "host": "show what this host has instead of the store",
+                             "json": JSON + " (with --stage/--host)"})
+def releases_(c: Any, stage: str | None = None, host: str | None = None,
+              json: str | None = None) -> None:
+    """List the releases in the local release store; with --stage/--host, what each host has.
+
+    Per host: versions on disk (releases dir, tarballs), which runs, which boots next, which
+    are marked failed, release_handler's status of each, and the previous good one.
+    """
     with cli_errors():
-        if stage:
-            steps.settings_of(c).stage(stage)
-        steps.releases(c)
+        if stage or host:
+            host_releases(c, stage=stage, host=host, json=json)
+        else:
+            steps.releases(c)
 
 
 build = Collection("build")
@@ -147,8 +182,12 @@ build.add_task(build_upgrade, name="upgrade")
 deploy = Collection("deploy")
 deploy.add_task(deploy_release, name="release")
 deploy.add_task(deploy_upgrade, name="upgrade")
+deploy.add_task(lock_, name="lock")
+deploy.add_task(unlock, name="unlock")
+deploy.add_task(lock_status, name="lock-status")
 
-ns = Collection(start, stop, kill_, restart, ping, version, update, releases_, doctor, boot_check,
-                logs, exec_, eval_, remote_console, upgrade, downgrade, build, deploy, show_ns,
+ns = Collection(start, stop, kill_, restart, ping, version, update, releases_collection(releases_),
+                cleanup, rollback, doctor, boot_check,
+                logs, exec_, eval_, remote_console, upgrade, downgrade, build, deploy, show_ns, history,
                 sandbox)
 ns.configure({"deliver": copy.deepcopy(DEFAULTS)})

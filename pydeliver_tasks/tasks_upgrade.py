@@ -7,7 +7,7 @@ from typing import Any
 from invoke import Collection, task
 from invoke.exceptions import Exit
 
-from .cli import DRY, HOST, JSON, STAGE, cli_errors
+from .cli import DRY, HOST, JSON, ROLLOUT_HELP, STAGE, cli_errors, rollout
 from .steps import show, upgrade_build
 from .steps import upgrading as up
 from .validation import InvalidInput
@@ -68,13 +68,16 @@ def deploy_upgrade(c: Any, version: str | None = None, from_: str | None = None,
             "on_unsafe": "restart (verified restart into TO) or abort, when not hot-safe",
             "on_failure": "restart, downgrade (hot, back to FROM) or abort, when install or "
                           "verification fails",
-            "keep_going": "after a host fails, still start the hosts not started yet",
+            **ROLLOUT_HELP,
             "force": "allow TO older than FROM",
             "rebuild": "build the upgrade again even if the store has it"})
 def upgrade(c: Any, from_: str | None = None, to: str | None = None, stage: str | None = None,
             host: str | None = None, on_unsafe: str | None = None, on_failure: str | None = None,
             keep_going: bool = False, force: bool = False, rebuild: bool = False,
-            dry_run: bool = False, json: str | None = None) -> None:
+            dry_run: bool = False, json: str | None = None, strategy: str | None = None,
+            batch: str | None = None, pause: float | None = None, canary: int | None = None,
+            auto_rollback: bool = False, skip_unreachable: bool = False,
+            lock_wait: float | None = None) -> None:
     """Hot-upgrade the running release from FROM to TO on every host, verified.
 
     Refuses before any change if a host does not run FROM. Per host: stage, install through
@@ -83,9 +86,11 @@ def upgrade(c: Any, from_: str | None = None, to: str | None = None, stage: str 
     with cli_errors():
         _need(from_=from_, to=to)
         assert from_ and to
+        plan = rollout(c, stage, host, strategy, batch, pause, canary, keep_going, auto_rollback,
+                       skip_unreachable, lock_wait)
         up.upgrade(c, from_, to, stage=stage, host=host, on_unsafe=on_unsafe,
                    on_failure=on_failure, keep_going=keep_going, force=force, rebuild=rebuild,
-                   dry_run=dry_run, json=json)
+                   dry_run=dry_run, json=json, rollout=plan)
 
 
 @task(help={"to": "the release to go back to (installed hot before)", "stage": STAGE,

@@ -8,6 +8,7 @@ from typing import Any
 
 from ..fleet import HostResult, say
 from ..model import Release
+from ..strategy import Strategy
 from .build import build_release
 from .common import settings_of
 from .deploy import deploy_release
@@ -28,9 +29,12 @@ __all__ = [
 def update(
     c: Any, tag: str | None = None, branch: str | None = None, revision: str | None = None,
     version: str | None = None, stage: str | None = None, host: str | None = None,
-    dry_run: bool = False, json: str | None = None,
+    dry_run: bool = False, json: str | None = None, rollout: Strategy | None = None,
 ) -> list[HostResult]:
-    """Build a release, deploy it, and do a verified restart into it."""
+    """Build a release, deploy it, and do a verified restart into it.
+
+    With a rolling/canary rollout each batch is deployed and restarted before the next one, and
+    a failed batch can go back to the version each host booted before (auto_rollback)."""
     st = settings_of(c).stage(stage, host)  # refuse a bad stage/host before building anything
     release = build_release(c, tag=tag, branch=branch, revision=revision, version=version,
                             dry_run=dry_run)
@@ -38,8 +42,22 @@ def update(
     if dry_run:
         say(f"would deploy {vsn} to stage {st.name} and restart verified")
         return []
-    deploy_release(c, vsn, stage=stage, host=host)
-    return restart(c, stage=stage, host=host, json=json, expect_version=vsn)
+    from .. import strategy
+    from .common import locked
+    from .rolling import update_by_batches
+
+    settings = settings_of(c)
+    st, skipped = strategy.reachable("update", settings, st, rollout)
+    with locked(settings, st, "update", to_version=vsn,
+                lock_wait=rollout.lock_wait if rollout else 0.0) as audit:
+        if rollout is None or rollout.kind == "parallel":
+            deploy_release(c, vsn, stage=stage, host=host, rollout=rollout)
+            results = restart(c, stage=stage, host=host, json=json, expect_version=vsn,
+                              rollout=rollout)
+        else:
+            results = update_by_batches(c, vsn, st, rollout, json, skipped)
+        audit.record(results)
+        return results
 
 
 def releases(c: Any) -> list[Release]:

@@ -25,6 +25,15 @@ def flavor(settings: Settings) -> str:
     return settings.builder
 
 
+def locked(settings: Settings, st: Stage, action: str, *, from_version: str | None = None,
+           to_version: str | None = None, dry_run: bool = False, lock_wait: float = 0.0) -> Any:
+    """The deploy lock + audit log around a host-changing step (see guard.guarded)."""
+    from ..guard import guarded
+
+    return guarded(settings, st, action, from_version=from_version, to_version=to_version,
+                   dry_run=dry_run, lock_wait=lock_wait)
+
+
 def target(c: Any, stage: str | None, host: str | None) -> tuple[Settings, Stage, str]:
     """Settings, the stage narrowed to --host, and the flavor — all checked before any remote."""
     settings = settings_of(c)

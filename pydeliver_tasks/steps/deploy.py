@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from .. import commands, hooks, store
+from .. import commands, hooks, store, strategy
 from .. import validation as v
-from ..fleet import HostContext, HostFailure, HostResult, for_each_host
+from ..fleet import HostContext, HostFailure, HostResult
 from ..model import Release
+from ..strategy import Strategy
 from .build import sha256_of
-from .common import target
+from .common import locked, target
 
 
 def upload(hc: HostContext, release: Release) -> bool:
@@ -47,9 +48,10 @@ def extract(hc: HostContext, release: Release, uploaded: bool = True) -> None:
 
 def deploy_release(
     c: Any, version: str, stage: str | None = None, host: str | None = None,
-    dry_run: bool = False, json: str | None = None,
+    dry_run: bool = False, json: str | None = None, rollout: Strategy | None = None,
 ) -> list[HostResult]:
-    """Upload release VERSION to every host of the stage and extract it so the next start boots it."""
+    """Upload release VERSION to every host of the stage and extract it so the next start boots it
+    (all at once, or batch by batch with a rollout strategy)."""
     v.version(version)
     settings, st, _ = target(c, stage, host)
     release = store.find(settings.store, settings.app, version)
@@ -66,5 +68,11 @@ def deploy_release(
         how = "uploaded" if uploaded else "upload skipped (same sha256 on host)"
         return f"{version} {how}, extracted; it boots on next start"
 
-    return for_each_host("deploy.release", settings, st.name, st.hosts, run,
-                         dry_run=dry_run, json_path=json)
+    st, skipped = strategy.reachable("deploy.release", settings, st, rollout, dry_run)
+    with locked(settings, st, "deploy.release", to_version=version, dry_run=dry_run,
+                lock_wait=rollout.lock_wait if rollout else 0.0) as audit:
+        results = strategy.each("deploy.release", settings, st, run, rollout, dry_run=dry_run,
+                                json_path=json, command=f"inv deploy.release --version {version}",
+                                skipped=skipped)
+        audit.record(results)
+        return results

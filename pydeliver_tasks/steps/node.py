@@ -14,9 +14,10 @@ import urllib.request
 from dataclasses import dataclass, field
 from typing import Any
 
-from .. import commands, hooks, otp
+from .. import commands, hooks, otp, strategy
 from ..fleet import HostContext, HostFailure, HostResult, for_each_host
-from .common import target
+from ..strategy import Strategy
+from .common import locked, target
 
 POLL_SECONDS = 0.5
 
@@ -223,15 +224,27 @@ def stop_node(hc: HostContext, kind: str) -> str:
 
 
 def _each(step: str, c: Any, stage: str | None, host: str | None, dry_run: bool,
-          json: str | None, fn: Any) -> list[HostResult]:
+          json: str | None, fn: Any, rollout: Strategy | None = None,
+          changes: bool = False, to_version: str | None = None) -> list[HostResult]:
+    """fn(hc, kind) on the stage's hosts; with a rollout strategy (start/restart), by it.
+    changes: a host-changing step, run under the deploy lock and written to the audit log."""
     settings, st, kind = target(c, stage, host)
-    return for_each_host(step, settings, st.name, st.hosts, lambda hc: fn(hc, kind),
-                         dry_run=dry_run, json_path=json)
+    if not changes:
+        return for_each_host(step, settings, st.name, st.hosts, lambda hc: fn(hc, kind),
+                             dry_run=dry_run, json_path=json)
+    st, skipped = strategy.reachable(step, settings, st, rollout, dry_run)
+    with locked(settings, st, step, to_version=to_version, dry_run=dry_run,
+                lock_wait=rollout.lock_wait if rollout else 0.0) as audit:
+        results = strategy.each(step, settings, st, lambda hc: fn(hc, kind), rollout,
+                                dry_run=dry_run, json_path=json, command=f"inv {step}",
+                                skipped=skipped)
+        audit.record(results)
+        return results
 
 
 def start(c: Any, stage: str | None = None, host: str | None = None,
           dry_run: bool = False, json: str | None = None,
-          foreground_check: bool = False) -> list[HostResult]:
+          foreground_check: bool = False, rollout: Strategy | None = None) -> list[HostResult]:
     """Start the node on every host and verify it (steps' API of `inv start`).
 
     foreground_check: when a start fails, boot the release in the foreground for a few seconds
@@ -253,7 +266,7 @@ def start(c: Any, stage: str | None = None, host: str | None = None,
             exc.detail += f"\n== foreground boot (exit {rc}):\n{output}"
             raise
 
-    return _each("start", c, stage, host, dry_run, json, one)
+    return _each("start", c, stage, host, dry_run, json, one, rollout, changes=True)
 
 
 def stop(c: Any, stage: str | None = None, host: str | None = None,
@@ -265,12 +278,13 @@ def stop(c: Any, stage: str | None = None, host: str | None = None,
     """
     from .recovery import force_stop_node
 
-    return _each("stop", c, stage, host, dry_run, json, force_stop_node if force else stop_node)
+    return _each("stop", c, stage, host, dry_run, json, force_stop_node if force else stop_node,
+                 changes=True)
 
 
 def restart(c: Any, stage: str | None = None, host: str | None = None,
             dry_run: bool = False, json: str | None = None, force: bool = False,
-            expect_version: str | None = None) -> list[HostResult]:
+            expect_version: str | None = None, rollout: Strategy | None = None) -> list[HostResult]:
     """Verified stop (forced with force=True), then verified start — so a newly deployed release
     really boots (not init:restart, which would not load it). The node must come up running the
     version start_erl.data names (or expect_version)."""
@@ -281,7 +295,8 @@ def restart(c: Any, stage: str | None = None, host: str | None = None,
         stopped = (force_stop_node if force else stop_node)(hc, kind)
         return f"{stopped}; {start_node(hc, kind, boot)}"
 
-    return _each("restart", c, stage, host, dry_run, json, both)
+    return _each("restart", c, stage, host, dry_run, json, both, rollout, changes=True,
+                 to_version=expect_version)
 
 
 def ping_node(hc: HostContext, kind: str) -> str:

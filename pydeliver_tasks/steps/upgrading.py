@@ -11,13 +11,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from .. import store
+from .. import store, strategy
 from .. import validation as v
 from ..config import ON_FAILURE, ON_UNSAFE
 from ..fleet import HostContext, HostFailure, HostResult, for_each_host
+from ..strategy import Strategy
 from . import hot
 from .build import sha256_of
-from .common import target
+from .common import flavor, locked, target
 from .node import probe
 from .upgrade_build import UpgradeManifest, build_upgrade, manifest_path, stored_upgrade
 
@@ -62,12 +63,32 @@ def upgrade(
     c: Any, from_: str, to: str, stage: str | None = None, host: str | None = None,
     on_unsafe: str | None = None, on_failure: str | None = None, keep_going: bool = False,
     force: bool = False, rebuild: bool = False, dry_run: bool = False, json: str | None = None,
+    rollout: Strategy | None = None,
 ) -> list[HostResult]:
-    """Hot-upgrade every host of the stage from X to Y, verified (steps' API of `inv upgrade`)."""
+    """Hot-upgrade every host of the stage from X to Y, verified (steps' API of `inv upgrade`).
+
+    rollout: the strategy (default: the stage's, with keep_going); a failed batch's hosts go back
+    hot to X with rollout.auto_rollback. Runs under the deploy lock, audited per host."""
     _versions(from_, to, force)
-    settings, st, kind = target(c, stage, host)
+    settings, st, _ = target(c, stage, host)
+    rollout = rollout or strategy.resolve(st, keep_going=keep_going)
     on_unsafe = _choice("on-unsafe", on_unsafe, ON_UNSAFE, settings.upgrade.on_unsafe)
     on_failure = _choice("on-failure", on_failure, ON_FAILURE, settings.upgrade.on_failure)
+    st, skipped = strategy.reachable("upgrade", settings, st, rollout, dry_run)
+    with locked(settings, st, "upgrade", from_version=from_, to_version=to, dry_run=dry_run,
+                lock_wait=rollout.lock_wait) as audit:
+        results = _upgrade(c, settings, st, from_, to, on_unsafe, on_failure, rebuild, dry_run,
+                           json, rollout, skipped)
+        audit.record(results)
+        return results
+
+
+def _upgrade(
+    c: Any, settings: Any, st: Any, from_: str, to: str, on_unsafe: str, on_failure: str,
+    rebuild: bool, dry_run: bool, json: str | None, rollout: Strategy,
+    skipped: list[HostResult],
+) -> list[HostResult]:
+    kind = flavor(settings)
     pre = for_each_host("upgrade: pre-check", settings, st.name, st.hosts,
                         lambda hc: hot.precheck(hc, kind, from_, to), dry_run=dry_run)
     before = {r.host: r.data for r in pre}
@@ -136,8 +157,10 @@ def upgrade(
         return (f"hot-upgraded {from_} -> {to}, same pid {pid}; {checked}",
                 {**data, "mode": "hot", "pid_after": pid})
 
-    return for_each_host("upgrade", settings, st.name, st.hosts, one, json_path=json,
-                         keep_going=keep_going)
+    return strategy.each("upgrade", settings, st, one, rollout, json_path=json,
+                         rollback=lambda hc: hot.back_to(hc, kind, from_, to),
+                         command=f"inv upgrade --from {from_} --to {to}",
+                         rollback_command=f"inv downgrade --to {from_}", skipped=skipped)
 
 
 def deploy_upgrade(c: Any, version: str, from_: str | None = None, stage: str | None = None,
@@ -165,8 +188,12 @@ def deploy_upgrade(c: Any, version: str, from_: str | None = None, stage: str | 
         return f"{version} staged beside {manifest.old}: " + hot.stage(
             hc, rel, manifest.old, manifest.new_lib_dirs)
 
-    return for_each_host("deploy.upgrade", settings, st.name, st.hosts, one,
-                         dry_run=dry_run, json_path=json)
+    with locked(settings, st, "deploy.upgrade", from_version=manifest.old, to_version=version,
+                dry_run=dry_run) as audit:
+        results = for_each_host("deploy.upgrade", settings, st.name, st.hosts, one,
+                                dry_run=dry_run, json_path=json)
+        audit.record(results)
+        return results
 
 
 def downgrade(c: Any, to: str, stage: str | None = None, host: str | None = None,
@@ -204,5 +231,8 @@ def downgrade(c: Any, to: str, stage: str | None = None, host: str | None = None
         return (f"hot-downgraded {running} -> {to}, same pid {pid}; {checked}",
                 {"pid": pid, "from": running, "to": to})
 
-    return for_each_host("downgrade", settings, st.name, st.hosts, one,
-                         dry_run=dry_run, json_path=json)
+    with locked(settings, st, "downgrade", to_version=to, dry_run=dry_run) as audit:
+        results = for_each_host("downgrade", settings, st.name, st.hosts, one,
+                                dry_run=dry_run, json_path=json)
+        audit.record(results)
+        return results

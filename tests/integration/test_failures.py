@@ -94,7 +94,7 @@ def test_accept_new_records_unknown_keys(project: Project) -> None:
         assert f"[{h.address}]:{h.port} ssh-ed25519 " in recorded
 
 
-def test_one_host_down_is_reported_and_the_others_succeed(project: Project) -> None:
+def test_one_host_down_is_refused_at_once_or_skipped(project: Project) -> None:
     last = int(project.box.hosts[-1].address.rsplit(".", 1)[1])
     dead = f"nobody@127.0.0.{last + 7}:{project.box.build.port}"  # no sshd listens there
 
@@ -102,12 +102,20 @@ def test_one_host_down_is_reported_and_the_others_succeed(project: Project) -> N
         d["stages"]["sandbox"]["hosts"].append({"host": dead, "env": {"HTTP_PORT": "1"}})
 
     cfg = project.variant("one-down", add_dead)
+    # before anything changes, every host must answer: a dead one stops the run at once
     res = project.inv("deploy.release", "--version", "0.0.1", config=cfg)
+    assert res.rc == 1, res.out
+    assert re.search(rf"{re.escape(dead)}\s+FAILED\s+.*(refused|could not|Unable|Errno)", res.out)
+    assert res.out.count("not started: another host is unreachable") == 2, res.out
+    assert "upload skipped" not in res.out and "uploading" not in res.out, res.out
+    # --skip-unreachable goes on without it, and still reports it (exit 1)
+    res = project.inv("deploy.release", "--version", "0.0.1", "--skip-unreachable", config=cfg)
     assert res.rc == 1, res.out
     for h in project.box.hosts:
         assert re.search(rf"{re.escape(h.spec)}\s+ok\s+[\d.]+s\s+0\.0\.1 upload skipped", res.out), res.out
-    assert re.search(rf"{re.escape(dead)}\s+FAILED\s+.*(refused|could not|Unable|Errno)", res.out), res.out
-    assert f"deploy.release failed on 1 of 3 host(s): {dead}" in res.out
+    assert re.search(rf"{re.escape(dead)}\s+FAILED", res.out), res.out
+    assert re.search(r"deploy.release: done 2 .*; failed 0 .*; not started 1", res.out), res.out
+    assert f"deploy.release did not run on 1 of 3 host(s): {dead}" in res.out
 
 
 def test_dry_run_prints_the_plan_and_touches_nothing(project: Project) -> None:

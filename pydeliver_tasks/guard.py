@@ -1,0 +1,334 @@
+"""The deploy lock around every host-changing run, the audit log, and their steps.
+
+`guarded(...)` locks every host of a stage (all or nothing), runs the body, appends one audit line
+per host and releases, whatever happened; a process holding a host's lock already reuses it.
+Steps: `lock_status`, `lock` (action "manual", kept until `unlock`), `unlock`, `history`.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import random
+import secrets
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from typing import Any
+
+from invoke.exceptions import Exit
+
+from .commands import guard as cmds
+from .config import Settings
+from .fleet import HostContext, HostFailure, HostResult, StepFailed, for_each_host, say
+from .model import Host, Stage
+from .validation import InvalidInput
+
+STALE_AFTER = 24 * 3600  # seconds: a run's lock older than this is stale
+MAX_MESSAGE = 500
+_held: dict[tuple[str, str | None, int | None, str], str] = {}  # host key -> token, this process
+_held_lock = threading.Lock()
+
+
+class LockRefused(Exit):
+    """The stage is locked (or a lock is stale): nothing was run; exit code 1."""
+
+    def __init__(self, message: str):
+        super().__init__(message, code=1)
+
+    def __str__(self) -> str:
+        return str(self.message)
+
+
+class Guard:
+    """What a guarded body hands back: the per-host results its audit lines use."""
+
+    def __init__(self, stage: Stage, action: str):
+        self.stage, self.action, self.results = stage, action, dict[str, HostResult]()
+
+    def record(self, results: list[HostResult]) -> None:
+        """Keep these results (a host that failed in any recorded step stays failed)."""
+        for r in results:
+            if r.host not in self.results or self.results[r.host].ok:
+                self.results[r.host] = r
+
+    def result(self, host: Host, outcome: str) -> str:
+        """ok/failed from the recorded results, else `outcome` (always when error/interrupted)."""
+        r = self.results.get(host.name)
+        if outcome not in ("ok", "failed") or r is None:
+            return outcome
+        if not r.ok and r.message.startswith(("not started", "skipped")):  # fleet's words for
+            return "not started"  # hosts a run left alone (keep_going=False, rollouts)
+        return "ok" if r.ok else "failed"
+
+
+def who() -> tuple[str, str]:
+    """(local user, this machine's name) as the lock and the audit log record them."""
+    try:
+        user = getpass.getuser()
+    except Exception:  # no passwd entry (containers): the uid is still someone
+        user = f"uid{os.getuid()}"
+    return user, socket.gethostname()
+
+
+def check_message(message: str | None, required: bool = False) -> str:
+    text = cmds.flat(message or "", MAX_MESSAGE + 1)
+    if required and not text:
+        raise InvalidInput("missing --message: say why the stage is locked (shown to anyone "
+                           "who tries to deploy), e.g. --message 'db migration until 15:00'")
+    if len(text) > MAX_MESSAGE:
+        raise InvalidInput(f"--message is too long: at most {MAX_MESSAGE} characters")
+    return text
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: it runs
+        pass
+    return True
+
+
+def stale_reason(holder: cmds.Holder) -> str:
+    """Why nobody holds this lock any more ("" when it may be live), judged from this machine."""
+    return cmds.stale_reason(holder, who()[1], pid_alive, STALE_AFTER)
+
+
+def describe(holder: cmds.Holder) -> str:
+    """One line about a lock's holder for people, with STALE and why when it is stale."""
+    return cmds.describe(holder, stale_reason(holder))
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _key(h: Host) -> tuple[str, str | None, int | None, str]:  # one lock per (host, deploy path)
+    return (h.address, h.user, h.port, h.deploy_path)
+
+
+def _info(action: str, version: str | None, message: str, stage: str) -> dict[str, Any]:
+    user, machine = who()
+    return {"user": user, "machine": machine, "pid": os.getpid(), "started": _now(),
+            "action": action, "version": version or "", "message": message, "stage": stage,
+            "token": secrets.token_hex(12)}
+
+
+def _try_lock(hc: HostContext, info: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    res = hc.run(cmds.acquire(hc.host.deploy_path, info, info["token"]))
+    if res.ok and cmds.TAKEN in res.stdout:
+        return "locked", {"taken": True}
+    if res.exited == cmds.HELD_RC:
+        return "held", {"holder": cmds.parse_holder(res.stdout) or cmds.Holder()}
+    raise HostFailure(f"cannot take the deploy lock in {hc.host.deploy_path}/.deliver "
+                      f"(exit {res.exited})", res.tail(), "is the deploy path writable by the SSH user?")
+
+
+def _release(settings: Settings, stage: str, hosts: list[Host], token: str) -> None:
+    def one(hc: HostContext) -> str:
+        res = hc.run(cmds.release(hc.host.deploy_path, token))
+        if not res.ok:
+            raise HostFailure(f"could not release the deploy lock (exit {res.exited})", res.tail(),
+                              f"inv deploy.lock-status; {cmds.UNLOCK_FORCE} --host {hc.host.name}")
+        return "released"
+
+    if hosts:
+        for_each_host("unlock", settings, stage, hosts, one, raise_on_failure=False, quiet=True)
+    with _held_lock:
+        for h in hosts:
+            _held.pop(_key(h), None)
+
+
+def take(settings: Settings, stage: Stage, info: dict[str, Any], lock_wait: float = 0.0,
+         keep: bool = True) -> list[Host]:
+    """Lock every host of `stage` not held by this process already; all or nothing. Held
+    elsewhere: refused at once (LockRefused), or retried until lock_wait seconds have passed.
+    Returns the hosts locked now; keep: this process reuses them until they are released."""
+    with _held_lock:
+        hosts = [h for h in stage.hosts if _key(h) not in _held]
+    try:
+        taken = _take(settings, stage, hosts, info, float(lock_wait)) if hosts else []
+    except (LockRefused, StepFailed):
+        raise  # what was taken is released already
+    except BaseException:  # Ctrl-C while taking: drop whatever carries our token
+        _release(settings, stage.name, hosts, info["token"])
+        raise
+    with _held_lock:
+        _held.update({_key(h): info["token"] for h in taken} if keep else {})
+    return taken
+
+
+def _take(settings: Settings, stage: Stage, hosts: list[Host], info: dict[str, Any],
+          lock_wait: float) -> list[Host]:
+    deadline, waiting = time.monotonic() + lock_wait, False
+    while True:
+        results = for_each_host("lock", settings, stage.name, hosts, lambda hc: _try_lock(hc, info),
+                                raise_on_failure=False, quiet=True)
+        taken = [h for h, r in zip(hosts, results, strict=True) if r.ok and r.data.get("taken")]
+        held = [(r.host, r.data["holder"]) for r in results if r.ok and "holder" in r.data]
+        if not held and all(r.ok for r in results):
+            return taken
+        _release(settings, stage.name, taken, info["token"])
+        if not all(r.ok for r in results):
+            raise StepFailed("lock", results)
+        shown = [(name, describe(holder)) for name, holder in held]
+        stale = any(stale_reason(holder) for _, holder in held)
+        if stale or time.monotonic() >= deadline:
+            raise LockRefused(cmds.refusal(stage.name, shown, len(results), stale))
+        if not waiting:
+            waiting = True
+            say(f"waiting up to {lock_wait:g}s for the deploy lock: "
+                + "; ".join(f"[{name}] {text}" for name, text in shown))
+        time.sleep(min(max(0.0, deadline - time.monotonic()), 0.5 + random.random()))
+
+
+def _audit(hc: HostContext, line: str) -> None:
+    res = hc.run(cmds.audit_append(hc.host.deploy_path, line))
+    if not res.ok:
+        raise HostFailure(f"could not append to the audit log (exit {res.exited})", res.tail())
+
+
+@contextmanager
+def guarded(settings: Settings, stage: Stage, action: str, *, from_version: str | None = None,
+            to_version: str | None = None, lock_wait: float = 0.0, message: str = "",
+            dry_run: bool = False) -> Iterator[Guard]:
+    """Take the deploy lock on every host of `stage` (all or nothing: if one host is locked, the
+    ones taken are released and the run is refused at once with the holder's details — or retried
+    until lock_wait seconds pass), yield a Guard, then append one audit line per host and release
+    the locks, on success and on failure (also on KeyboardInterrupt)."""
+    message = check_message(message)
+    guard = Guard(stage, action)
+    if dry_run:
+        for h in stage.hosts:
+            say(f"[{h.name}] would take the deploy lock {h.deploy_path}/{cmds.LOCK} for {action}, "
+                f"then append a line to {h.deploy_path}/{cmds.AUDIT} and release the lock")
+        yield guard
+        return
+    info = _info(action, to_version or from_version, message, stage.name)
+    taken = take(settings, stage, info, lock_wait)
+    started, begun, outcome = _now(), time.monotonic(), "ok"
+    try:
+        yield guard
+    except StepFailed as exc:
+        guard.record(exc.results)
+        outcome = "failed"
+        raise
+    except BaseException as exc:
+        outcome = "interrupted" if isinstance(exc, KeyboardInterrupt) else "error"
+        raise
+    finally:
+        seconds, user_at = time.monotonic() - begun, "@".join(who())
+
+        def finish(hc: HostContext) -> str:
+            result = guard.result(hc.host, outcome)
+            _audit(hc, cmds.audit_line(started, user_at, action, from_version, to_version,
+                                       result, seconds))
+            return result
+
+        for_each_host("audit", settings, stage.name, stage.hosts, finish, raise_on_failure=False,
+                      quiet=True)
+        _release(settings, stage.name, taken, info["token"])
+
+
+# ---- steps ----------------------------------------------------------------------------------
+
+def _target(c: Any, stage: str | None, host: str | None) -> tuple[Settings, Stage]:
+    """Like steps.common.target without the builder check: locks need no mix/rebar3 project."""
+    from .steps.common import settings_of  # not at import time: steps may import this module
+
+    settings = settings_of(c)
+    return settings, settings.stage(stage, host)
+
+
+def _holder(hc: HostContext) -> cmds.Holder | None:
+    res = hc.run(cmds.status(hc.host.deploy_path), changes=False)
+    if not res.ok:
+        raise HostFailure(f"could not read the deploy lock (exit {res.exited})", res.tail())
+    return cmds.parse_holder(res.stdout)
+
+
+def lock_status(c: Any, stage: str | None = None, host: str | None = None,
+                json: str | None = None) -> list[HostResult]:
+    """Show, per host, whether the deploy lock is held, by whom, since when, why — or stale."""
+    settings, st = _target(c, stage, host)
+
+    def one(hc: HostContext) -> tuple[str, dict[str, Any]]:
+        holder = _holder(hc)
+        if holder is None:
+            return cmds.UNLOCKED, {"locked": False}
+        shown = {k: v for k, v in holder.info.items() if k != "token"}
+        return describe(holder), {"locked": True, "stale": bool(stale_reason(holder)),
+                                  "age_seconds": holder.age, **shown}
+
+    return for_each_host("lock-status", settings, st.name, st.hosts, one, json_path=json)
+
+
+def lock(c: Any, message: str | None = None, stage: str | None = None, host: str | None = None,
+         lock_wait: float = 0.0, json: str | None = None) -> list[HostResult]:
+    """Take the deploy lock on every host (action "manual", all or nothing) and leave it: every
+    other run is refused until `unlock`."""
+    text = check_message(message, required=True)
+    settings, st = _target(c, stage, host)
+    info = _info("manual", None, text, st.name)
+    take(settings, st, info, lock_wait, keep=False)  # nobody's run: not even this process reuses it
+    line = cmds.audit_line(info["started"], "@".join(who()), "lock", None, None, "ok", 0.0)
+
+    def one(hc: HostContext) -> str:
+        _audit(hc, line)
+        return f'locked: "{text}" (inv deploy.unlock releases it)'
+
+    return for_each_host("lock", settings, st.name, st.hosts, one, json_path=json)
+
+
+def unlock(c: Any, force: bool = False, stage: str | None = None, host: str | None = None,
+           json: str | None = None) -> list[HostResult]:
+    """Release a lock taken with `lock`; a run's lock (stale after a crash) only with force."""
+    settings, st = _target(c, stage, host)
+    user_at = "@".join(who())
+
+    def one(hc: HostContext) -> str:
+        holder = _holder(hc)
+        if holder is None:
+            return "was not locked"
+        if holder.info.get("action") != "manual" and not force:
+            raise HostFailure(f"not taken with inv deploy.lock, kept: {describe(holder)}", hint=""
+                              if stale_reason(holder) else f"if its run is over: {cmds.UNLOCK_FORCE}")
+        res = hc.run(cmds.release(hc.host.deploy_path, holder.get("token", ""), force=force))
+        now = cmds.parse_holder(res.stdout) if res.exited == cmds.NOT_OWNER_RC else None
+        if now or not res.ok:
+            raise HostFailure(f"the lock changed hands meanwhile, kept: {describe(now)}" if now else
+                              f"could not remove the deploy lock (exit {res.exited})", res.tail())
+        if cmds.RELEASED not in res.stdout:
+            return "was not locked"
+        _audit(hc, cmds.audit_line(_now(), user_at, "unlock --force" if force else "unlock",
+                                   None, None, "ok", 0.0))
+        return f"unlocked (was {describe(holder)})"
+
+    return for_each_host("unlock", settings, st.name, st.hosts, one, json_path=json)
+
+
+def history(c: Any, lines: int = 20, stage: str | None = None, host: str | None = None,
+            json: str | None = None) -> list[HostResult]:
+    """Show the last LINES audit records of every host: time, who, action, versions, result."""
+    from .steps.ops import check_lines  # (see _target)
+
+    lines = check_lines(lines)
+    settings, st = _target(c, stage, host)
+
+    def one(hc: HostContext) -> tuple[str, dict[str, Any]]:
+        res = hc.run(cmds.audit_tail(hc.host.deploy_path, lines), changes=False)
+        if res.exited == cmds.NO_AUDIT_RC:
+            return "no audit log yet: nothing recorded on this host", {"entries": []}
+        if not res.ok:
+            raise HostFailure(f"could not read the audit log (exit {res.exited})", res.tail())
+        entries = [cmds.parse_audit(text) or {"raw": text} for text in res.stdout.splitlines()]
+        for e in entries:
+            hc.say(e["raw"] if "raw" in e else cmds.shown_audit(e))
+        return f"{len(entries)} record(s) of {hc.host.deploy_path}/{cmds.AUDIT}", {"entries": entries}
+
+    return for_each_host("history", settings, st.name, st.hosts, one, json_path=json)

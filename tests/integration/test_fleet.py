@@ -1,0 +1,209 @@
+"""Rollout strategies on a 3-host sandbox of its own (the rebar3 example): a rolling hot upgrade
+batch by batch with no failed request, a canary that fails verification (nothing else touched;
+with --auto-rollback it goes back hot), hosts unreachable before the run (refused at once, or
+skipped), and a host cut off in the middle of a rolling run."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from pydeliver_tasks import sandbox as sb
+
+from .conftest import FIRST_ADDRESS, INV, PORT, Project, http_get, make_project
+
+APP = "hello_erl"
+FLEET_PORT = PORT + 50  # beside the session sandbox (2 hosts + build at FIRST_ADDRESS..+2)
+FLEET_FIRST = FIRST_ADDRESS + 8
+
+
+@pytest.fixture(scope="module")
+def fleet_box():
+    d = Path(f"/tmp/pdt-test-fleet-{FLEET_PORT}")
+    box = sb.up(d, hosts=3, port=FLEET_PORT, first_address=FLEET_FIRST, fresh=True)
+    yield box
+    sb.down(d, purge=True)
+
+
+@pytest.fixture(scope="module")
+def project(fleet_box, tmp_path_factory):
+    p = make_project(APP, fleet_box, tmp_path_factory.mktemp("fleet"), 4080, deployed="0.0.1")
+    p.inv("start").ok()
+    p.inv("build.upgrade", "--from", "0.0.1", "--to", "0.0.2").ok()
+    yield p
+    p.inv("stop")
+
+
+def pids(project: Project) -> dict[str, int]:
+    out = project.inv("ping").ok().out
+    return {m[0]: int(m[1]) for m in re.findall(r"^\s+(\S+)\s+ok\s+.*pid (\d+)", out, re.M)}
+
+
+def page(project: Project, host: sb.SandboxHost) -> str:
+    return re.search(r"<h1>(.*)</h1>", http_get(project.url(host))[1])[1]
+
+
+class RequestLoop(threading.Thread):
+    """GET every host's page every 50 ms; counts failures (any error, non-200, no page)."""
+
+    def __init__(self, urls: list[str]):
+        super().__init__(daemon=True)
+        self.urls, self.sent, self.failed, self.halt = urls, 0, [], threading.Event()
+
+    def run(self) -> None:
+        while not self.halt.is_set():
+            for url in self.urls:
+                self.sent += 1
+                try:
+                    with urllib.request.urlopen(url, timeout=2) as resp:
+                        if resp.status != 200 or b"<h1>" not in resp.read():
+                            self.failed.append(f"{url}: status {resp.status}")
+                except OSError as exc:
+                    self.failed.append(f"{url}: {exc}")
+            time.sleep(0.05)
+
+
+def test_rolling_hot_upgrade_batch_by_batch_without_a_failed_request(project: Project) -> None:
+    before = pids(project)
+    loop = RequestLoop([project.url(h) for h in project.box.hosts])
+    loop.start()
+    try:
+        res = project.inv("upgrade", "--from", "0.0.1", "--to", "0.0.2", "--strategy", "rolling",
+                          "--batch", "1").ok()
+    finally:
+        loop.halt.set()
+        loop.join()
+    assert loop.sent > 20 and loop.failed == [], loop.failed[:5]
+    names = [h.spec for h in project.box.hosts]
+    starts = [res.out.index(f"== upgrade: batch {i}/3: {n}") for i, n in enumerate(names, 1)]
+    done = [res.out.index(f"upgrade (batch {i}/3) — stage sandbox") for i in (1, 2, 3)]
+    assert starts[0] < done[0] < starts[1] < done[1] < starts[2] < done[2], res.out
+    assert "upgrade: done 3" in res.out
+    assert pids(project) == before
+    assert all(page(project, h).startswith(f"Howdy from {APP} 0.0.2") for h in project.box.hosts)
+
+
+def test_failing_canary_leaves_the_rest_untouched_and_auto_rollback_brings_it_back(
+        project: Project) -> None:
+    project.inv("downgrade", "--to", "0.0.1").ok()
+    canary, *rest = project.box.hosts
+
+    def canary_needs_old_page(d: dict) -> None:  # verification fails on the canary only
+        d["stages"]["sandbox"]["hosts"][0]["health"] = {
+            "url": "http://{host}:{env[HTTP_PORT]}/", "contains": f"Hello from {APP}"}
+
+    cfg = project.variant("canary-breaks", canary_needs_old_page)
+    before = pids(project)
+    args = ["upgrade", "--from", "0.0.1", "--to", "0.0.2", "--strategy", "canary",
+            "--on-failure", "abort"]
+    res = project.inv(*args, config=cfg)
+    assert res.rc == 1, res.out
+    assert "health check fails after the upgrade" in res.out, res.out
+    assert res.out.count("not started: an earlier batch failed") == 2, res.out
+    assert re.search(r"upgrade: done 0 .*; failed 1 .*; not started 2", res.out), res.out
+    for h in rest:
+        assert f"to finish {h.spec}: inv upgrade --from 0.0.1 --to 0.0.2 --host {h.spec}" in res.out
+        assert page(project, h).startswith(f"Hello from {APP} 0.0.1")
+    after = pids(project)
+    assert after == before  # nobody restarted; the canary runs 0.0.2 unverified (abort)
+    assert page(project, canary).startswith(f"Howdy from {APP} 0.0.2")
+    project.inv("downgrade", "--to", "0.0.1", "--host", canary.spec).ok()
+
+    res = project.inv(*args, "--auto-rollback", config=cfg)
+    assert res.rc == 1, res.out
+    assert "rolling its hosts back (--auto-rollback)" in res.out, res.out
+    assert f"{canary.spec}: rollback ok: hot-downgraded 0.0.2 -> 0.0.1, same pid" in res.out
+    assert "rolled back: " + canary.spec in res.out
+    assert pids(project) == before
+    assert all(page(project, h).startswith(f"Hello from {APP} 0.0.1") for h in project.box.hosts)
+
+
+def cut_off(box: sb.Sandbox, host: sb.SandboxHost) -> None:
+    """The host stops answering SSH: its sshd listener and every session of its user end (by
+    pid: the sandbox's pid for the listener, /proc for `sshd: <user>` session processes)."""
+    victims = [box.pids()[host.name]]
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                cmd = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            except OSError:
+                continue
+            if cmd.startswith(f"sshd: {host.user}"):
+                victims.append(int(proc.name))
+    for pid in victims:
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+    deadline = time.monotonic() + 5
+    while any(Path(f"/proc/{p}").exists() for p in victims) and time.monotonic() < deadline:
+        time.sleep(0.1)
+
+
+def reconnect(box: sb.Sandbox) -> None:
+    sb.up(box.dir, hosts=len(box.hosts), port=box.build.port, first_address=FLEET_FIRST)
+
+
+def test_unreachable_host_is_refused_at_once_or_skipped(project: Project) -> None:
+    *up, cut = project.box.hosts
+    before = pids(project)
+    cut_off(project.box, cut)
+    try:
+        res = project.inv("restart", "--strategy", "rolling")
+        assert res.rc == 1, res.out
+        assert re.search(rf"{re.escape(cut.spec)}\s+FAILED", res.out), res.out
+        assert res.out.count("not started: another host is unreachable") == 2, res.out
+        assert "stopped (pid" not in res.out
+        for h in up:
+            assert page(project, h).startswith(f"Hello from {APP} 0.0.1")
+        res = project.inv("restart", "--skip-unreachable")
+        assert res.rc == 1, res.out
+        assert res.out.count("stopped (pid") == 2, res.out
+        assert re.search(r"restart: done 2 .*; failed 0 .*; not started 1", res.out), res.out
+        assert f"to finish {cut.spec}: inv restart --host {cut.spec}" in res.out
+    finally:
+        reconnect(project.box)
+    after = pids(project)
+    assert after[cut.spec] == before[cut.spec]  # untouched
+    assert all(after[h.spec] != before[h.spec] for h in up)
+
+
+def test_host_cut_off_in_the_middle_of_a_rolling_upgrade(project: Project) -> None:
+    *up, cut = project.box.hosts
+    env = {**os.environ, "INVOKE_RUNTIME_CONFIG": str(project.config), "PYTHONUNBUFFERED": "1"}
+    args = [INV, "upgrade", "--from", "0.0.1", "--to", "0.0.2", "--strategy", "rolling",
+            "--pause", "4"]
+    proc = subprocess.Popen(args, cwd=project.dir, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, stdin=subprocess.DEVNULL)
+    out: list[str] = []
+    try:
+        for line in proc.stdout:  # type: ignore[union-attr]
+            out.append(line)
+            if line.startswith("== upgrade: batch 2/3"):
+                cut_off(project.box, cut)  # the run already holds a connection to it
+                break
+        out += proc.stdout.readlines()  # type: ignore[union-attr]
+        rc = proc.wait(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        reconnect(project.box)
+    text = "".join(out)
+    assert rc == 1, text
+    assert re.search(r"upgrade: done 2 .*; failed 1 ", text), text
+    assert f"to finish {cut.spec}: inv upgrade --from 0.0.1 --to 0.0.2 --host {cut.spec}" in text
+    for h in up:
+        assert page(project, h).startswith(f"Howdy from {APP} 0.0.2")
+    root = project.root(cut)
+    assert page(project, cut).startswith(f"Hello from {APP} 0.0.1")  # nothing half-installed:
+    assert (root / "releases" / "start_erl.data").read_text().split()[1] == "0.0.1"
+    assert not (root / ".deliver" / "staging").exists() or not any(
+        (root / ".deliver" / "staging").iterdir())
