@@ -44,6 +44,7 @@ DEFAULTS: dict[str, Any] = {
     "health": {"url": "", "status": 200, "contains": "", "timeout": 5},
     "hooks": {},  # before_start: ["shell cmd", ...], after_upload: [...], ...
     "log_files": [],  # more logs for `inv logs`: paths/globs, relative to the release root
+    "keep_releases": 5,  # versions kept on each host after a deploy (cleanup); 0 = no cleanup
     "strategy": {"kind": "parallel", "batch": "", "pause": 0, "canary": 1},  # stages may override
     "upgrade": {
         "on_unsafe": "restart",  # restart | abort: when a hot upgrade is not safe
@@ -97,6 +98,7 @@ class Settings:
     hooks: dict[str, tuple[str, ...]]
     log_files: tuple[str, ...] = ()
     upgrade: UpgradeSettings = UpgradeSettings()
+    keep_releases: int = 5
 
     def stage(self, name: str | None = None, host: str | None = None) -> Stage:
         """The stage to act on (flag, else config default, else the only one), narrowed by --host."""
@@ -322,6 +324,7 @@ def load(config: Any) -> Settings:
         hooks=hooks,
         log_files=_read_log_files(r, data["log_files"]),
         upgrade=_read_upgrade(r, r.section("upgrade", data)),
+        keep_releases=r.number("keep_releases", data["keep_releases"], 0, int),
     )
     if r.problems:
         raise ConfigError(r.problems)

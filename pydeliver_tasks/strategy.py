@@ -155,6 +155,9 @@ def run(
                 say(f"== {step}: {label} verified; pausing {s.pause:g}s before the next batch")
                 time.sleep(s.pause)
             continue
+        if s.auto_rollback and rollback is None:
+            say(f"== {step}: {label} failed; --auto-rollback: {step} has no previous version to "
+                "return to (use it with update or upgrade), nothing rolled back")
         if s.auto_rollback and rollback is not None:
             say(f"== {step}: {label} failed: rolling its hosts back (--auto-rollback)")
             back = for_each_host(f"{step}: auto-rollback", settings, stage, group, rollback,

@@ -70,8 +70,8 @@ def probe(root: str, app: str, flavor: str, env: Mapping[str, str]) -> str:
 
 # Every VM started from the root in the current dir, one PROC_MARK line each.
 _vm_list = (
-    'r="-root $(pwd -P) "; ps -eo pid=,args= | grep -F -- "$r" | grep -v -e "grep -F" '
-    f'-e "ps -eo" | sed "s/^ */{PROC_MARK}/" || true'
+    'r="-root $(pwd -P) "; ps -ww -eo pid=,args= | grep -F -- "$r" | grep -v -e "grep -F" '
+    f'-e "ps -ww" | sed "s/^ */{PROC_MARK}/" || true'
 )
 
 

@@ -27,10 +27,10 @@ def survey(root: str, env: Mapping[str, str], log_lines: int = 20) -> str:
         'r="$(pwd -P)"',
         "echo PDT_NOW $(date +%s)",
         'echo "PDT_BOOT $(cat releases/start_erl.data 2>/dev/null)"',
-        'ps -eo pid=,etimes=,args= | grep -F -- "-root $r " | grep -v -e "grep -F" -e "ps -eo" '
+        'ps -ww -eo pid=,etimes=,args= | grep -F -- "-root $r " | grep -v -e "grep -F" -e "ps -ww" '
         '| sed "s/^ */PDT_VM /"',
-        'ps -eo pid=,etimes=,args= | grep -F -- "$r/" | grep -F run_erl | grep -v -e "grep -F" '
-        '-e "ps -eo" | sed "s/^ */PDT_RUNERL /"',
+        'ps -ww -eo pid=,etimes=,args= | grep -F -- "$r/" | grep -F run_erl | grep -v -e "grep -F" '
+        '-e "ps -ww" | sed "s/^ */PDT_RUNERL /"',
         'e=$(ls -d erts-*/bin/epmd 2>/dev/null | head -n 1)',
         '[ -n "$e" ] || e=$(command -v epmd || true)',
         'if [ -n "$e" ]; then "$e" -names 2>&1 | sed "s/^/PDT_EPMD /"; '

@@ -15,6 +15,8 @@ from .deploy import deploy_release
 from .doctor import doctor
 from .node import ping, restart, start, stop, version
 from .recovery import boot_check
+from .retention import cleanup, cleanup_store, host_releases
+from .rollback import rollback
 from .show import show_appup, show_relup
 from .upgrade_build import build_upgrade
 from .upgrading import deploy_upgrade, downgrade, upgrade
@@ -22,7 +24,8 @@ from .upgrading import deploy_upgrade, downgrade, upgrade
 __all__ = [
     "build_release", "deploy_release", "start", "stop", "restart", "ping", "version", "update",
     "releases", "settings_of", "doctor", "boot_check", "build_upgrade", "deploy_upgrade",
-    "upgrade", "downgrade", "show_appup", "show_relup",
+    "upgrade", "downgrade", "show_appup", "show_relup", "cleanup", "cleanup_store",
+    "host_releases", "rollback",
 ]
 
 

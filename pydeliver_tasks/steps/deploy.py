@@ -46,6 +46,22 @@ def extract(hc: HostContext, release: Release, uploaded: bool = True) -> None:
     hooks.run(hc, "after", "extract", root)
 
 
+def tidy(hc: HostContext, deployed: str) -> str:
+    """After a deploy: remove old versions beyond deliver.keep_releases (never the running one,
+    the previous good one or the one just deployed); a cheap listing decides whether to look."""
+    from . import retention
+
+    keep = hc.settings.keep_releases
+    root, app = hc.host.deploy_path, hc.settings.app
+    if keep <= 0:
+        return ""
+    state = retention.parse_listing(hc.run(retention.rcmd.listing(root, app), changes=False).stdout)
+    if len(state.versions) <= keep:
+        return ""
+    message, _ = retention.cleanup_host(hc, hc.settings.builder, keep, protect=(deployed,))
+    return f"; cleanup (keep {keep}): {message}"
+
+
 def deploy_release(
     c: Any, version: str, stage: str | None = None, host: str | None = None,
     dry_run: bool = False, json: str | None = None, rollout: Strategy | None = None,
@@ -66,7 +82,7 @@ def deploy_release(
         if hc.dry_run:
             return f"would upload {version} (unless the host has it), verify and extract it"
         how = "uploaded" if uploaded else "upload skipped (same sha256 on host)"
-        return f"{version} {how}, extracted; it boots on next start"
+        return f"{version} {how}, extracted; it boots on next start" + tidy(hc, version)
 
     st, skipped = strategy.reachable("deploy.release", settings, st, rollout, dry_run)
     with locked(settings, st, "deploy.release", to_version=version, dry_run=dry_run,

@@ -88,6 +88,12 @@ def test_rolling_hot_upgrade_batch_by_batch_without_a_failed_request(project: Pr
     assert starts[0] < done[0] < starts[1] < done[1] < starts[2] < done[2], res.out
     assert "upgrade: done 3" in res.out
     assert pids(project) == before
+    audit = {h.name: (project.root(h) / ".deliver" / "audit.log").read_text().splitlines()[-1]
+             for h in project.box.hosts}
+    for line in audit.values():  # time, who, action, from, to, result, duration
+        assert line.split("\t")[2:6] == ["upgrade", "0.0.1", "0.0.2", "ok"], line
+    shown = project.inv("history", "--lines", "1").ok()
+    assert shown.out.count("upgrade  0.0.1 -> 0.0.2  ok") == 3, shown.out
     assert all(page(project, h).startswith(f"Howdy from {APP} 0.0.2") for h in project.box.hosts)
 
 
@@ -207,3 +213,40 @@ def test_host_cut_off_in_the_middle_of_a_rolling_upgrade(project: Project) -> No
     assert (root / "releases" / "start_erl.data").read_text().split()[1] == "0.0.1"
     assert not (root / ".deliver" / "staging").exists() or not any(
         (root / ".deliver" / "staging").iterdir())
+    # the run could not release its lock on the host it lost: shown as stale, removed with --force
+    status = project.inv("deploy.lock-status").out
+    assert "STALE" in status and cut.spec in status, status
+    refused = project.inv("upgrade", "--from", "0.0.1", "--to", "0.0.2", "--host", cut.spec)
+    assert refused.rc == 1 and "stale" in refused.out.lower(), refused.out
+    project.inv("deploy.unlock", "--force", "--host", cut.spec).ok()
+    project.inv("upgrade", "--from", "0.0.1", "--to", "0.0.2", "--host", cut.spec).ok()
+    assert page(project, cut).startswith(f"Howdy from {APP} 0.0.2")
+
+
+def test_a_second_run_is_refused_with_the_holder_then_lock_wait_gets_its_turn(
+        project: Project) -> None:
+    env = {**os.environ, "INVOKE_RUNTIME_CONFIG": str(project.config), "PYTHONUNBUFFERED": "1"}
+    first = subprocess.Popen([INV, "restart", "--strategy", "rolling", "--pause", "2"],
+                             cwd=project.dir, env=env, stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True, stdin=subprocess.DEVNULL)
+    try:
+        for line in first.stdout:  # type: ignore[union-attr]
+            if line.startswith("== restart: batch 1/3"):
+                break
+        drain = threading.Thread(target=first.stdout.read, daemon=True)  # type: ignore[union-attr]
+        drain.start()
+        second = project.inv("stop")
+        assert second.rc == 1, second.out
+        assert "locked" in second.out.lower() and "restart" in second.out, second.out
+        assert "stopped (pid" not in second.out
+        waited = project.inv("ping")  # read-only: never takes the lock
+        assert waited.rc == 0, waited.out
+        started = time.monotonic()
+        third = project.inv("restart", "--host", project.box.hosts[0].spec, "--lock-wait", "90")
+        assert third.rc == 0, third.out
+        assert first.poll() is not None, "the waiting run started before the first one ended"
+        assert time.monotonic() - started > 1
+    finally:
+        if first.poll() is None:
+            first.wait(timeout=120)
+    assert first.returncode == 0

@@ -1,0 +1,150 @@
+"""Rollback, verified: cold (make the previous good version — or --to — boot next from its files
+on the host and restart into it) or hot (release_handler downgrade, through steps.downgrade).
+
+"Previous good" is defined in steps/retention.py: the newest version on the host older than the
+running one that is not marked failed; for --hot, among the releases release_handler knows as
+`old`, the only ones it can downgrade to.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .. import store
+from .. import validation as v
+from ..commands import retention as rcmd
+from ..fleet import HostContext, HostFailure, HostResult, StepFailed, for_each_host, write_json
+from .common import locked, target
+from .deploy import extract
+from .node import start_node
+from .recovery import force_stop_node
+from .retention import HostState, answering, look, mark_failed, previous_good
+from .upgrading import downgrade
+
+
+def _make_boot(hc: HostContext, s: HostState, vsn: str) -> str:
+    """Make vsn boot next: from its files on the host, else from its tarball there."""
+    flags, h = s.versions.get(vsn, set()), hc.host
+    problem = f"releases/{vsn}, its .rel or .deliver/bin/{vsn} are not on the host"
+    if {"dir", "rel", "bin"} <= flags:
+        res = hc.run(rcmd.activate_version(h.deploy_path, hc.settings.app, vsn))
+        if res.ok and f"PDT{{activated={vsn}}}" in res.stdout:
+            return "from its files on the host"
+        problem = res.tail(5)
+    rel = store.get(hc.settings.store, hc.settings.app, vsn)
+    if "release_tar" in flags and rel is not None:
+        extract(hc, rel, uploaded=False)
+        return "extracted again from its tarball on the host (sha256-checked)"
+    raise HostFailure(f"cannot make {vsn} boot next: {problem}",
+                      hint=f"deploy it: inv deploy.release --version {vsn} --host {h.name}, then "
+                      f"inv restart --host {h.name}")
+
+
+def rollback_host(hc: HostContext, kind: str, to: str | None = None) -> tuple[str, dict[str, Any]]:
+    """Cold rollback on one host: make TO (or the previous good version) boot next, stop the node
+    (forced if it must be) and start it verified (TO runs, health passes). If TO does not come
+    up it is marked failed and the version that ran before is put back, verified."""
+    if hc.dry_run:
+        hc.say(f"would make {to or 'the previous good version'} boot next from its files here, "
+               "stop the node and start it verified")
+        return "would roll back", {}
+    s, name = look(hc, kind), hc.host.name
+    if not s.deployed:
+        raise HostFailure("nothing is deployed here", hint=f"inv deploy.release --version X --host {name}")
+    answering(hc, s)
+    goal = to or s.previous_good()
+    if goal is None:
+        raise HostFailure(f"nothing to roll back to: no version older than {s.running or s.boots_next}"
+                          " that is not marked failed is on the host",
+                          hint=f"inv releases --host {name}; or inv deploy.release --version X "
+                          f"--host {name} && inv restart --host {name}")
+    data = {"from": s.running, "to": goal, "pid_before": s.pid}
+    if goal == s.running == s.boots_next:
+        return "no change: " + start_node(hc, kind, goal), data  # verified: runs, health
+    if goal in s.failed:
+        hc.say(f"{goal} is marked failed; rolling back to it because --to names it")
+    hc.say(f"{goal} boots next ({_make_boot(hc, s, goal)}); restarting into it")
+    stopped = force_stop_node(hc, kind)
+    try:
+        started = start_node(hc, kind, goal)
+    except HostFailure as exc:
+        mark_failed(hc, goal)
+        back, before = "", s.running or s.boots_next
+        if before and before != goal:
+            try:
+                force_stop_node(hc, kind)  # whatever of goal still runs
+                _make_boot(hc, s, before)
+                back = f"; {before} boots next again (node stopped)"
+                if s.running:
+                    back = f"; {before} serves again ({start_node(hc, kind, before)})"
+            except HostFailure as again:
+                back = f"; putting {before} back failed too: {again.message}"
+        raise HostFailure(f"rollback to {goal} failed: {exc.message}; {goal} is now marked "
+                          f"failed{back}", exc.detail, f"inv doctor --host {name}") from exc
+    hc.run(rcmd.unmark_failed(hc.host.deploy_path, goal))
+    return f"rolled back {s.running or '(not running)'} -> {goal}: {stopped}; {started}", data
+
+
+def rollback(c: Any, to: str | None = None, hot: bool = False, stage: str | None = None,
+             host: str | None = None, dry_run: bool = False,
+             json: str | None = None) -> list[HostResult]:
+    """Cold (default): make TO or each host's previous good version boot next and restart into
+    it, verified. hot=True: downgrade through release_handler instead (steps.downgrade), to TO or
+    to each host's previous good release release_handler knows as old; same pid, verified."""
+    if to is not None:
+        v.version(to)
+    settings, st, kind = target(c, stage, host)
+    with locked(settings, st, "rollback --hot" if hot else "rollback", to_version=to,
+                dry_run=dry_run) as audit:  # nothing deploys or cleans up meanwhile
+        results = (_hot(c, settings, st, kind, to, host, dry_run, json) if hot else
+                   for_each_host("rollback", settings, st.name, st.hosts,
+                                 lambda hc: rollback_host(hc, kind, to), dry_run=dry_run,
+                                 json_path=json))
+        audit.record(results)
+        return results
+
+
+def _hot(c: Any, settings: Any, st: Any, kind: str, to: str | None, host: str | None,
+         dry_run: bool, json: str | None) -> list[HostResult]:
+    """rollback --hot: steps.downgrade to TO, or per host to its previous good `old` release
+    (one downgrade run when every host goes to the same version, else one run per host)."""
+    stage = st.name
+    if to:
+        return downgrade(c, to, stage=stage, host=host, dry_run=dry_run, json=json)
+    if dry_run:
+        def plan(hc: HostContext) -> str:
+            hc.say("would hot-downgrade to the previous good release release_handler knows as "
+                   "old, verified (same pid, code, health)")
+            return "would roll back hot"
+
+        return for_each_host("rollback --hot", settings, st.name, st.hosts, plan, dry_run=True,
+                             json_path=json)
+
+    def choose(hc: HostContext) -> tuple[str, dict[str, Any]]:
+        s = look(hc, kind)
+        answering(hc, s)
+        if not s.running:
+            raise HostFailure("the node is not running: a hot rollback needs it",
+                              hint=f"inv rollback --host {hc.host.name} (cold)")
+        goal = previous_good([x for x, stt in s.statuses.items() if stt == "old"], s.running, s.failed)
+        if goal is None:
+            seen = ", ".join(f"{x} {stt}" for x, stt in s.statuses.items()) or "none"
+            raise HostFailure(f"release_handler knows no good release older than {s.running} to "
+                              f"go back to ({seen})", hint=f"inv rollback --host {hc.host.name} (cold)")
+        return f"runs {s.running}: goes back to {goal}", {"to": goal}
+
+    goals = {r.host: r.data["to"] for r in for_each_host("rollback --hot: choose", settings,
+                                                           st.name, st.hosts, choose)}
+    if len(set(goals.values())) == 1:
+        return downgrade(c, next(iter(goals.values())), stage=stage, host=host, json=json)
+    results: list[HostResult] = []
+    for h in st.hosts:
+        try:
+            results += downgrade(c, goals[h.name], stage=st.name, host=h.name)
+        except StepFailed as exc:
+            results += exc.results
+    if json:
+        write_json(json, "rollback --hot", st.name, results)
+    if not all(r.ok for r in results):
+        raise StepFailed("rollback --hot", results)
+    return results
