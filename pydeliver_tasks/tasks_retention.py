@@ -12,8 +12,8 @@ from invoke import Collection, Task, task
 
 from .cli import DRY, HOST, JSON, STAGE, cli_errors
 from .steps import retention
-from .steps import rollback as rollback_steps
 from .steps.retention import host_releases
+from .steps.rollback import rollback as rollback_step
 
 __all__ = ["cleanup", "rollback", "store_cleanup", "releases_collection", "host_releases"]
 
@@ -53,7 +53,7 @@ def rollback(c: Any, to: str | None = None, hot: bool = False, stage: str | None
     marked failed (--hot: among the releases release_handler knows as old).
     """
     with cli_errors():
-        rollback_steps.rollback(c, to=to, hot=hot, stage=stage, host=host, dry_run=dry_run,
+        rollback_step(c, to=to, hot=hot, stage=stage, host=host, dry_run=dry_run,
                                 json=json)
 
 
