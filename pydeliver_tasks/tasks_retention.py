@@ -10,7 +10,7 @@ from typing import Any
 
 from invoke import Collection, Task, task
 
-from .cli import DRY, HOST, JSON, STAGE, cli_errors
+from .cli import DRY, HOST, JSON, ROLLOUT_HELP, STAGE, cli_errors, rollout
 from .steps import retention
 from .steps.retention import host_releases
 from .steps.rollback import rollback as rollback_step
@@ -40,9 +40,13 @@ def cleanup(c: Any, keep: str | None = None, stage: str | None = None, host: str
 @task(help={"to": "version to go back to (default: each host's previous good version)",
             "hot": "downgrade the running node through release_handler (same OS pid) instead of "
                    "restarting; for hosts that were hot-upgraded",
-            "stage": STAGE, "host": HOST, "dry_run": DRY, "json": JSON})
+            "stage": STAGE, "host": HOST, "dry_run": DRY, "json": JSON,
+            **{k: h for k, h in ROLLOUT_HELP.items() if k != "auto_rollback"}})
 def rollback(c: Any, to: str | None = None, hot: bool = False, stage: str | None = None,
-             host: str | None = None, dry_run: bool = False, json: str | None = None) -> None:
+             host: str | None = None, dry_run: bool = False, json: str | None = None,
+             strategy: str | None = None, batch: str | None = None, pause: float | None = None,
+             canary: int | None = None, keep_going: bool = False,
+             skip_unreachable: bool = False, lock_wait: float | None = None) -> None:
     """Go back to the previous good version (or TO) on every host, verified.
 
     Cold (default): make it boot next from its files on the host (or its tarball there), stop
@@ -53,8 +57,10 @@ def rollback(c: Any, to: str | None = None, hot: bool = False, stage: str | None
     marked failed (--hot: among the releases release_handler knows as old).
     """
     with cli_errors():
-        rollback_step(c, to=to, hot=hot, stage=stage, host=host, dry_run=dry_run,
-                                json=json)
+        plan = rollout(c, stage, host, strategy, batch, pause, canary, keep_going, False,
+                       skip_unreachable, lock_wait)
+        rollback_step(c, to=to, hot=hot, stage=stage, host=host, dry_run=dry_run, json=json,
+                      rollout=plan)
 
 
 @task(name="cleanup", help={"keep": "how many of the newest releases to keep (>= 1; default 5)",

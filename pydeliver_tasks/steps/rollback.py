@@ -10,10 +10,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from .. import store
+from .. import store, strategy
 from .. import validation as v
 from ..commands import retention as rcmd
 from ..fleet import HostContext, HostFailure, HostResult, StepFailed, for_each_host, write_json
+from ..strategy import Strategy
 from .common import locked, target
 from .deploy import extract
 from .node import start_node
@@ -86,20 +87,24 @@ def rollback_host(hc: HostContext, kind: str, to: str | None = None) -> tuple[st
 
 
 def rollback(c: Any, to: str | None = None, hot: bool = False, stage: str | None = None,
-             host: str | None = None, dry_run: bool = False,
-             json: str | None = None) -> list[HostResult]:
+             host: str | None = None, dry_run: bool = False, json: str | None = None,
+             rollout: Strategy | None = None) -> list[HostResult]:
     """Cold (default): make TO or each host's previous good version boot next and restart into
     it, verified. hot=True: downgrade through release_handler instead (steps.downgrade), to TO or
-    to each host's previous good release release_handler knows as old; same pid, verified."""
+    to each host's previous good release release_handler knows as old; same pid, verified.
+    rollout: batches for the cold rollback (rolling/canary, like restart)."""
     if to is not None:
         v.version(to)
     settings, st, kind = target(c, stage, host)
+    skipped: list[HostResult] = []
+    if not hot:
+        st, skipped = strategy.reachable("rollback", settings, st, rollout, dry_run)
     with locked(settings, st, "rollback --hot" if hot else "rollback", to_version=to,
-                dry_run=dry_run) as audit:  # nothing deploys or cleans up meanwhile
+                dry_run=dry_run, lock_wait=rollout.lock_wait if rollout else 0.0) as audit:
         results = (_hot(c, settings, st, kind, to, host, dry_run, json) if hot else
-                   for_each_host("rollback", settings, st.name, st.hosts,
-                                 lambda hc: rollback_host(hc, kind, to), dry_run=dry_run,
-                                 json_path=json))
+                   strategy.each("rollback", settings, st, lambda hc: rollback_host(hc, kind, to),
+                                 rollout, dry_run=dry_run, json_path=json, skipped=skipped,
+                                 command="inv rollback" + (f" --to {to}" if to else "")))
         audit.record(results)
         return results
 
