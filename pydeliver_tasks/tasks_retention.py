@@ -37,7 +37,8 @@ def cleanup(c: Any, keep: str | None = None, stage: str | None = None, host: str
                           stage=stage, host=host, dry_run=dry_run, json=json)
 
 
-@task(help={"to": "version to go back to (default: each host's previous good version)",
+@task(auto_shortflags=False,  # no -h for --hot: `inv rollback -h` must not roll back hot
+      help={"to": "version to go back to (default: each host's previous good version)",
             "hot": "downgrade the running node through release_handler (same OS pid) instead of "
                    "restarting; for hosts that were hot-upgraded",
             "stage": STAGE, "host": HOST, "dry_run": DRY, "json": JSON,

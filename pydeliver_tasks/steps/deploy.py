@@ -58,7 +58,11 @@ def tidy(hc: HostContext, deployed: str) -> str:
     state = retention.parse_listing(hc.run(retention.rcmd.listing(root, app), changes=False).stdout)
     if len(state.versions) <= keep:
         return ""
-    message, _ = retention.cleanup_host(hc, hc.settings.builder, keep, protect=(deployed,))
+    try:
+        message, _ = retention.cleanup_host(hc, hc.settings.builder, keep, protect=(deployed,))
+    except HostFailure as exc:  # the deploy itself succeeded: say so, and what to run later
+        hc.say(f"cleanup after the deploy failed: {exc.message}")
+        return f"; cleanup skipped ({exc.message}): run inv cleanup --host {hc.host.name} later"
     return f"; cleanup (keep {keep}): {message}"
 
 
