@@ -178,6 +178,15 @@ def back_to(hc: HostContext, kind: str, old: str, new: str) -> str:
     return how + ", verified"
 
 
+def mark(hc: HostContext, version: str, failed: bool) -> None:
+    """Record on the host whether `version` failed here (.deliver/failed): rollback never picks a
+    failed version and cleanup removes it first; a later success clears the mark."""
+    from ..commands import retention as rcmd
+
+    root = hc.host.deploy_path
+    hc.run(rcmd.mark_failed(root, version) if failed else rcmd.unmark_failed(root, version))
+
+
 def restart_into(hc: HostContext, kind: str, new: Release, old: Release | None) -> str:
     """Cold fallback: deploy `new` as a full release and do a verified restart into it. The old
     version serves until the stop; if the new one does not come up, `old` is put back."""
@@ -187,8 +196,11 @@ def restart_into(hc: HostContext, kind: str, new: Release, old: Release | None) 
     extract(hc, new, uploaded)
     force_stop_node(hc, kind)
     try:
-        return f"restarted into {new.version}: " + start_node(hc, kind, new.version)
+        started = start_node(hc, kind, new.version)
+        mark(hc, new.version, failed=False)
+        return f"restarted into {new.version}: {started}"
     except HostFailure as exc:
+        mark(hc, new.version, failed=True)
         if old is None:
             raise
         hc.say(f"{new.version} did not come up ({exc.message}): putting {old.version} back")

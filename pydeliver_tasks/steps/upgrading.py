@@ -151,9 +151,11 @@ def _upgrade(
                 back = (f"left as it is (--on-failure abort): the node runs {to} UNVERIFIED, "
                         f"installed but not permanent (a restart boots {from_}); "
                         f"inv downgrade --to {from_} goes back hot")
+            hot.mark(hc, to, failed=True)  # rollback skips it, cleanup removes it first
             raise HostFailure(f"hot upgrade failed: {exc.message}; {back}", exc.detail,
                               f"fix the upgrade, then run it again (inv show.appup --from "
                               f"{from_} --to {to})", data={**data, "mode": on_failure}) from exc
+        hot.mark(hc, to, failed=False)
         return (f"hot-upgraded {from_} -> {to}, same pid {pid}; {checked}",
                 {**data, "mode": "hot", "pid_after": pid})
 

@@ -174,6 +174,8 @@ def test_broken_appup_leaves_the_old_version_serving(project: Project) -> None:
         assert "(user)" in res.out and "deliberately_broken" in res.out, res.out
         assert res.out.count("hot upgrade failed") >= 2, res.out
         assert res.out.count("0.0.1 serves again") == 2, res.out
+        for h in project.box.hosts:  # rollback never picks it, cleanup removes it first
+            assert (project.root(h) / ".deliver" / "failed").read_text().split() == ["0.0.2"]
         assert all(t.startswith(f"Hello from {app} 0.0.1") for t in pages(project).values())
         assert boots_next(project) == {"0.0.1"}
 
@@ -185,6 +187,8 @@ def test_broken_appup_leaves_the_old_version_serving(project: Project) -> None:
         res = project.inv("upgrade", "--from", "0.0.1", "--to", "0.0.2", "--on-failure",
                           "restart").ok()
         assert res.out.count("restarted into 0.0.2") == 2, res.out
+        for h in project.box.hosts:  # verified running now: the mark is gone
+            assert (project.root(h) / ".deliver" / "failed").read_text().split() == []
         assert all(t.startswith(f"Howdy from {app} 0.0.2") for t in pages(project).values())
         assert boots_next(project) == {"0.0.2"}
     finally:
