@@ -97,6 +97,9 @@ def rollback(c: Any, to: str | None = None, hot: bool = False, stage: str | None
         v.version(to)
     settings, st, kind = target(c, stage, host)
     skipped: list[HostResult] = []
+    if hot and rollout is not None and rollout.kind != "parallel":
+        raise v.InvalidInput("rollback --hot runs on all hosts at once (a hot downgrade keeps "
+                             "every node serving); drop --strategy, or use --host per host")
     if not hot:
         st, skipped = strategy.reachable("rollback", settings, st, rollout, dry_run)
     with locked(settings, st, "rollback --hot" if hot else "rollback", to_version=to,
