@@ -13,7 +13,7 @@ from typing import Any
 from .. import store, strategy
 from .. import validation as v
 from ..commands import retention as rcmd
-from ..fleet import HostContext, HostFailure, HostResult, StepFailed, for_each_host, write_json
+from ..fleet import HostContext, HostFailure, HostResult, StepFailed, for_each_host, say, write_json
 from ..strategy import Strategy
 from .common import locked, target
 from .deploy import extract
@@ -98,8 +98,8 @@ def rollback(c: Any, to: str | None = None, hot: bool = False, stage: str | None
     settings, st, kind = target(c, stage, host)
     skipped: list[HostResult] = []
     if hot and rollout is not None and rollout.kind != "parallel":
-        raise v.InvalidInput("rollback --hot runs on all hosts at once (a hot downgrade keeps "
-                             "every node serving); drop --strategy, or use --host per host")
+        say(f"rollback --hot downgrades all hosts at once (every node keeps serving): the "
+            f"{rollout.kind} strategy applies to cold rollbacks only")
     if not hot:
         st, skipped = strategy.reachable("rollback", settings, st, rollout, dry_run)
     with locked(settings, st, "rollback --hot" if hot else "rollback", to_version=to,
