@@ -65,18 +65,29 @@ def make_repo(app: str, dest: Path, versions: tuple[str, ...] = DEFAULT_VERSIONS
         raise FileExistsError(f"{dest} exists and is not an empty directory")
 
     dest.mkdir(parents=True, exist_ok=True)
-    _git(dest, "init", "--quiet", "--initial-branch=main")
+    init_repo(dest)
     for version, src in zip(versions, sources, strict=True):
         # copyfile, not copy2: a copied file keeps no old mtime. And re-hash everything: a file of
         # the same size and mtime as its predecessor (a version bump in a fresh checkout) would
         # otherwise look unchanged to git and silently stay at the old version.
         shutil.copytree(src, dest, dirs_exist_ok=True, ignore=_IGNORE,
                         copy_function=shutil.copyfile)
-        _git(dest, "rm", "-r", "-q", "--cached", "--ignore-unmatch", ".")
-        _git(dest, "add", "--all")
-        _git(dest, "commit", "--quiet", "-m", f"{app} {version}")
-        _git(dest, "tag", "-a", version, "-m", f"{app} {version}")
+        commit_version(dest, app, version)
     return dest
+
+
+def commit_version(repo: Path, app: str, version: str) -> None:
+    """Commit the work tree as it is (every file re-hashed) as "<app> <version>", tagged <version>
+    (the repository must exist: `git init` or make_repo)."""
+    _git(repo, "rm", "-r", "-q", "--cached", "--ignore-unmatch", ".")
+    _git(repo, "add", "--all")
+    _git(repo, "commit", "--quiet", "-m", f"{app} {version}")
+    _git(repo, "tag", "-a", version, "-m", f"{app} {version}")
+
+
+def init_repo(repo: Path) -> None:
+    """An empty repository on branch main (for projects made by `mix new` and the like)."""
+    _git(repo, "init", "--quiet", "--initial-branch=main")
 
 
 def main(argv: list[str] | None = None) -> int:

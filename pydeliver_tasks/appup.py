@@ -17,6 +17,7 @@ PROCESS_BEHAVIOURS = {
     "gen_server", "gen_statem", "gen_fsm", "gen_event", "Elixir.GenServer", "Elixir.GenStage",
 }
 SUPERVISOR_BEHAVIOURS = {"supervisor", "Elixir.Supervisor"}
+APPLICATION_BEHAVIOURS = {"application", "Elixir.Application"}
 # Applications a relup cannot replace in a running VM: a change means a new OTP/Elixir install.
 CORE_APPS = {"kernel", "stdlib", "sasl", "compiler", "elixir", "erts"}
 
@@ -27,6 +28,11 @@ class ModuleFacts:
     behaviours: tuple[str, ...] = ()
     code_change: bool = False
     init_hash: str = "-"  # supervisors: hash of init/1 (child specs); "-" when unknown
+    start_hash: str = "-"  # application callbacks: hash of start/2, stop/1, prep_stop/1
+
+    @property
+    def app_callback(self) -> bool:
+        return bool(APPLICATION_BEHAVIOURS & set(self.behaviours))
 
     @property
     def kind(self) -> str:
@@ -69,9 +75,10 @@ def parse_facts(text: str) -> dict[str, ReleaseFacts]:
         elif w[0] == "app" and len(w) == 6:
             deps = () if w[4] == "-" else tuple(w[4].split(","))
             apps[(w[1], w[2])] = rel.apps[w[2]] = AppFacts(w[2], w[3], deps, w[5] == "1")
-        elif w[0] == "mod" and len(w) == 8 and (w[1], w[2]) in apps:
+        elif w[0] == "mod" and len(w) in (8, 9) and (w[1], w[2]) in apps:
             behaviours = () if w[5] == "-" else tuple(w[5].split(","))
-            apps[(w[1], w[2])].modules[w[3]] = ModuleFacts(w[4], behaviours, w[6] == "1", w[7])
+            apps[(w[1], w[2])].modules[w[3]] = ModuleFacts(w[4], behaviours, w[6] == "1", w[7],
+                                                          w[8] if len(w) == 9 else "-")
         elif w[0] == "cons" and len(w) == 4:
             rel.consolidated[w[2]] = w[3]
     return rels
@@ -86,6 +93,8 @@ class UpgradePlan:
     changed_apps: dict[str, tuple[str, str]] = field(default_factory=dict)  # app: (old, new vsn)
     appups: dict[str, str] = field(default_factory=dict)  # generated appup text per own app
     unsafe: list[str] = field(default_factory=list)
+    replaced: list[str] = field(default_factory=list)  # modules whose code changes or goes
+    suspended: list[str] = field(default_factory=list)  # process modules updated in place
 
     @property
     def safe(self) -> bool:
@@ -153,6 +162,21 @@ def render_appup(old: AppFacts, new: AppFacts) -> str:
             f" [{{{_estr(old.vsn)},\n    {block(down)}}}]}}.\n")
 
 
+def _boot_work_changes(name: str, o: AppFacts, n: AppFacts) -> list[str]:
+    """Application callbacks whose start/2 (stop/1, prep_stop/1, or what they call) change: a
+    relup never runs them again, so children they start (the `mix new --sup` layout) or work
+    they do at boot would differ from a fresh boot."""
+    found = []
+    for m in sorted(set(o.modules) & set(n.modules)):
+        om, nm = o.modules[m], n.modules[m]
+        if om.md5 == nm.md5 or not nm.app_callback:
+            continue
+        if om.start_hash != nm.start_hash or nm.start_hash == "-":
+            found.append(f"{m}.start/2 of {name} changes (the children it starts, or other work "
+                         "done at boot): a relup does not run it again")
+    return found
+
+
 def plan(old: ReleaseFacts, new: ReleaseFacts, own_apps: set[str] | frozenset[str],
          overridden: set[str] | frozenset[str] = frozenset()) -> UpgradePlan:
     """Classify the upgrade old -> new and generate appups for own changed apps.
@@ -177,12 +201,17 @@ def plan(old: ReleaseFacts, new: ReleaseFacts, own_apps: set[str] | frozenset[st
                                 "release_handler cannot tell the two apart (bump its version)")
             continue
         p.changed_apps[name] = (o.vsn, n.vsn)
+        p.replaced += sorted(m for m, om in o.modules.items()
+                             if m not in n.modules or n.modules[m].md5 != om.md5)
+        p.suspended += sorted(m for m, nm in n.modules.items()
+                              if nm.kind == "process" and m in o.modules and o.modules[m].md5 != nm.md5)
         if name in CORE_APPS:
             p.unsafe.append(f"OTP/Elixir core application {name} changes ({o.vsn} -> {n.vsn})")
         elif name in overridden or n.has_appup:
             continue  # the user's appup, or the one the application ships, is used as it is
         elif name in own_apps:
             p.appups[name] = render_appup(o, n)
+            p.unsafe += _boot_work_changes(name, o, n)
             for m in sorted(set(o.modules) & set(n.modules)):
                 om, nm = o.modules[m], n.modules[m]
                 if om.md5 == nm.md5 or nm.kind != "supervisor":

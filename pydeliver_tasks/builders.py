@@ -43,9 +43,12 @@ def build(flavor: str, build_path: str, app: str, profile: str) -> str:
     src = q(f"{build_path.rstrip('/')}/src")
     if flavor == "mix":
         env = f"MIX_ENV={q(profile)}"
+        # A project without a `releases:` section (as `mix new` makes it) has one release named
+        # after the app that `mix release NAME` does not know: build it without the name.
         return (
             f"cd {src} && export {env} LANG=C.UTF-8 && mix deps.get --only {q(profile)} "
-            f"&& mix release {q(app)} --overwrite"
+            f"&& if grep -qs 'releases:' mix.exs; then mix release {q(app)} --overwrite; "
+            "else mix release --overwrite; fi"
         )
     return f"cd {src} && rebar3 as {q(profile)} release -n {q(app)}"
 

@@ -87,6 +87,8 @@ end.
 # Install `vsn` hot: make it known as unpacked unless release_handler knows it already (our own
 # checked extraction put its files there), then evaluate the relup — the new release's to go up,
 # the running one's to go down. Not yet permanent: a crash now still boots the permanent one.
+# release_handler applies releases/<vsn>/sys.config as the new env: while it installs, that file
+# holds the env a fresh boot computed (pdt_fresh.config, when present), then the release's own.
 HOT_INSTALL = """
 begin
   {text},
@@ -96,9 +98,23 @@ begin
     [] -> release_handler:set_unpacked(PdtRel, []);
     _ -> {{ok, "{vsn}"}}
   end,
-  PdtResult = case PdtUnpacked of
-    {{ok, _}} -> release_handler:install_release("{vsn}", [{{update_paths, true}}]);
-    PdtErr -> PdtErr
+  PdtSys = filename:join([code:root_dir(), "releases", "{vsn}", "sys.config"]),
+  PdtOrig = file:read_file(PdtSys),
+  PdtSwap = case file:read_file(filename:join([code:root_dir(), "releases", "{vsn}",
+                                               "pdt_fresh.config"])) of
+    {{ok, PdtFresh}} -> file:write_file(PdtSys, PdtFresh);
+    _ -> none
+  end,
+  PdtResult = try case PdtUnpacked of
+      {{ok, _}} -> release_handler:install_release("{vsn}", [{{update_paths, true}}]);
+      PdtErr -> PdtErr
+    end
+  after
+    case {{PdtSwap, PdtOrig}} of
+      {{ok, {{ok, PdtO}}}} -> file:write_file(PdtSys, PdtO);
+      {{ok, _}} -> file:delete(PdtSys);
+      _ -> ok
+    end
   end,
   PdtOk = element(1, PdtResult) =:= ok,
   lists:flatten(io_lib:format("PDT{{pid=~s;ok=~s;result=~s}}",
@@ -142,6 +158,7 @@ end.
 
 
 def _expr(template: str, **values: str) -> str:
+    """A template filled in, with PdtText (terms made safe for the marker) defined."""
     return template.format(text=_TEXT_FUN, **values).strip()
 
 

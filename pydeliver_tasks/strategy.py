@@ -33,6 +33,7 @@ class Strategy:
     auto_rollback: bool = False  # return a failed batch to the previous version
     skip_unreachable: bool = False  # go on without hosts that do not answer before the run
     lock_wait: float = 0.0  # seconds to wait for another run's deploy lock
+    asked: bool = False  # the kind came from the run's flag, not from the stage's config
 
 
 def resolve(stage: Stage, kind: str | None = None, batch: str | None = None,
@@ -46,7 +47,7 @@ def resolve(stage: Stage, kind: str | None = None, batch: str | None = None,
         pause=_number("pause", pause, d.pause, float),
         canary=int(_number("canary", canary, d.canary, int)),
         keep_going=keep_going, auto_rollback=auto_rollback, skip_unreachable=skip_unreachable,
-        lock_wait=_number("lock-wait", lock_wait, 0, float),
+        lock_wait=_number("lock-wait", lock_wait, 0, float), asked=kind is not None,
     ))
 
 

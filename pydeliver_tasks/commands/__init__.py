@@ -60,6 +60,13 @@ def node_eval(root: str, app: str, flavor: str, env: Mapping[str, str], erlang_e
     return node(root, app, flavor, env, "eval", erlang_expr)
 
 
+def fresh_eval(root: str, app: str, env: Mapping[str, str], vsn: str, erlang_expr: str) -> str:
+    """Evaluate an Erlang expression in a fresh, un-booted VM of mix release `vsn` (`eval`): its
+    config providers (runtime.exs) run there with the stage's env, as at boot."""
+    return node(root, app, "mix", {**env, "RELEASE_VSN": vsn}, "eval",
+                otp.elixir_wrapper(erlang_expr))
+
+
 def probe(root: str, app: str, flavor: str, env: Mapping[str, str]) -> str:
     """One round trip for start/stop verification: node facts, their exit code, and every VM
     started from this release root (`-root ROOT` is on the command line of mix and relx BEAMs

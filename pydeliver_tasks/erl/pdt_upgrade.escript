@@ -7,6 +7,7 @@
 %%     rel  VSN ERTS
 %%     app  VSN APP APPVSN DEPS(comma list or -) HAS_APPUP(0|1)
 %%     mod  VSN APP MODULE MD5 BEHAVIOURS(comma list or -) CODE_CHANGE(0|1) INIT_HASH(or -)
+%%          START_HASH(or -)
 %%     cons VSN MODULE MD5              (mix's consolidated protocols)
 %%   appup RELDIR APP APPVSN FILE    check FILE parses as one appup term, copy it into the ebin
 %%   relup RELDIR NAME OLD NEW       systools:make_relup into releases/NEW/relup
@@ -83,24 +84,48 @@ mod_facts(Vsn, App, File) ->
                      lists:member({code_change, 4}, Exports)};
             _ -> {[], false}
         end,
-    Init = case lists:member(supervisor, Behaviours) orelse
-                    lists:member('Elixir.Supervisor', Behaviours) of
-               true -> init_hash(File);
+    Has = fun(Names) -> lists:any(fun(B) -> lists:member(B, Behaviours) end, Names) end,
+    Init = case Has([supervisor, 'Elixir.Supervisor']) of
+               true -> code_hash(File, [{init, 1}]);
                false -> "-"
            end,
-    out("mod ~s ~s ~s ~s ~s ~w ~s",
-        [Vsn, App, M, hex(Md5), list(Behaviours), bool(CodeChange), Init]).
+    Start = case Has([application, 'Elixir.Application']) of
+                true -> code_hash(File, [{start, 2}, {stop, 1}, {prep_stop, 1}]);
+                false -> "-"
+            end,
+    out("mod ~s ~s ~s ~s ~s ~w ~s ~s",
+        [Vsn, App, M, hex(Md5), list(Behaviours), bool(CodeChange), Init, Start]).
 
-%% A hash of init/1's code without line numbers: equal hashes mean equal child specs.
-init_hash(File) ->
+%% A hash of the given functions' code and of every local function they reach, without line
+%% numbers: equal hashes mean equal child specs (init/1) or equal boot work (start/2).
+code_hash(File, Roots) ->
     try
         {ok, {M, [{debug_info, {debug_info_v1, Backend, Data}}]}} =
             beam_lib:chunks(File, [debug_info]),
         {ok, Forms} = Backend:debug_info(erlang_v1, M, Data, []),
-        [Init] = [F || {function, _, init, 1, _} = F <- Forms],
-        integer_to_list(erlang:phash2(erl_parse:map_anno(fun(_) -> 0 end, Init)))
+        Funs = maps:from_list([{{N, A}, erl_parse:map_anno(fun(_) -> 0 end, F)}
+                               || {function, _, N, A, _} = F <- Forms]),
+        Reached = reach(Roots, Funs, #{}),
+        [_ | _] = maps:keys(Reached),
+        integer_to_list(erlang:phash2(lists:sort(maps:to_list(Reached))))
     catch _:_ -> "-"
     end.
+
+reach([], _Funs, Seen) -> Seen;
+reach([Key | Rest], Funs, Seen) ->
+    case {maps:is_key(Key, Seen), maps:find(Key, Funs)} of
+        {false, {ok, Form}} -> reach(locals(Form) ++ Rest, Funs, Seen#{Key => Form});
+        _ -> reach(Rest, Funs, Seen)
+    end.
+
+%% Local calls and local fun references in a form (the functions it reaches in its module).
+locals({call, _, {atom, _, F}, Args} = T) -> [{F, length(Args)} | deeper(T)];
+locals({'fun', _, {function, F, A}}) when is_atom(F) -> [{F, A}];
+locals(T) -> deeper(T).
+
+deeper(T) when is_tuple(T) -> lists:append([locals(E) || E <- tuple_to_list(T)]);
+deeper(L) when is_list(L) -> lists:append([locals(E) || E <- L]);
+deeper(_) -> [].
 
 list([]) -> "-";
 list(Atoms) -> lists:join(",", [atom_to_list(A) || A <- Atoms]).

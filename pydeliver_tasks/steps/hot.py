@@ -6,25 +6,26 @@ its code is verified on the node, so until then a crash or restart still boots t
 
 from __future__ import annotations
 
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from .. import commands, otp
 from ..fleet import HostContext, HostFailure
 from ..model import Release
+from . import equal
 from .deploy import extract, upload
+from .equal import Replacing, ask
 from .node import boot_version, health, log_tail, probe, start_node, verify_started
+
+# A downgrade or a way back has no plan: no module list for the old-code check.
+NOTHING_KNOWN = Replacing()
 
 
 class InstallFailed(HostFailure):
     """release_handler refused or failed the install (the node may restart: see settle)."""
-
-
-def ask(hc: HostContext, kind: str, expr: str) -> dict[str, str]:
-    """Evaluate an expression on the running node; its PDT{...} marker as a dict ({} if none)."""
-    h = hc.host
-    res = hc.run(commands.node_eval(h.deploy_path, hc.settings.app, kind, h.env, expr))
-    return otp.parse_marker(res.stdout + res.stderr) or {"no_answer": (res.stdout + res.stderr)[-800:]}
 
 
 def releases(hc: HostContext, kind: str) -> dict[str, str]:
@@ -111,15 +112,22 @@ def verify_code(hc: HostContext, kind: str, apps: list[str], pid: str, vsn: str,
 
 
 def install(hc: HostContext, kind: str, app_vsn: tuple[str, str], pid: str, apps: list[str],
-            want_dirs: list[str]) -> str:
-    """release_handler install -> verify -> make_permanent -> switch bin/ -> check what boots."""
+            want_dirs: list[str], replacing: Replacing = NOTHING_KNOWN) -> str:
+    """Before the point of no return: the env of a fresh boot, processes that would lose code
+    (NotHotSafe), the supervision trees. Then release_handler install -> verify (code, env,
+    trees, health) -> make_permanent -> switch bin/ -> check what boots."""
     app, new = app_vsn
     root = hc.host.deploy_path
+    env_apps = equal.fresh_env(hc, kind, new)
+    hc.say(f"computed the env a boot of {new} has here ({env_apps}); "
+           + equal.holders(hc, kind, replacing))
+    before = equal.tree(hc, kind)
     r = ask(hc, kind, otp.hot_install_expr(app, new))
     if r.get("ok") != "true":
         raise InstallFailed(f"release_handler could not install {new}: "
                             f"{r.get('result') or r.get('no_answer', 'no answer')}", log_tail(hc))
     checked = verify_code(hc, kind, apps, pid, new, want_dirs)
+    checked += "; " + equal.check(hc, kind, new, env_apps, before, replacing)
     r = ask(hc, kind, otp.make_permanent_expr(new))
     if r.get("ok") != "true":
         raise HostFailure(f"make_permanent({new}) failed: {r.get('result') or r}")
@@ -210,3 +218,29 @@ def restart_into(hc: HostContext, kind: str, new: Release, old: Release | None) 
         raise HostFailure(f"restart into {new.version} failed: {exc.message}; {old.version} "
                           f"serves again ({back})", exc.detail,
                           f"inv boot-check --host {hc.host.name}") from exc
+
+
+class RestartGate:
+    """Restart fallbacks of one run, one host at a time, each verified before the next starts,
+    and none after one failed: on a stage with several hosts a fallback never takes them all
+    down together. serial=False (the user asked for --strategy parallel) lets them overlap."""
+
+    def __init__(self, serial: bool):
+        self._lock = threading.Lock() if serial else None
+        self.failed = ""
+
+    @contextmanager
+    def turn(self, host: str) -> Iterator[None]:
+        if self._lock is None:
+            yield
+            return
+        with self._lock:
+            if self.failed:
+                raise HostFailure(f"not restarted: the restart of {self.failed} failed first; this "
+                                  "host still runs the version it ran", hint=f"inv boot-check "
+                                  f"--host {self.failed}")
+            try:
+                yield
+            except HostFailure:
+                self.failed = host
+                raise

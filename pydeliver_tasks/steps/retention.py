@@ -32,7 +32,7 @@ from ..commands import retention as rcmd
 from ..fleet import HostContext, HostFailure, HostResult, for_each_host, say
 from ..model import release_file_name
 from .common import locked, settings_of, target
-from .hot import ask
+from .equal import ask
 from .node import probe
 from .upgrade_build import manifest_path
 

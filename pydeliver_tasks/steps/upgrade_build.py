@@ -22,6 +22,7 @@ from ..fleet import HostContext, HostFailure, for_each_host
 from ..model import Release, release_file_name
 from .build import build_host, build_on_host, fetch_artifact, push_source, resolve_ref
 from .common import flavor, settings_of
+from .equal import Replacing
 
 ESCRIPT = Path(__file__).resolve().parent.parent / "erl" / "pdt_upgrade.escript"
 
@@ -37,6 +38,13 @@ class UpgradeManifest:
     changed_apps: dict[str, list[str]] = field(default_factory=dict)  # app: [old vsn, new vsn]
     appups: dict[str, dict[str, str]] = field(default_factory=dict)  # app: {source, text}
     lib_dirs: list[str] = field(default_factory=list)  # the new release's lib dirs
+    replaced_modules: list[str] = field(default_factory=list)  # code changes or goes
+    suspended_modules: list[str] = field(default_factory=list)  # processes the relup updates
+
+    def replacing(self) -> Replacing:
+        """What the relup replaces, for the per-host checks of a hot install."""
+        user = tuple(a for a, up in sorted(self.appups.items()) if up.get("source") == "user")
+        return Replacing(tuple(self.replaced_modules), tuple(self.suspended_modules), user)
 
     @property
     def new_lib_dirs(self) -> list[str]:
@@ -103,6 +111,7 @@ def prepare_on_host(hc: HostContext, old_release: Release, new: str) -> UpgradeM
     manifest = UpgradeManifest(
         s.app, old, new, p.unsafe, {a: list(vs) for a, vs in p.changed_apps.items()},
         lib_dirs=[f"{a.name}-{a.vsn}" for a in facts[new].apps.values()],
+        replaced_modules=p.replaced, suspended_modules=p.suspended,
     )
     for reason in p.unsafe:
         hc.say(f"not hot-upgradable: {reason}")

@@ -19,6 +19,7 @@ from ..strategy import Strategy
 from . import hot
 from .build import sha256_of
 from .common import flavor, locked, target
+from .equal import NotHotSafe
 from .node import probe
 from .upgrade_build import UpgradeManifest, build_upgrade, manifest_path, stored_upgrade
 
@@ -111,6 +112,13 @@ def _upgrade(
         raise v.InvalidInput(f"{settings.app} {to} is missing from the release store: "
                              f"inv build.release --tag {to}")
     apps = sorted(manifest.changed_apps)
+    # a restart fallback never takes every host down at once (unless --strategy parallel)
+    gate = hot.RestartGate(serial=len(st.hosts) > 1 and not (rollout.kind == "parallel"
+                                                               and rollout.asked))
+
+    def restart(hc: HostContext) -> str:
+        with gate.turn(hc.host.name):
+            return hot.restart_into(hc, kind, new_rel, old_rel)
 
     def one(hc: HostContext) -> tuple[str, dict[str, Any]]:
         seen = before.get(hc.host.name, {})
@@ -119,20 +127,26 @@ def _upgrade(
         data: dict[str, Any] = {"from": from_, "to": to, "pid_before": pid}
         if seen.get("done"):
             return f"already runs {to} (pid {pid}): nothing to do", {**data, "mode": "none"}
-        if reasons:
-            why = "; ".join(reasons)
+
+        def not_hot(why: str) -> tuple[str, dict[str, Any]]:
+            data["unsafe"] = why
             if on_unsafe == "abort":
                 raise HostFailure(f"not hot-upgradable: {why}; nothing was changed (--on-unsafe "
                                   "abort)", hint=f"inv upgrade ... --on-unsafe restart, or supply "
                                   f"appups in {settings.upgrade.appups_dir}/{from_}-{to}/",
                                   data=data)
             hc.say(f"not hot-upgradable: {why}; doing a verified restart into {to} instead")
-            done = hot.restart_into(hc, kind, new_rel, old_rel)
-            return f"not hot-upgradable ({why}): {done}", {**data, "mode": "restart"}
+            return f"not hot-upgradable ({why}): {restart(hc)}", {**data, "mode": "restart"}
+
+        if reasons:
+            return not_hot("; ".join(reasons))
         assert upgrade_rel is not None
         hc.say(f"staging {to}: {hot.stage(hc, upgrade_rel, from_, manifest.new_lib_dirs)}")
         try:
-            checked = hot.install(hc, kind, (settings.app, to), pid, apps, manifest.new_lib_dirs)
+            checked = hot.install(hc, kind, (settings.app, to), pid, apps, manifest.new_lib_dirs,
+                                  manifest.replacing())
+        except NotHotSafe as exc:
+            return not_hot(exc.message)
         except HostFailure as exc:
             hc.say(f"hot upgrade failed: {exc.message}")
             if exc.detail:
@@ -141,7 +155,7 @@ def _upgrade(
             if isinstance(exc, hot.InstallFailed):
                 hc.say(f"{from_} serves again: {hot.settle(hc, kind, from_)}")
             if on_failure == "restart":
-                done = hot.restart_into(hc, kind, new_rel, old_rel)
+                done = restart(hc)
                 return f"hot upgrade failed ({exc.message}); {done}", {**data, "mode": "restart"}
             if on_failure == "downgrade":
                 back = hot.back_to(hc, kind, from_, to)

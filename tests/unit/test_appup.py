@@ -341,6 +341,13 @@ init([]) -> {ok, 1}.
 handle_call(get, _From, S) -> {reply, S, S}.
 handle_cast(_, S) -> {noreply, S}.
 """,
+    "demo_app": """-module(demo_app).
+-behaviour(application).
+-export([start/2, stop/1]).
+start(_Type, _Args) -> supervisor:start_link(demo_sup, children()).
+stop(_) -> ok.
+children() -> [a].
+""",
     "demo_sup": """-module(demo_sup).
 -behaviour(supervisor).
 -export([start_link/0, init/1, v/0]).
@@ -361,8 +368,9 @@ def v2_sources(init_changes: bool = False) -> dict[str, str]:
                           + "code_change(_Old, S, _Extra) -> {ok, S + 1}.\n")
     # init/1 moves down two lines (its hash ignores line numbers); v/0 changes the md5
     sup = src["demo_sup"].replace("v() -> 1.", "v() -> 2.\n\n")
-    if init_changes:
+    if init_changes:  # and the children that demo_app's start/2 reaches (through a local call)
         sup = sup.replace("one_for_one", "one_for_all")
+        src["demo_app"] = src["demo_app"].replace("children() -> [a].", "children() -> [a, b].")
     src["demo_sup"] = sup
     return src
 
@@ -486,7 +494,15 @@ def test_real_appup_and_relup(real: tuple[Path, dict[str, appup.ReleaseFacts]], 
 def test_real_supervisor_init_change_is_unsafe(real: tuple[Path, dict[str, appup.ReleaseFacts]]) -> None:
     _, facts = real
     p = plan(facts["2"], facts["3"], {"demo"})
-    assert len(p.unsafe) == 1 and "supervisor demo_sup of demo changes its init/1" in p.unsafe[0]
+    assert len(p.unsafe) == 2 and "supervisor demo_sup of demo changes its init/1" in p.unsafe[1]
+    assert p.unsafe[0].startswith("demo_app.start/2 of demo changes"), p.unsafe
+
+
+def test_real_start_hash_follows_local_calls(real: tuple[Path, dict[str, appup.ReleaseFacts]]) -> None:
+    _, facts = real
+    hashes = [facts[v].apps["demo"].modules["demo_app"].start_hash for v in ("1", "2", "3")]
+    assert hashes[0].isdigit() and hashes[0] == hashes[1] != hashes[2]
+    assert facts["1"].apps["demo"].modules["demo_plain"].start_hash == "-"
 
 
 def test_escript_relup_reports_a_bad_appup(real: tuple[Path, dict[str, appup.ReleaseFacts]]) -> None:
@@ -526,3 +542,45 @@ def test_escript_appup_copies_a_valid_term_and_refuses_a_missing_file(tmp_path: 
     assert "'Elixir.A'" in (ebin / "demo.appup").read_text()
     res = escript("appup", tmp_path / "rel", "demo", "2", tmp_path / "missing.appup")
     assert res.returncode == 1 and "no such file" in res.stderr
+
+
+# ---- application callbacks (start/2) and what the relup replaces ----------------------------
+
+APP_CB_OLD = "mod 1 demo demo_app c1 application 0 - 111\n"
+APP_CB_NEW = "mod 2 demo demo_app c2 application 0 - 222\n"
+
+
+def test_changed_application_start_is_unsafe_with_the_reason() -> None:
+    old, new = both(OLD + APP_CB_OLD, NEW + APP_CB_NEW)
+    p = plan(old, new, {"demo"})
+    assert p.unsafe == ["demo_app.start/2 of demo changes (the children it starts, or other work "
+                        "done at boot): a relup does not run it again"]
+
+
+def test_application_module_changed_elsewhere_than_start_is_safe() -> None:
+    old, new = both(OLD + APP_CB_OLD, NEW + APP_CB_NEW.replace("222", "111"))
+    p = plan(old, new, {"demo"})
+    assert p.safe and "{load_module, demo_app}" in p.appups["demo"]
+
+
+def test_elixir_application_callback_with_unknown_hash_is_unsafe() -> None:
+    old, new = both(OLD + "mod 1 demo Elixir.Demo.App c1 Elixir.Application 0 - -\n",
+                    NEW + "mod 2 demo Elixir.Demo.App c2 Elixir.Application 0 - -\n")
+    assert [r for r in plan(old, new, {"demo"}).unsafe if r.startswith("Elixir.Demo.App.start/2")]
+
+
+def test_a_user_appup_wins_over_a_start_change() -> None:
+    old, new = both(OLD + APP_CB_OLD, NEW + APP_CB_NEW)
+    assert plan(old, new, {"demo"}, overridden={"demo"}).safe
+
+
+def test_eight_column_module_facts_still_parse() -> None:
+    facts = parse_facts("rel 1 13\napp 1 demo 1 - 0\nmod 1 demo m md - 0 -\n")
+    assert facts["1"].apps["demo"].modules["m"].start_hash == "-"
+
+
+def test_plan_lists_replaced_and_suspended_modules() -> None:
+    p = plan(*both(), {"demo"})
+    assert p.replaced == sorted(["Elixir.Demo.Sup", "Elixir.Demo.Worker", "demo_gone",
+                                 "demo_plain", "demo_server", "demo_soft", "demo_sup"])
+    assert p.suspended == ["Elixir.Demo.Worker", "demo_server", "demo_soft"]

@@ -492,3 +492,133 @@ def test_upgrade_apps_must_be_a_list() -> None:
 def test_upgrade_that_is_not_a_mapping_is_reported() -> None:
     with pytest.raises(ConfigError, match="deliver.upgrade"):
         load(cfg(upgrade="abort"))
+
+
+# ---- equal to a fresh boot: expressions, tree comparison, the restart gate --------------------
+
+def test_fresh_eval_runs_the_new_versions_eval_with_the_stage_env() -> None:
+    from pydeliver_tasks import commands
+
+    cmd = commands.fresh_eval("apps/x", "x", {"MOTD": "a b"}, "0.2.0", "ok.")
+    assert cmd.startswith("cd apps/x && env MOTD='a b' RELEASE_VSN=0.2.0 bin/x eval ")
+
+
+def test_mix_build_names_the_release_only_when_the_project_declares_releases() -> None:
+    from pydeliver_tasks import builders
+
+    cmd = builders.build("mix", "b", "shop", "prod")
+    assert "if grep -qs 'releases:' mix.exs; then mix release shop --overwrite; " \
+           "else mix release --overwrite; fi" in cmd
+
+
+@pytest.mark.skipif(shutil.which("erl") is None, reason="erl not installed")
+@pytest.mark.parametrize("name", ["fresh_env_mix", "fresh_env_relx", "env_check", "tree",
+                                  "holders"])
+def test_fresh_boot_expressions_parse_as_erlang(name: str, tmp_path: Path) -> None:
+    from pydeliver_tasks import otp_fresh as f
+
+    expr = {
+        "fresh_env_mix": lambda: f.fresh_env_expr("shop", "0.2.0", True, {}),
+        "fresh_env_relx": lambda: f.fresh_env_expr("shop", "0.2.0", False, {"K": 'a"b\\c'}),
+        "env_check": lambda: f.env_check_expr("0.2.0", ["shop", "kernel"]),
+        "tree": f.tree_expr,
+        "holders": lambda: f.holders_expr(["Elixir.Shop.Formatter", "shop_fmt"], ["shop_srv"]),
+    }[name]()
+    src = tmp_path / "e.erl"
+    src.write_text(expr)
+    out = subprocess.run(
+        ["erl", "-noshell", "-eval", f'{{ok, B}} = file:read_file("{src}"), '
+         "{ok, T, _} = erl_scan:string(binary_to_list(B)), "
+         "io:format(\"~p\", [element(1, erl_parse:parse_exprs(T))]), halt()."],
+        capture_output=True, text=True, timeout=60)
+    assert out.stdout == "ok", out.stdout + out.stderr
+
+
+@pytest.mark.skipif(shutil.which("erl") is None, reason="erl not installed")
+def test_holders_finds_a_kept_local_fun_and_skips_external_funs_and_suspended_processes() -> None:
+    """The expression run in a real VM: a process keeping a local fun of a replaced module is
+    named; an external fun (&M.f/1) is not; a process whose module is suspended is not."""
+    from pydeliver_tasks import otp
+    from pydeliver_tasks import otp_fresh as f
+
+    setup = (
+        "{ok, XMod, XBin} = compile:forms([{attribute, 1, module, pdt_fmt}, {attribute, 1, export, "
+        "[{make, 0}]}, {function, 1, make, 0, [{clause, 1, [], [], [{'fun', 1, {clauses, "
+        "[{clause, 1, [], [], [{atom, 1, ok}]}]}}]}]}]), {module, _} = code:load_binary(XMod, "
+        "\"pdt_fmt.erl\", XBin), "
+        "XKeep = fun(XT) -> proc_lib:spawn(fun() -> put(kept, XT), receive stop -> ok end end) end, "
+        "XP1 = XKeep(pdt_fmt:make()), _ = XKeep(fun pdt_fmt:make/0), register(pdt_keeper, XP1), "
+        "timer:sleep(100), "
+    )
+    expr = f.holders_expr(["pdt_fmt"], [])
+    run = setup + "io:format(\"~s\", [" + expr.rstrip(".") + "]), halt()."
+    out = subprocess.run(["erl", "-noshell", "-eval", run], capture_output=True, text=True,
+                         timeout=60)
+    found = otp.parse_marker(out.stdout)
+    assert found, out.stdout + out.stderr
+    rows = f.decode_lines(found["holders"])
+    assert [r[1:] for r in rows] == [["pdt_keeper", "none", "its process dictionary", "pdt_fmt"]]
+    suspended = f.holders_expr(["pdt_fmt"], ["pdt_fmt"])
+    # a process whose initial-call module is suspended by the relup is not reported
+    assert "PdtSuspended = [pdt_fmt]" in suspended
+
+
+def test_tree_changes_name_lost_restarted_and_not_running_children() -> None:
+    from pydeliver_tasks.steps.equal import Tree, tree_changes
+
+    before = Tree({"shop": ("<0.1.0>", "supervisor"), "shop/keeper": ("<0.2.0>", "worker"),
+                   "shop/stats": ("<0.3.0>", "worker"), "shop/idle": ("undefined", "worker"),
+                   "web": ("<0.9.0>", "supervisor")})
+    same = Tree(dict(before.children))
+    assert tree_changes(before, same) == []
+    after = Tree({"shop": ("<0.1.0>", "supervisor"), "shop/keeper": ("<0.7.0>", "worker"),
+                  "shop/idle": ("undefined", "worker"), "shop/new": ("undefined", "worker"),
+                  "web": ("<0.9.0>", "supervisor")})
+    assert tree_changes(before, after) == [
+        "shop/keeper was restarted (<0.2.0> -> <0.7.0>)",
+        "shop/stats (<0.3.0>) is gone",
+        "shop/new is declared by its supervisor but not running",
+    ]
+    # a user appup may restart its application's processes on purpose
+    assert tree_changes(before, after, ("shop",)) == [
+        "shop/new is declared by its supervisor but not running"]
+
+
+def test_restart_gate_lets_one_host_restart_at_a_time_and_none_after_a_failure() -> None:
+    import threading
+    import time
+
+    from pydeliver_tasks.fleet import HostFailure
+    from pydeliver_tasks.steps.hot import RestartGate
+
+    gate = RestartGate(serial=True)
+    inside, most = [0], [0]
+
+    def restart(name: str, fail: bool) -> str:
+        try:
+            with gate.turn(name):
+                inside[0] += 1
+                most[0] = max(most[0], inside[0])
+                time.sleep(0.05)
+                inside[0] -= 1
+                if fail:
+                    raise HostFailure("did not come up")
+            return "ok"
+        except HostFailure as exc:
+            return exc.message
+
+    results: dict[str, str] = {}
+    threads = [threading.Thread(target=lambda n=n: results.__setitem__(n, restart(n, n == "h1")))
+               for n in ("h1", "h2", "h3")]
+    threads[0].start()
+    time.sleep(0.01)
+    for t in threads[1:]:
+        t.start()
+    for t in threads:
+        t.join()
+    assert most[0] == 1
+    assert results["h1"] == "did not come up"
+    assert results["h2"].startswith("not restarted: the restart of h1 failed first")
+    parallel = RestartGate(serial=False)
+    with parallel.turn("a"), parallel.turn("b"):
+        pass

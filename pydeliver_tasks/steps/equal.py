@@ -1,0 +1,142 @@
+"""A hot upgrade must leave the node equal to a fresh boot of the new version on that host.
+
+Before the point of no return: the env a boot would have is computed on the host (and swapped in
+while release_handler installs, see otp_fresh), processes that would lose their code or funs are
+looked for, and the supervision trees are snapshotted. After the install, before make_permanent:
+the node's env must equal the computed one and every supervised process must still be there
+(same pid) with every child the new supervisors declare running.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .. import commands, otp, otp_fresh
+from ..fleet import HostContext, HostFailure
+
+
+class NotHotSafe(HostFailure):
+    """Found before the point of no return: this host cannot be upgraded hot (nothing changed)."""
+
+
+@dataclass(frozen=True)
+class Replacing:
+    """What the relup replaces (from the upgrade plan): modules whose code changes or goes, the
+    process modules it suspends and upgrades itself, and apps whose user appup may restart
+    processes on purpose."""
+
+    modules: tuple[str, ...] = ()
+    suspended: tuple[str, ...] = ()
+    restarting_apps: tuple[str, ...] = ()
+
+
+@dataclass
+class Tree:
+    """Supervised processes: path (app/child id/...) -> (pid or `undefined`, worker|supervisor)."""
+
+    children: dict[str, tuple[str, str]] = field(default_factory=dict)
+
+
+def ask(hc: HostContext, kind: str, expr: str) -> dict[str, str]:
+    """Evaluate an expression on the running node; its PDT{...} marker as a dict."""
+    h = hc.host
+    res = hc.run(commands.node_eval(h.deploy_path, hc.settings.app, kind, h.env, expr))
+    return otp.parse_marker(res.stdout + res.stderr) or {"no_answer": (res.stdout + res.stderr)[-800:]}
+
+
+def fresh_env(hc: HostContext, kind: str, vsn: str) -> str:
+    """Write releases/<vsn>/pdt_fresh.config on the host: the env a boot of <vsn> there has.
+    Returns the applications it holds computed (comma-separated), for `check`.
+
+    mix: a fresh VM of <vsn> (`bin/<app> eval`) with the stage's env, so runtime.exs and other
+    config providers run as at boot; relx: on the node, from the release's files (sys.config.src
+    rendered with the stage's env over the node's)."""
+    h, app = hc.host, hc.settings.app
+    if kind == "mix":
+        expr = otp_fresh.fresh_env_expr(app, vsn, booted=True, env={})
+        res = hc.run(commands.fresh_eval(h.deploy_path, app, h.env, vsn, expr))
+        found = otp.parse_marker(res.stdout + res.stderr) or {}
+        tail = (res.stdout + res.stderr)[-800:]
+    else:
+        found = ask(hc, kind, otp_fresh.fresh_env_expr(app, vsn, booted=False, env=dict(h.env)))
+        tail = found.get("no_answer", "")
+    if found.get("ok") != "true":
+        why = found.get("result") or "the new version's configuration could not be evaluated"
+        raise NotHotSafe(f"cannot compute the application env a boot of {vsn} would have: {why}",
+                         tail, "fix the release's runtime configuration (inv boot-check shows "
+                         "what a boot says)")
+    return found.get("apps", "")
+
+
+def holders(hc: HostContext, kind: str, replacing: Replacing) -> str:
+    """Refuse (before anything changes) when a process would lose code the upgrade replaces:
+    it holds a fun made by a replaced module, or it runs that module's code. Asked twice, 1 s
+    apart, so a request that is just passing through is not counted."""
+    if not replacing.modules:
+        return "no module replaced"
+    expr = otp_fresh.holders_expr(list(replacing.modules), list(replacing.suspended))
+    seen: list[set[tuple[str, ...]]] = []
+    for _ in range(2):
+        found = ask(hc, kind, expr)
+        if "holders" not in found:
+            raise NotHotSafe("could not inspect the node's processes for old code",
+                             found.get("no_answer", ""))
+        seen.append({tuple(line) for line in otp_fresh.decode_lines(found["holders"])})
+        if not seen[-1]:
+            return "no process holds code or funs of the replaced modules"
+    both = sorted(seen[0] & seen[1])
+    if not both:
+        return "no process holds code or funs of the replaced modules"
+    named = "; ".join(f"{name} ({pid}, application {app}) holds {module} in {where}"
+                      for pid, name, app, where, module in (row[:5] for row in both[:5]))
+    raise NotHotSafe(f"processes would keep code the upgrade replaces: {named}",
+                     hint="convert those funs in code_change/3 (and ship an appup that updates "
+                     "the process), or let it restart")
+
+
+def tree(hc: HostContext, kind: str) -> Tree:
+    found = ask(hc, kind, otp_fresh.tree_expr())
+    if "tree" not in found:
+        raise HostFailure("could not read the supervision trees", found.get("no_answer", ""))
+    return Tree({row[0]: (row[1], row[2]) for row in otp_fresh.decode_lines(found["tree"])
+                 if len(row) >= 3})
+
+
+def tree_changes(before: Tree, after: Tree, restarting_apps: tuple[str, ...] = ()) -> list[str]:
+    """What differs from an in-place upgrade: a process gone or replaced (restarted by its
+    supervisor) and a declared child that does not run. Apps whose user appup restarts things
+    on purpose may change pids."""
+    problems = []
+    for path, (pid, _) in sorted(before.children.items()):
+        if pid == "undefined" or path.split("/", 1)[0] in restarting_apps:
+            continue
+        now = after.children.get(path)
+        if now is None:
+            problems.append(f"{path} ({pid}) is gone")
+        elif now[0] != pid:
+            problems.append(f"{path} was restarted ({pid} -> {now[0]})")
+    for path, (pid, _) in sorted(after.children.items()):
+        if pid in ("undefined", "restarting") and before.children.get(path, ("",))[0] != pid:
+            problems.append(f"{path} is declared by its supervisor but not running")
+    return problems
+
+
+def check(hc: HostContext, kind: str, vsn: str, apps: str, before: Tree,
+          replacing: Replacing) -> str:
+    """After install, before make_permanent: env (of `apps`, as fresh_env computed them) and
+    supervision trees equal a fresh boot's."""
+    env = ask(hc, kind, otp_fresh.env_check_expr(vsn, [a for a in apps.split(",") if a]))
+    if "differ" not in env:
+        raise HostFailure("could not compare the node's application env with a fresh boot's",
+                          env.get("no_answer", ""))
+    if env["differ"]:
+        raise HostFailure(f"application env differs from a fresh boot of {vsn}: {env['differ']}",
+                          hint="the release's config (runtime.exs, sys.config) and the running "
+                          "node disagree; a restart applies it")
+    problems = tree_changes(before, tree(hc, kind), replacing.restarting_apps)
+    if problems:
+        raise HostFailure("supervision tree differs from before the upgrade: "
+                          + "; ".join(problems[:6]), hint="an appup must start/stop these "
+                          "children (supervisor:restart_child), or let it restart")
+    return f"env equals a fresh boot ({env['apps']} apps), {len(before.children)} supervised " \
+           "processes kept"

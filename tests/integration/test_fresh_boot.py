@@ -1,0 +1,137 @@
+"""A hot upgrade ends as "hot and equal to a fresh boot" or as "not hot, with the true reason"
+(then a verified restart, one host at a time) — never as "ok" and different. On a project made
+by `mix new --sup` at test time (tests/integration/shop.py), 2 hosts, real builds: after each
+upgrade every host's application env, supervision tree and page are compared with the same
+version booted fresh (a restart)."""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+import urllib.error
+
+import pytest
+
+from pydeliver_tasks import sandbox as sb
+from pydeliver_tasks.sandbox_tasks import write_runtime_config
+
+from . import shop
+from .conftest import Project, http_get
+
+HTTP_PORT = 4070
+
+
+@pytest.fixture(scope="module")
+def project(box: sb.Sandbox, tmp_path_factory) -> Project:
+    base = tmp_path_factory.mktemp("shop")
+    d = shop.make_shop(base)
+    cfg = base / "my_shop-sandbox.json"
+    cfg.write_text(write_runtime_config(box, shop.APP, HTTP_PORT).read_text())
+    p = Project(shop.APP, d, cfg, box)
+    p.inv("build.release", "--tag", "0.1.0").ok()
+    p.inv("deploy.release", "--version", "0.1.0").ok()
+    p.inv("start").ok()
+    yield p
+    p.inv("stop")
+
+
+def state(project: Project) -> tuple[dict[str, str], dict[str, str]]:
+    """(snapshot per host, page per host)."""
+    snaps = shop.snapshots(project.inv("eval", shop.SNAPSHOT).ok().out)
+    assert len(snaps) == len(project.box.hosts), snaps
+    pages = {}
+    for h in project.box.hosts:
+        status, body = http_get(project.url(h))
+        assert status == 200, body
+        pages[h.name] = body
+    return snaps, pages
+
+
+def upgrade_and_compare(project: Project, frm: str, to: str,
+                        during: threading.Event | None = None) -> str:
+    """Upgrade, read every host back, restart (a fresh boot of `to`), read again: equal.
+    `during` is set when the upgrade has ended."""
+    try:
+        res = project.inv("upgrade", "--from", frm, "--to", to, timeout=600)
+    finally:
+        if during is not None:
+            during.set()
+    assert res.rc == 0, res.out
+    hot_snaps, hot_pages = state(project)
+    project.inv("restart").ok()
+    fresh_snaps, fresh_pages = state(project)
+    assert hot_pages == fresh_pages, (res.out, hot_pages, fresh_pages)
+    for name, snap in hot_snaps.items():
+        assert snap == fresh_snaps[name], f"{name}: {difference(snap, fresh_snaps[name])}\n{res.out}"
+    return res.out
+
+
+def difference(hot: str, fresh: str) -> str:
+    """Where two snapshots part, with some context (for the failure message)."""
+    at = next((i for i, (a, b) in enumerate(zip(hot, fresh, strict=False)) if a != b),
+              min(len(hot), len(fresh)))
+    return f"hot ...{hot[max(0, at - 300):at + 200]}... fresh ...{fresh[max(0, at - 300):at + 200]}..."
+
+
+def test_text_change_is_hot_and_keeps_the_runtime_config(project: Project) -> None:
+    out = upgrade_and_compare(project, "0.1.0", "0.1.1")
+    assert out.count("hot-upgraded 0.1.0 -> 0.1.1") == 2, out
+    assert "env equals a fresh boot" in out, out
+    for h in project.box.hosts:
+        body = http_get(project.url(h))[1]
+        assert "<h1>Shop two</h1>" in body and "motd=motd-one" in body, body
+
+
+def test_changed_runtime_config_is_applied_hot(project: Project) -> None:
+    out = upgrade_and_compare(project, "0.1.1", "0.1.2")
+    assert out.count("hot-upgraded 0.1.1 -> 0.1.2") == 2, out
+    for h in project.box.hosts:
+        assert "motd=motd-two" in http_get(project.url(h))[1]
+
+
+def test_child_added_in_application_start_falls_back_one_host_at_a_time(project: Project) -> None:
+    answered: list[bool] = []  # per tick: did at least one host answer?
+    stop = threading.Event()
+
+    def loop() -> None:
+        deadline = time.monotonic() + 300
+        while not stop.is_set() and time.monotonic() < deadline:
+            up = False
+            for h in project.box.hosts:
+                try:
+                    up = http_get(project.url(h, "/health"), timeout=1)[0] == 200 or up
+                except (OSError, urllib.error.URLError):
+                    pass
+            answered.append(up)
+            time.sleep(0.05)
+
+    watcher = threading.Thread(target=loop)
+    watcher.start()
+    try:
+        out = upgrade_and_compare(project, "0.1.2", "0.1.3", during=stop)
+    finally:
+        stop.set()
+        watcher.join()
+    assert "Elixir.MyShop.Application.start/2 of my_shop changes" in out, out
+    assert "hot-upgraded" not in out, out
+    assert out.count("verified restart into 0.1.3") == 2, out
+    assert len(answered) > 20 and all(answered), answered.count(False)
+    for h in project.box.hosts:
+        assert "stats=stats-ready" in http_get(project.url(h))[1]
+
+
+def test_fun_kept_by_a_process_is_found_before_anything_changes(project: Project) -> None:
+    out = upgrade_and_compare(project, "0.1.3", "0.1.4")
+    assert re.search(r"Elixir\.MyShop\.Keeper \(<[\d.]+>, application my_shop\) holds "
+                     r"'Elixir\.MyShop\.Formatter' in its state", out), out
+    assert "hot-upgraded" not in out and out.count("verified restart into 0.1.4") == 2, out
+    for h in project.box.hosts:
+        assert "keeper=v1|x" in http_get(project.url(h))[1]
+
+
+def test_child_removed_from_application_start_is_not_hot(project: Project) -> None:
+    out = upgrade_and_compare(project, "0.1.4", "0.1.5")
+    assert "start/2 of my_shop changes" in out and "hot-upgraded" not in out, out
+    for h in project.box.hosts:
+        assert "stats=" not in http_get(project.url(h))[1]
