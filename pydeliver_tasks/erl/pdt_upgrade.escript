@@ -9,7 +9,7 @@
 %%     mod  VSN APP MODULE MD5 BEHAVIOURS(comma list or -) CODE_CHANGE(0|1) INIT_HASH(or -)
 %%          START_HASH(or -)
 %%     cons VSN MODULE MD5              (mix's consolidated protocols)
-%%   appup RELDIR APP APPVSN FILE    check FILE parses as one appup term, copy it into the ebin
+%%   appup RELDIR APP APPVSN FILE    check FILE's first term is an appup, copy it into the ebin
 %%   relup RELDIR NAME OLD NEW       systools:make_relup into releases/NEW/relup
 %%
 %% Facts, not decisions: which upgrade is safe and what the appup says is decided in Python,
@@ -21,12 +21,12 @@ main(["facts", RelDir, Name | Vsns]) ->
     halt(0);
 main(["appup", RelDir, App, AppVsn, File]) ->
     case file:consult(File) of
-        {ok, [{_, Up, Down} = Term]} when is_list(Up), is_list(Down) ->
+        {ok, [{_, Up, Down} = Term | _]} when is_list(Up), is_list(Down) ->  % OTP reads the first
             Dest = filename:join([RelDir, "lib", App ++ "-" ++ AppVsn, "ebin", App ++ ".appup"]),
             ok = file:write_file(Dest, io_lib:format("~p.~n", [Term])),
             halt(0);
         {ok, Other} ->
-            fail("~s: expected one {Vsn, UpFrom, DownTo} term, got ~P", [File, Other, 8]);
+            fail("~s: expected a {Vsn, UpFrom, DownTo} term first, got ~P", [File, Other, 8]);
         {error, Reason} ->
             fail("~s: ~s", [File, file:format_error(Reason)])
     end;

@@ -9,6 +9,7 @@ the node's env must equal the computed one and every supervised process must sti
 
 from __future__ import annotations
 
+import base64
 from dataclasses import dataclass, field
 
 from .. import commands, otp, otp_fresh
@@ -140,3 +141,20 @@ def check(hc: HostContext, kind: str, vsn: str, apps: str, before: Tree,
                           "children (supervisor:restart_child), or let it restart")
     return f"env equals a fresh boot ({env['apps']} apps), {len(before.children)} supervised " \
            "processes kept"
+
+
+def watch(hc: HostContext, kind: str) -> None:
+    """From now on the node's error reports are kept (see `watched`)."""
+    found = ask(hc, kind, otp_fresh.watch_start_expr())
+    if found.get("ok") != "true":
+        raise NotHotSafe("could not watch the node's error reports: "
+                         f"{found.get('result') or found.get('no_answer', 'no answer')}")
+
+
+def watched(hc: HostContext, kind: str) -> list[str]:
+    """The error reports logged since `watch` (the watch ends)."""
+    found = ask(hc, kind, otp_fresh.watch_end_expr())
+    if "errors" not in found:
+        return [f"could not read the node's error reports: {found.get('no_answer', '')[-300:]}"]
+    text = base64.b64decode(found["errors"]).decode(errors="replace")
+    return [line for line in text.splitlines() if line.strip()]

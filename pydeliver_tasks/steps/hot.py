@@ -122,12 +122,22 @@ def install(hc: HostContext, kind: str, app_vsn: tuple[str, str], pid: str, apps
     hc.say(f"computed the env a boot of {new} has here ({env_apps}); "
            + equal.holders(hc, kind, replacing))
     before = equal.tree(hc, kind)
-    r = ask(hc, kind, otp.hot_install_expr(app, new))
-    if r.get("ok") != "true":
-        raise InstallFailed(f"release_handler could not install {new}: "
-                            f"{r.get('result') or r.get('no_answer', 'no answer')}", log_tail(hc))
-    checked = verify_code(hc, kind, apps, pid, new, want_dirs)
-    checked += "; " + equal.check(hc, kind, new, env_apps, before, replacing)
+    equal.watch(hc, kind)
+    try:
+        r = ask(hc, kind, otp.hot_install_expr(app, new))
+        if r.get("ok") != "true":
+            raise InstallFailed(f"release_handler could not install {new}: "
+                                f"{r.get('result') or r.get('no_answer', 'no answer')}",
+                                log_tail(hc))
+        checked = verify_code(hc, kind, apps, pid, new, want_dirs)
+        checked += "; " + equal.check(hc, kind, new, env_apps, before, replacing)
+    finally:
+        errors = equal.watched(hc, kind)
+    if errors:
+        raise HostFailure(f"the node logged {len(errors)} error report(s) during the upgrade: "
+                          f"{errors[0][:300]}", "\n".join(errors[-10:]),
+                          "inv logs shows them in full")
+    checked += ", no error reports"
     r = ask(hc, kind, otp.make_permanent_expr(new))
     if r.get("ok") != "true":
         raise HostFailure(f"make_permanent({new}) failed: {r.get('result') or r}")

@@ -16,15 +16,19 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .. import appup, builders, store
+from .. import appup, appup_file, builders, store
 from .. import validation as v
-from ..fleet import HostContext, HostFailure, for_each_host
+from ..fleet import HostContext, HostFailure, StepFailed, for_each_host
 from ..model import Release, release_file_name
 from .build import build_host, build_on_host, fetch_artifact, push_source, resolve_ref
 from .common import flavor, settings_of
 from .equal import Replacing
 
 ESCRIPT = Path(__file__).resolve().parent.parent / "erl" / "pdt_upgrade.escript"
+
+
+class BadAppup(HostFailure):
+    """A user's appup names modules the releases do not have (file:line each)."""
 
 
 @dataclass
@@ -83,6 +87,12 @@ def user_appups(settings: Any, old: str, new: str) -> dict[str, Path]:
     return {p.stem: p for p in sorted(folder.glob("*.appup"))} if folder.is_dir() else {}
 
 
+def check_user_appups(settings: Any, old: str, new: str) -> dict[str, appup_file.Appup]:
+    """Read the project's appups for old -> new before anything runs anywhere (InvalidInput,
+    exit 2, with file:line when one does not parse or has the wrong shape)."""
+    return {app: appup_file.read(path) for app, path in user_appups(settings, old, new).items()}
+
+
 def prepare_on_host(hc: HostContext, old_release: Release, new: str) -> UpgradeManifest:
     """With the new release built in the build dir: overlay the old one, plan, appups, relup."""
     s = hc.settings
@@ -107,6 +117,12 @@ def prepare_on_host(hc: HostContext, old_release: Release, new: str) -> UpgradeM
     if old not in facts or new not in facts:
         raise HostFailure(f"facts for {old} and {new} not found", res.tail())
     overrides = user_appups(s, old, new)
+    missing = [line for a, f in check_user_appups(s, old, new).items() if a in facts[new].apps
+               for line in appup_file.missing_modules(
+                   f, set(facts[new].apps[a].modules),
+                   set(facts[old].apps[a].modules) if a in facts[old].apps else set())]
+    if missing:  # reported as bad input (exit 2) once the build host is done
+        raise BadAppup("\n".join(missing))
     p = appup.plan(facts[old], facts[new], {s.app, *s.upgrade.apps}, set(overrides))
     manifest = UpgradeManifest(
         s.app, old, new, p.unsafe, {a: list(vs) for a, vs in p.changed_apps.items()},
@@ -130,7 +146,7 @@ def prepare_on_host(hc: HostContext, old_release: Release, new: str) -> UpgradeM
                                                 p.changed_apps[name][1], remote))
             if not res.ok:
                 raise HostFailure(f"the {source} appup for {name} is not valid", res.tail(),
-                                  "fix it (an appup is one {Vsn, UpFrom, DownTo} term)")
+                                  "fix it (an appup starts with one {Vsn, UpFrom, DownTo} term)")
             manifest.appups[name] = {"source": source, "text": text}
     res = hc.run(builders.make_relup(kind, path, s.app, profile, old, new))
     if not res.ok:
@@ -154,6 +170,7 @@ def build_upgrade(
     flavor(settings)
     v.version(from_)
     v.version(to)
+    check_user_appups(settings, from_, to)
     old_release = store.get(settings.store, settings.app, from_)
     if old_release is None and not dry_run:
         say_line = f"{settings.app} {from_} is not in the release store: building it from tag {from_}"
@@ -190,8 +207,21 @@ def build_upgrade(
             return f"would build {settings.app} {to} with a relup from {from_}"
         return f"built {settings.app} {to} with relup from {from_} -> {made['path']}"
 
-    for_each_host("build.upgrade", settings, "build", [host], run,
-                  dry_run=dry_run, json_path=json_path, local=local)
+    def checked_run(hc: HostContext) -> str:
+        try:
+            return run(hc)
+        except BadAppup as exc:
+            made["bad_appup"] = exc.message
+            raise
+
+    try:
+        for_each_host("build.upgrade", settings, "build", [host], checked_run,
+                      dry_run=dry_run, json_path=json_path, local=local)
+    except StepFailed:
+        if "bad_appup" in made:
+            raise v.InvalidInput("your appup names modules the releases do not have:\n"
+                                 + made["bad_appup"]) from None
+        raise
     manifest = made.get("manifest") or UpgradeManifest(settings.app, from_, to)
     if dry_run:
         return None, manifest

@@ -21,7 +21,7 @@ from .build import sha256_of
 from .common import flavor, locked, target
 from .equal import NotHotSafe
 from .node import probe
-from .upgrade_build import UpgradeManifest, build_upgrade, manifest_path, stored_upgrade
+from .upgrade_build import UpgradeManifest, build_upgrade, check_user_appups, manifest_path, stored_upgrade
 
 
 def _versions(from_: str, to: str, force: bool) -> None:
@@ -72,6 +72,7 @@ def upgrade(
     hot to X with rollout.auto_rollback. Runs under the deploy lock, audited per host."""
     _versions(from_, to, force)
     settings, st, _ = target(c, stage, host)
+    check_user_appups(settings, from_, to)
     rollout = rollout or strategy.resolve(st, keep_going=keep_going)
     on_unsafe = _choice("on-unsafe", on_unsafe, ON_UNSAFE, settings.upgrade.on_unsafe)
     on_failure = _choice("on-failure", on_failure, ON_FAILURE, settings.upgrade.on_failure)

@@ -8,6 +8,7 @@ product changes from release to release (each change committed and tagged as a v
 0.1.3  a child (MyShop.Stats) is added in Application.start/2 and used by the page (not hot)
 0.1.4  MyShop.Formatter changes while Keeper holds a fun it made (not hot on a running node)
 0.1.5  the child is removed again (not hot)
+0.1.6  the title changes again (hot)
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "examples"))
 from make_repo import commit_version, init_repo  # noqa: E402
 
 APP = "my_shop"
-VERSIONS = ("0.1.0", "0.1.1", "0.1.2", "0.1.3", "0.1.4", "0.1.5")
+VERSIONS = ("0.1.0", "0.1.1", "0.1.2", "0.1.3", "0.1.4", "0.1.5", "0.1.6")
 
 WEB = '''defmodule MyShop.Web do
   @moduledoc "The shop's page (:inets httpd callback): GET / and GET /health."
@@ -148,6 +149,10 @@ def make_shop(base: Path) -> Path:
     _sub(lib / "application.ex", "\n      MyShop.Stats,", "")
     _sub(lib / "page.ex", "<p>stats=#{MyShop.Stats.label()}</p>", "")
     commit_version(d, APP, "0.1.5")
+    # 0.1.6: a text change again
+    _version(d, "0.1.5", "0.1.6")
+    _sub(lib / "page.ex", "Shop two", "Shop three")
+    commit_version(d, APP, "0.1.6")
     return d
 
 

@@ -17,7 +17,7 @@ from pydeliver_tasks import sandbox as sb
 from pydeliver_tasks.sandbox_tasks import write_runtime_config
 
 from . import shop
-from .conftest import Project, http_get
+from .conftest import Project, accepted_logins, http_get
 
 HTTP_PORT = 4070
 
@@ -49,11 +49,12 @@ def state(project: Project) -> tuple[dict[str, str], dict[str, str]]:
 
 
 def upgrade_and_compare(project: Project, frm: str, to: str,
-                        during: threading.Event | None = None) -> str:
+                        during: threading.Event | None = None, rebuild: bool = False) -> str:
     """Upgrade, read every host back, restart (a fresh boot of `to`), read again: equal.
     `during` is set when the upgrade has ended."""
     try:
-        res = project.inv("upgrade", "--from", frm, "--to", to, timeout=600)
+        res = project.inv("upgrade", "--from", frm, "--to", to, *(["--rebuild"] * rebuild),
+                          timeout=600)
     finally:
         if during is not None:
             during.set()
@@ -135,3 +136,54 @@ def test_child_removed_from_application_start_is_not_hot(project: Project) -> No
     assert "start/2 of my_shop changes" in out and "hot-upgraded" not in out, out
     for h in project.box.hosts:
         assert "stats=" not in http_get(project.url(h))[1]
+
+
+def test_a_bad_user_appup_is_refused_with_file_and_line(project: Project) -> None:
+    folder = project.dir / "rel" / "appups" / "0.1.0-0.1.1"
+    folder.mkdir(parents=True)
+    appup = folder / "my_shop.appup"
+    names = [h.name for h in project.box.hosts]
+    try:
+        appup.write_text('{"0.1.1",\n [{"0.1.0", [{load_module, \'Elixir.MyShop.Page\'}\n]}.\n')
+        before = {n: accepted_logins(project.box, n) for n in names}
+        res = project.inv("upgrade", "--from", "0.1.0", "--to", "0.1.1")
+        assert res.rc == 2 and f"{appup}:3: expected ',' or ']'" in res.out, res.out
+        assert {n: accepted_logins(project.box, n) for n in names} == before, "a host was touched"
+        appup.write_text('{"0.1.1",\n [{"0.1.0", [{load_module, \'Elixir.MyShop.Page\'},\n'
+                         "   {update, 'Elixir.MyShop.Cart', {advanced, []}}]}],\n"
+                         " [{\"0.1.0\", []}]}.\n")
+        res = project.inv("build.upgrade", "--from", "0.1.0", "--to", "0.1.1")
+        assert res.rc == 2, res.out
+        assert f"{appup}:3: {{update, Elixir.MyShop.Cart}} names a module that is in neither " \
+               "release" in res.out, res.out
+    finally:
+        appup.unlink()
+
+
+ERROR_APPUP = """{"0.1.6",
+ [{"0.1.5", [{load_module, 'Elixir.MyShop.Page'},
+             {apply, {logger, error, ["pdt deliberate error report"]}}]}],
+ [{"0.1.5", [{load_module, 'Elixir.MyShop.Page'}]}]}.
+"""
+
+
+def test_error_reports_during_the_install_fail_the_hot_upgrade(project: Project) -> None:
+    """An upgrade whose install logs an error report is not "ok": it goes back (here hot, with
+    --on-failure downgrade); without that report the same upgrade is hot and equal."""
+    pids_before = re.findall(r"pid (\d+)", project.inv("ping").ok().out)
+    folder = project.dir / "rel" / "appups" / "0.1.5-0.1.6"
+    folder.mkdir(parents=True)
+    (folder / "my_shop.appup").write_text(ERROR_APPUP)
+    try:
+        res = project.inv("upgrade", "--from", "0.1.5", "--to", "0.1.6", "--on-failure",
+                          "downgrade", timeout=600)
+    finally:
+        (folder / "my_shop.appup").unlink()
+    assert res.rc == 1, res.out
+    assert res.out.count("the node logged 1 error report(s) during the upgrade") >= 2, res.out
+    assert "pdt deliberate error report" in res.out and "hot-downgraded 0.1.6 -> 0.1.5" in res.out
+    for h in project.box.hosts:
+        assert "<h1>Shop two</h1>" in http_get(project.url(h))[1]
+    assert re.findall(r"pid (\d+)", project.inv("ping").ok().out) == pids_before
+    out = upgrade_and_compare(project, "0.1.5", "0.1.6", rebuild=True)
+    assert out.count("hot-upgraded 0.1.5 -> 0.1.6") == 2 and "no error reports" in out, out

@@ -515,9 +515,8 @@ def test_escript_relup_reports_a_bad_appup(real: tuple[Path, dict[str, appup.Rel
 
 @needs_erlc
 @pytest.mark.parametrize(("text", "message"), [
-    ('{"2", [{"1", []}], [{"1", []}]}.\n{"3", [], []}.\n', "expected one {Vsn, UpFrom, DownTo} term"),
-    ("[{load_module, m}].\n", "expected one {Vsn, UpFrom, DownTo} term"),
-    ('{"2", not_a_list, []}.\n', "expected one {Vsn, UpFrom, DownTo} term"),
+    ("[{load_module, m}].\n", "expected a {Vsn, UpFrom, DownTo} term first"),
+    ('{"2", not_a_list, []}.\n', "expected a {Vsn, UpFrom, DownTo} term first"),
     ('{"2", [{"1", [{load_module, m}]}]\n', "demo.appup:"),
 ])
 def test_escript_appup_rejects_what_is_not_one_appup_term(tmp_path: Path, text: str, message: str) -> None:
@@ -542,6 +541,11 @@ def test_escript_appup_copies_a_valid_term_and_refuses_a_missing_file(tmp_path: 
     assert "'Elixir.A'" in (ebin / "demo.appup").read_text()
     res = escript("appup", tmp_path / "rel", "demo", "2", tmp_path / "missing.appup")
     assert res.returncode == 1 and "no such file" in res.stderr
+    # OTP reads an appup's first term (ranch's own src/ranch.appup has several): so do we
+    f.write_text('{"2", [{"1", [{load_module, b}]}], [{"1", []}]}.\n{"0", [], []}.\n')
+    res = escript("appup", tmp_path / "rel", "demo", "2", f)
+    assert res.returncode == 0, res.stderr
+    assert "{load_module,b}" in (ebin / "demo.appup").read_text()
 
 
 # ---- application callbacks (start/2) and what the relup replaces ----------------------------

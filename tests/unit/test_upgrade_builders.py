@@ -513,7 +513,7 @@ def test_mix_build_names_the_release_only_when_the_project_declares_releases() -
 
 @pytest.mark.skipif(shutil.which("erl") is None, reason="erl not installed")
 @pytest.mark.parametrize("name", ["fresh_env_mix", "fresh_env_relx", "env_check", "tree",
-                                  "holders"])
+                                  "holders", "watch_start", "watch_end"])
 def test_fresh_boot_expressions_parse_as_erlang(name: str, tmp_path: Path) -> None:
     from pydeliver_tasks import otp_fresh as f
 
@@ -523,6 +523,8 @@ def test_fresh_boot_expressions_parse_as_erlang(name: str, tmp_path: Path) -> No
         "env_check": lambda: f.env_check_expr("0.2.0", ["shop", "kernel"]),
         "tree": f.tree_expr,
         "holders": lambda: f.holders_expr(["Elixir.Shop.Formatter", "shop_fmt"], ["shop_srv"]),
+        "watch_start": f.watch_start_expr,
+        "watch_end": f.watch_end_expr,
     }[name]()
     src = tmp_path / "e.erl"
     src.write_text(expr)
