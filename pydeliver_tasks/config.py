@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from . import validation as v
-from .model import HealthCheck, Host, Rollout, Stage
+from .model import HealthCheck, Host, Rollout, SmokeCheck, Stage
 
 BUILDERS = ("auto", "mix", "rebar3")
 HOST_KEY_POLICIES = ("strict", "accept-new")
@@ -41,7 +41,8 @@ DEFAULTS: dict[str, Any] = {
     },
     "parallel": 8,
     "timeouts": {"start": 60, "stop": 30},
-    "health": {"url": "", "status": 200, "contains": "", "timeout": 5},
+    # checks: more smoke checks, each {url, status, contains} or {eval: EXPR returning true}
+    "health": {"url": "", "status": 200, "contains": "", "timeout": 5, "checks": []},
     "hooks": {},  # before_start: ["shell cmd", ...], after_upload: [...], ...
     "log_files": [],  # more logs for `inv logs`: paths/globs, relative to the release root
     "keep_releases": 5,  # versions kept on each host after a deploy (cleanup); 0 = no cleanup
@@ -237,7 +238,34 @@ class _Reader:
             status=int(self.number(f"{path}.status", value.get("status", base.status), 100, int)),
             contains=str(value.get("contains", base.contains) or ""),
             timeout=self.number(f"{path}.timeout", value.get("timeout", base.timeout), 0.1),
+            checks=(self.smoke_checks(f"{path}.checks", value["checks"]) if "checks" in value
+                    else base.checks),
         )
+
+    def smoke_checks(self, path: str, value: Any) -> tuple[SmokeCheck, ...]:
+        if not isinstance(value, list):
+            self.problems.append(f"deliver.{path}: expected a list of checks ({{url, status, "
+                                 "contains}} or {eval})")
+            return ()
+        found = []
+        for i, item in enumerate(value):
+            where = f"{path}[{i}]"
+            if not isinstance(item, dict) or bool(item.get("url")) == bool(item.get("eval")):
+                self.problems.append(f"deliver.{where}: each check has either url (with status, "
+                                     "contains) or eval")
+                continue
+            self.known(where, item, ("url", "status", "contains", "eval"))
+            url = str(item.get("url") or "")
+            if url and not url.startswith(("http://", "https://")):
+                self.problems.append(f"deliver.{where}.url: must start with http:// or https://")
+            if item.get("eval") and ("status" in item or "contains" in item):
+                self.problems.append(f"deliver.{where}: an eval check has no status/contains "
+                                     "(its expression must return true)")
+            found.append(SmokeCheck(
+                url=url, status=int(self.number(f"{where}.status", item.get("status", 200), 100,
+                                                int)),
+                contains=str(item.get("contains") or ""), eval=str(item.get("eval") or "")))
+        return tuple(found)
 
 
 def load(config: Any) -> Settings:
@@ -401,6 +429,9 @@ def _read_stage(
         host_env = {**stage_env, **r.env(f"{hpath}.env", over.get("env") or {})}
         if host_health.url:
             r.placeholders(f"{hpath}.health.url", host_health.url, addr.host, host_env)
+        for i, check in enumerate(host_health.checks):
+            if check.url:
+                r.placeholders(f"{hpath}.health.checks[{i}].url", check.url, addr.host, host_env)
         hosts.append(
             Host(
                 name=str(over["host"]),

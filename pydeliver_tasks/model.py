@@ -11,17 +11,31 @@ SECRET_NAME_RE = re.compile(r"COOKIE|SECRET|PASSWORD|TOKEN|KEY", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
+class SmokeCheck:
+    """One more check after start, restart and upgrade: an HTTP GET from this machine (`url`,
+    `status`, `contains`) or an expression evaluated on the node (`eval`: Elixir for mix,
+    Erlang for relx) that must return true."""
+
+    url: str = ""
+    status: int = 200
+    contains: str = ""
+    eval: str = ""
+
+
+@dataclass(frozen=True)
 class HealthCheck:
-    """An HTTP check run from this machine; `url` may use {host} and {env[NAME]}."""
+    """An HTTP check run from this machine (`url` may use {host} and {env[NAME]}), plus smoke
+    checks; all must pass."""
 
     url: str = ""
     status: int = 200
     contains: str = ""
     timeout: float = 5.0
+    checks: tuple[SmokeCheck, ...] = ()
 
     @property
     def enabled(self) -> bool:
-        return bool(self.url)
+        return bool(self.url or self.checks)
 
 
 @dataclass(frozen=True)
@@ -40,8 +54,10 @@ class Host:
     def secrets(self) -> tuple[str, ...]:
         return tuple(v for k, v in self.env.items() if SECRET_NAME_RE.search(k) and v)
 
-    def health_url(self) -> str:
-        return self.health.url.format(host=self.address, env=self.env) if self.health.url else ""
+    def health_url(self, url: str | None = None) -> str:
+        """The health URL (or another check's `url`) with {host} and {env[NAME]} filled in."""
+        url = self.health.url if url is None else url
+        return url.format(host=self.address, env=self.env) if url else ""
 
 
 @dataclass(frozen=True)

@@ -109,7 +109,7 @@ end.
 """
 
 # Every supervised process of the release's own (non-core) applications, one line each:
-# path (app/child id/...), pid or `undefined`, worker|supervisor.
+# path (app/child id/...), pid or `undefined`, worker|supervisor, restart type (or -).
 TREE = """
 begin
   {text},
@@ -119,7 +119,9 @@ begin
       L when is_list(L), Depth < 12 ->
         lists:append([begin
           P = Path ++ "/" ++ PdtText(Id),
-          Line = P ++ "\\t" ++ PdtText(Pid) ++ "\\t" ++ PdtText(Type),
+          Restart = case catch supervisor:get_childspec(Sup, Id) of
+            {{ok, #{{restart := R}}}} -> atom_to_list(R); _ -> "-" end,
+          Line = P ++ "\\t" ++ PdtText(Pid) ++ "\\t" ++ PdtText(Type) ++ "\\t" ++ Restart,
           case {{Type, is_pid(Pid)}} of
             {{supervisor, true}} -> [Line | W(P, Pid, Depth + 1)];
             _ -> [Line]
@@ -130,7 +132,7 @@ begin
   end,
   PdtTop = fun(A) ->
     case catch application_master:get_child(application_controller:get_master(A)) of
-      {{Pid, _}} when is_pid(Pid) -> [atom_to_list(A) ++ "\\t" ++ PdtText(Pid) ++ "\\tsupervisor"
+      {{Pid, _}} when is_pid(Pid) -> [atom_to_list(A) ++ "\\t" ++ PdtText(Pid) ++ "\\tsupervisor\\t-"
                                      | PdtWalk(atom_to_list(A), Pid, 0)];
       _ -> []
     end

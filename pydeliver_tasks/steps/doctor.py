@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..commands import diagnose as dcmd
 from ..fleet import HostContext, HostFailure, HostResult, for_each_host
 from .common import target
+from .equal import drift
 from .node import Probe, health, probe
 
 HEALTHY = "healthy"
@@ -110,8 +112,10 @@ _CRASH_RE = re.compile(r"Kernel pid terminated|init terminating in do_boot|"
 
 
 def classify(s: Survey, p: Probe, seen_health: tuple[bool, str] | None, env: dict[str, str],
-             app: str, host: str, start_timeout: float) -> Diagnosis:
-    """The verdict for one host from what was seen; pure, so every branch is unit-tested."""
+             app: str, host: str, start_timeout: float,
+             drift: Sequence[str] = ()) -> Diagnosis:
+    """The verdict for one host from what was seen; pure, so every branch is unit-tested.
+    drift: how the running node differs from a fresh boot of its version (equal.drift)."""
     f: list[str] = []
     h = f"--host {host}"
     if not s.deployed:
@@ -143,6 +147,11 @@ def classify(s: Survey, p: Probe, seen_health: tuple[bool, str] | None, env: dic
         if s.boot_version and running != s.boot_version:
             return Diagnosis(f"version mismatch: runs {running}, {s.boot_version} boots next", f,
                              f"inv restart {h} (to boot {s.boot_version})")
+        if drift:
+            f.extend(drift)
+            return Diagnosis(f"differs from a fresh boot of {running}: {drift[0]}", f,
+                             f"inv restart {h} (a boot applies the release's config and starts "
+                             "every child)")
         return Diagnosis(HEALTHY, f, "nothing to do")
 
     if s.vms:
@@ -186,7 +195,9 @@ def doctor_host(hc: HostContext, kind: str) -> tuple[str, dict[str, Any]]:
     p = probe(hc, kind)
     s = parse_survey(hc.run(dcmd.survey(h.deploy_path, h.env), changes=False).stdout)
     seen = health(hc) if (p.app_started and h.health.enabled) else None
-    d = classify(s, p, seen, h.env, hc.settings.app, h.name, hc.settings.start_timeout)
+    running = p.facts.get("vsn") if p.facts and p.app_started else None
+    found = drift(hc, kind, running) if running and running == s.boot_version else []
+    d = classify(s, p, seen, h.env, hc.settings.app, h.name, hc.settings.start_timeout, found)
     hc.say(f"verdict: {d.verdict}")
     for line in d.findings:
         hc.say(f"  {line}")

@@ -33,9 +33,15 @@ class Replacing:
 
 @dataclass
 class Tree:
-    """Supervised processes: path (app/child id/...) -> (pid or `undefined`, worker|supervisor)."""
+    """Supervised processes: path (app/child id/...) -> (pid or `undefined`, worker|supervisor,
+    restart type or -)."""
 
-    children: dict[str, tuple[str, str]] = field(default_factory=dict)
+    children: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+    def not_running(self) -> list[str]:
+        """Permanent children their supervisor declares that do not run."""
+        return [path for path, (pid, *rest) in sorted(self.children.items())
+                if pid in ("undefined", "restarting") and rest[-1:] == ["permanent"]]
 
 
 def ask(hc: HostContext, kind: str, expr: str) -> dict[str, str]:
@@ -99,7 +105,7 @@ def tree(hc: HostContext, kind: str) -> Tree:
     found = ask(hc, kind, otp_fresh.tree_expr())
     if "tree" not in found:
         raise HostFailure("could not read the supervision trees", found.get("no_answer", ""))
-    return Tree({row[0]: (row[1], row[2]) for row in otp_fresh.decode_lines(found["tree"])
+    return Tree({row[0]: tuple(row[1:]) for row in otp_fresh.decode_lines(found["tree"])
                  if len(row) >= 3})
 
 
@@ -108,7 +114,7 @@ def tree_changes(before: Tree, after: Tree, restarting_apps: tuple[str, ...] = (
     supervisor) and a declared child that does not run. Apps whose user appup restarts things
     on purpose may change pids."""
     problems = []
-    for path, (pid, _) in sorted(before.children.items()):
+    for path, (pid, *_) in sorted(before.children.items()):
         if pid == "undefined" or path.split("/", 1)[0] in restarting_apps:
             continue
         now = after.children.get(path)
@@ -116,7 +122,7 @@ def tree_changes(before: Tree, after: Tree, restarting_apps: tuple[str, ...] = (
             problems.append(f"{path} ({pid}) is gone")
         elif now[0] != pid:
             problems.append(f"{path} was restarted ({pid} -> {now[0]})")
-    for path, (pid, _) in sorted(after.children.items()):
+    for path, (pid, *_) in sorted(after.children.items()):
         if pid in ("undefined", "restarting") and before.children.get(path, ("",))[0] != pid:
             problems.append(f"{path} is declared by its supervisor but not running")
     return problems
@@ -158,3 +164,23 @@ def watched(hc: HostContext, kind: str) -> list[str]:
         return [f"could not read the node's error reports: {found.get('no_answer', '')[-300:]}"]
     text = base64.b64decode(found["errors"]).decode(errors="replace")
     return [line for line in text.splitlines() if line.strip()]
+
+
+def drift(hc: HostContext, kind: str, vsn: str) -> list[str]:
+    """How a running node differs from a fresh boot of `vsn` (for doctor): application env
+    against the release's config as a boot here computes it, and permanent children that their
+    supervisor declares but that do not run. Writes releases/<vsn>/pdt_fresh.config."""
+    found = []
+    try:
+        apps = fresh_env(hc, kind, vsn)
+        env = ask(hc, kind, otp_fresh.env_check_expr(vsn, [a for a in apps.split(",") if a]))
+        if env.get("differ"):
+            found.append(f"application env differs from the release's config: {env['differ']}")
+    except HostFailure as exc:
+        found.append(f"could not compare the application env with the release's config: "
+                     f"{exc.message}")
+    missing = tree(hc, kind).not_running()
+    if missing:
+        found.append("supervision tree is missing children the release declares: "
+                     + ", ".join(missing[:6]))
+    return found

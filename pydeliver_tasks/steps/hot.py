@@ -196,6 +196,19 @@ def back_to(hc: HostContext, kind: str, old: str, new: str) -> str:
     return how + ", verified"
 
 
+def as_it_is(hc: HostContext, kind: str) -> str:
+    """What the host is now, read back (after a failure nothing is reported from assumptions):
+    what runs (or that nothing does) and what boots next."""
+    p = probe(hc, kind, cheap_first=True)
+    boots = boot_version(hc) or "nothing"
+    if p.facts:
+        started = "" if p.app_started else ", its application NOT started"
+        return f"the node runs {p.facts['vsn']} (pid {p.facts['pid']}{started}); {boots} boots next"
+    if p.beams:
+        return f"a BEAM (pid {p.beams[0]}) runs but does not answer; {boots} boots next"
+    return f"the node is DOWN (no BEAM of this release runs); {boots} boots next"
+
+
 def mark(hc: HostContext, version: str, failed: bool) -> None:
     """Record on the host whether `version` failed here (.deliver/failed): rollback never picks a
     failed version and cleanup removes it first; a later success clears the mark."""

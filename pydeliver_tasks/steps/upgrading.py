@@ -162,10 +162,10 @@ def _upgrade(
                 back = hot.back_to(hc, kind, from_, to)
             elif isinstance(exc, hot.InstallFailed):
                 back = f"{from_} serves (--on-failure abort)"
-            else:
-                back = (f"left as it is (--on-failure abort): the node runs {to} UNVERIFIED, "
-                        f"installed but not permanent (a restart boots {from_}); "
-                        f"inv downgrade --to {from_} goes back hot")
+            else:  # said as read back: the node may have died since the check failed
+                back = (f"left as it is (--on-failure abort): {hot.as_it_is(hc, kind)}; {to} "
+                        f"was installed, not verified, not permanent; inv downgrade --to {from_} "
+                        "goes back hot")
             hot.mark(hc, to, failed=True)  # rollback skips it, cleanup removes it first
             raise HostFailure(f"hot upgrade failed: {exc.message}; {back}", exc.detail,
                               f"fix the upgrade, then run it again (inv show.appup --from "

@@ -1,5 +1,8 @@
-"""A project as a user has it: `mix new my_shop --sup` run at test time, then changed the way a
-product changes from release to release (each change committed and tagged as a version).
+"""Projects as users have them, made at test time by `mix new my_shop --sup` and by
+`rebar3 new release shop_erl`, then changed the way a product changes from release to release
+(each change committed and tagged as a version).
+
+my_shop (mix):
 
 0.1.0  what the docs ask for (sasl, inets) plus a web page, runtime.exs (motd from $MOTD), a
        GenServer (Keeper) that keeps a fun made by MyShop.Formatter in its state
@@ -9,6 +12,10 @@ product changes from release to release (each change committed and tagged as a v
 0.1.4  MyShop.Formatter changes while Keeper holds a fun it made (not hot on a running node)
 0.1.5  the child is removed again (not hot)
 0.1.6  the title changes again (hot)
+
+shop_erl (rebar3, relx):
+0.1.0  as generated, with config/sys.config.src (motd from ${MOTD}) instead of sys.config
+0.1.1  a module added (hot; the rendered motd must survive)
 """
 
 from __future__ import annotations
@@ -156,6 +163,48 @@ def make_shop(base: Path) -> Path:
     return d
 
 
+ERL_APP = "shop_erl"
+
+
+def make_shop_erl(base: Path) -> Path:
+    """`rebar3 new release shop_erl` in base, then its versions committed and tagged."""
+    subprocess.run(["rebar3", "new", "release", ERL_APP], cwd=base, check=True,
+                   capture_output=True, env={"PATH": "/usr/local/bin:/usr/bin:/bin",
+                                             "HOME": str(base)})
+    d = base / ERL_APP
+    src = d / "apps" / ERL_APP / "src"
+    init_repo(d)
+    # what relx's own comment in the generated rebar.config says to do for env-driven config
+    _sub(d / "rebar.config", '{sys_config, "./config/sys.config"},',
+         '{sys_config_src, "./config/sys.config.src"},')
+    (d / "config" / "sys.config").unlink()
+    (d / "config" / "sys.config.src").write_text('[{shop_erl, [{motd, "${MOTD}"}]}].\n')
+    (d / ".gitignore").write_text("_build/\n.deliver/\n")
+    (d / "tasks.py").write_text("from pydeliver_tasks import ns  # noqa: F401\n")
+    (d / "invoke.yaml").write_text(f"deliver:\n  app: {ERL_APP}\n  builder: rebar3\n"
+                                   "  rebar3_profile: prod\n")
+    commit_version(d, ERL_APP, "0.1.0")
+    _sub(d / "rebar.config", '{shop_erl, "0.1.0"}', '{shop_erl, "0.1.1"}')
+    _sub(src / "shop_erl.app.src", '{vsn, "0.1.0"}', '{vsn, "0.1.1"}')
+    (src / "shop_erl_page.erl").write_text(
+        "-module(shop_erl_page).\n-export([title/0]).\ntitle() -> <<\"Shop\">>.\n")
+    commit_version(d, ERL_APP, "0.1.1")
+    return d
+
+
+# Erlang for `inv eval` on a relx node: the same snapshot as SNAPSHOT.
+SNAPSHOT_ERL = (
+    "W = fun Walk(Sup) -> lists:sort([{Id, case {T, is_pid(P)} of {supervisor, true} -> Walk(P); "
+    "_ -> is_pid(P) end} || {Id, P, T, _} <- supervisor:which_children(Sup)]) end, "
+    "Env = [{A, lists:sort(application:get_all_env(A))} || "
+    "{A, _, _} <- lists:sort(application:loaded_applications())], "
+    "Tree = [{A, W(Top)} || {A, _, _} <- lists:sort(application:which_applications()), "
+    "M <- [application_controller:get_master(A)], is_pid(M), "
+    "{Top, _} <- [application_master:get_child(M)], is_pid(Top)], "
+    "lists:flatten(io_lib:format(\"SNAP ~0p\", [{Env, Tree}]))"
+)
+
+
 # Elixir for `inv eval`: what a fresh boot decides — every loaded application's env and the
 # supervision trees' child ids (recursively), as one line.
 SNAPSHOT = (
@@ -173,4 +222,4 @@ SNAPSHOT = (
 
 def snapshots(out: str) -> dict[str, str]:
     """{host: snapshot line} from `inv eval SNAPSHOT` output."""
-    return dict(re.findall(r"^\[(\S+)\] SNAP (.*)$", out, re.M))
+    return dict(re.findall(r'^\[(\S+)\] "?SNAP (.*?)"?$', out, re.M))

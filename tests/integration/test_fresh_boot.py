@@ -6,6 +6,7 @@ version booted fresh (a restart)."""
 
 from __future__ import annotations
 
+import json
 import re
 import threading
 import time
@@ -20,6 +21,9 @@ from . import shop
 from .conftest import Project, accepted_logins, http_get
 
 HTTP_PORT = 4070
+# smoke checks run after every start, restart and upgrade: the page, and Keeper answering
+SMOKE = [{"url": "http://{host}:{env[HTTP_PORT]}/", "contains": "keeper=v1"},
+         {"eval": "is_binary(MyShop.Keeper.show(\"x\"))"}]
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +31,9 @@ def project(box: sb.Sandbox, tmp_path_factory) -> Project:
     base = tmp_path_factory.mktemp("shop")
     d = shop.make_shop(base)
     cfg = base / "my_shop-sandbox.json"
-    cfg.write_text(write_runtime_config(box, shop.APP, HTTP_PORT).read_text())
+    data = json.loads(write_runtime_config(box, shop.APP, HTTP_PORT).read_text())
+    data["deliver"]["health"] = {"checks": SMOKE}  # besides the stage's /health
+    cfg.write_text(json.dumps(data))
     p = Project(shop.APP, d, cfg, box)
     p.inv("build.release", "--tag", "0.1.0").ok()
     p.inv("deploy.release", "--version", "0.1.0").ok()
@@ -187,3 +193,29 @@ def test_error_reports_during_the_install_fail_the_hot_upgrade(project: Project)
     assert re.findall(r"pid (\d+)", project.inv("ping").ok().out) == pids_before
     out = upgrade_and_compare(project, "0.1.5", "0.1.6", rebuild=True)
     assert out.count("hot-upgraded 0.1.5 -> 0.1.6") == 2 and "no error reports" in out, out
+
+
+def test_smoke_checks_gate_start_and_name_what_failed(project: Project) -> None:
+    assert "health ok" in project.inv("start").ok().out
+    failing = project.variant("failing-smoke", lambda d: d["health"]["checks"].append(
+        {"eval": "MyShop.Keeper.show(\"x\") == \"nope\""}))
+    res = project.inv("start", config=failing)
+    assert res.rc == 1, res.out
+    assert "eval 'MyShop.Keeper.show(\"x\") == \"nope\"': false, expected true" in res.out, res.out
+
+
+def test_doctor_says_when_a_node_differs_from_a_fresh_boot(project: Project) -> None:
+    spec = project.box.hosts[0].spec
+    plain = project.variant("no-smoke", lambda d: d["health"].pop("checks"))
+    project.inv("eval", "--host", spec, 'Application.put_env(:my_shop, :motd, "by hand")').ok()
+    project.inv("eval", "--host", spec,
+                "Supervisor.terminate_child(MyShop.Supervisor, MyShop.Keeper)").ok()
+    res = project.inv("doctor", config=plain)
+    assert res.rc == 1, res.out
+    assert ("differs from a fresh boot of 0.1.6: application env differs from the release's "
+            "config: my_shop.motd") in res.out, res.out
+    assert ("supervision tree is missing children the release declares: "
+            "my_shop/'Elixir.MyShop.Keeper'") in res.out, res.out
+    assert res.out.count("differs from a fresh boot") >= 1 and "1 of 2" in res.out, res.out
+    project.inv("restart", "--host", spec).ok()
+    assert project.inv("doctor", config=plain).ok().out.count("healthy") >= 2

@@ -9,6 +9,7 @@ import re
 
 import pytest
 
+from . import shop
 from .conftest import Project, accepted_logins, assert_refused, beam_alive, http_get, project_fixture
 
 APPS = {"hello_ex": 4050, "hello_erl": 4051}
@@ -117,10 +118,15 @@ def test_hot_upgrade_keeps_pid_changes_page_and_migrates_state(project: Project)
     assert again.out.count("already runs 0.0.2 (pid") == 2, again.out
     assert "every host already runs 0.0.2: nothing to do" in again.out, again.out
     assert pids(project) == before
+    # the hot node equals a fresh boot of 0.0.2 (every app's env, the supervision trees)
+    snapshot = shop.SNAPSHOT if app == "hello_ex" else shop.SNAPSHOT_ERL
+    hot = shop.snapshots(project.inv("eval", snapshot).ok().out)
     # what boots next was switched too (start_erl.data, relx's bin/ with its baked version)
     restarted = project.inv("restart").ok()
     assert restarted.out.count("running 0.0.2 (pid") == 2, restarted.out
     assert all(t.startswith(f"Howdy from {app} 0.0.2") for t in pages(project).values())
+    fresh = shop.snapshots(project.inv("eval", snapshot).ok().out)
+    assert len(hot) == 2 and hot == fresh, (hot, fresh)
 
 
 def test_downgrade_then_upgrade_again_from_the_store(project: Project) -> None:
@@ -160,6 +166,17 @@ def test_failed_verification_downgrades_hot_and_keeps_the_pid(project: Project) 
     assert pids(project) == before
     assert all(t.startswith(f"Hello from {app} 0.0.1") for t in pages(project).values())
     assert boots_next(project) == {"0.0.1"}
+    # --on-failure abort: what is left is read back from the host, not assumed
+    res = project.inv("upgrade", "--from", "0.0.1", "--to", "0.0.2", "--on-failure", "abort",
+                      config=config)
+    assert res.rc == 1, res.out
+    left = [line for line in res.out.splitlines() if "] upgrade FAILED: " in line]
+    assert len(left) == 2 and all(
+        re.search(r"left as it is \(--on-failure abort\): the node runs 0\.0\.2 \(pid \d+\); "
+                  r"0\.0\.1 boots next; 0\.0\.2 was installed, not verified", line)
+        for line in left), res.out
+    project.inv("downgrade", "--to", "0.0.1").ok()
+    assert pids(project) == before and boots_next(project) == {"0.0.1"}
 
 
 def test_broken_appup_leaves_the_old_version_serving(project: Project) -> None:

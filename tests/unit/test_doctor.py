@@ -86,3 +86,26 @@ def test_diagnose_commands_are_valid_shell_and_signal_only_given_pids() -> None:
     assert diagnose.signal([12, 13], "TERM") == "kill -s TERM 12 13 2>/dev/null; true"
     assert " start" in diagnose.foreground("r", "app", "mix", {}, 5)
     assert " foreground" in diagnose.foreground("r", "app", "rebar3", {}, 5)
+
+
+def test_a_node_that_differs_from_a_fresh_boot_is_not_healthy() -> None:
+    s = Survey(boot_version="1.0.0", vms=[VM], epmd=EPMD)
+    found = ["application env differs from the release's config: app.motd",
+             "supervision tree is missing children the release declares: app/'Elixir.App.Stats'"]
+    d = classify(s, Probe(UP), None, ENV, "app", "h1", 60.0, found)
+    assert d.verdict == ("differs from a fresh boot of 1.0.0: application env differs from the "
+                         "release's config: app.motd")
+    assert found[1] in d.findings
+    assert d.next.startswith("inv restart --host h1")
+    # health and version problems come first
+    assert verdict(Survey(boot_version="2.0.0", vms=[VM], epmd=EPMD), Probe(UP)).startswith("version")
+
+
+def test_tree_not_running_lists_only_permanent_children_that_do_not_run() -> None:
+    from pydeliver_tasks.steps.equal import Tree
+
+    t = Tree({"app": ("<0.1.0>", "supervisor", "-"), "app/a": ("undefined", "worker", "permanent"),
+              "app/b": ("undefined", "worker", "transient"), "app/c": ("<0.3.0>", "worker",
+                                                                      "permanent"),
+              "app/d": ("restarting", "worker", "permanent")})
+    assert t.not_running() == ["app/a", "app/d"]

@@ -126,3 +126,30 @@ def test_log_files_are_plain_paths_or_globs() -> None:
         load(cfg(log_files=["a;b"]))
     with pytest.raises(ConfigError, match="expected a list"):
         load(cfg(log_files="log/app.log"))
+
+
+def test_health_checks_are_read_with_stage_and_host_inheritance() -> None:
+    checks = [{"url": "http://{host}:4000/", "contains": "Shop"},
+              {"eval": "MyShop.Keeper.show(\"x\") == \"v1:x\""}]
+    s = load(cfg(health={"url": "http://{host}:4000/health", "checks": checks}))
+    h = s.stages["prod"].hosts[0]
+    assert h.health.enabled and len(h.health.checks) == 2
+    assert h.health_url(h.health.checks[0].url) == "http://a.example.com:4000/"
+    assert h.health.checks[1].eval.startswith("MyShop.Keeper")
+    only = load(cfg(health={"checks": [{"eval": "true"}]})).stages["prod"].hosts[0].health
+    assert only.enabled and not only.url
+
+
+@pytest.mark.parametrize(("checks", "message"), [
+    ("x", "health.checks: expected a list"),
+    ([{"status": 200}], "health.checks[0]: each check has either url"),
+    ([{"url": "http://a/", "eval": "true"}], "health.checks[0]: each check has either url"),
+    ([{"url": "ftp://a/"}], "health.checks[0].url: must start with http://"),
+    ([{"eval": "true", "contains": "x"}], "health.checks[0]: an eval check has no status"),
+    ([{"url": "http://a/", "expect": 1}], "health.checks[0].expect: unknown key"),
+    ([{"url": "http://{env[NOPE]}/"}], "health.checks[0].url: cannot fill"),
+])
+def test_bad_health_checks_are_refused_with_their_path(checks, message: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        load(cfg(health={"checks": checks}))
+    assert message in str(err.value), str(err.value)

@@ -1,0 +1,53 @@
+"""relx renders `sys.config.src` only in its start script, so release_handler alone would install
+a hot upgrade with no config at all. On a project made by `rebar3 new release` at test time
+(switched to sys.config.src as relx's generated rebar.config suggests), 2 hosts: the value from
+the stage env survives a hot upgrade, and the node equals a fresh boot (env, tree)."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from pydeliver_tasks import sandbox as sb
+from pydeliver_tasks.sandbox_tasks import write_runtime_config
+
+from . import shop
+from .conftest import Project
+
+
+@pytest.fixture(scope="module")
+def project(box: sb.Sandbox, tmp_path_factory) -> Project:
+    base = tmp_path_factory.mktemp("shop_erl")
+    d = shop.make_shop_erl(base)
+    cfg = base / "shop_erl-sandbox.json"
+    data = json.loads(write_runtime_config(box, shop.ERL_APP, 4071).read_text())
+    stage = data["deliver"]["stages"]["sandbox"]
+    stage["env"]["MOTD"] = "motd from the stage env"
+    # the generated release serves no HTTP: its smoke check asks the node itself
+    stage["health"] = {"url": "", "checks": [{"eval": "is_pid(whereis(shop_erl_sup))"}]}
+    cfg.write_text(json.dumps(data))
+    p = Project(shop.ERL_APP, d, cfg, box)
+    p.inv("build.release", "--tag", "0.1.0").ok()
+    p.inv("deploy.release", "--version", "0.1.0").ok()
+    p.inv("start").ok()
+    yield p
+    p.inv("stop")
+
+
+def motds(project: Project) -> list[str]:
+    out = project.inv("eval", "application:get_env(shop_erl, motd).").ok().out
+    return re.findall(r"^\[\S+\] (\{ok,.*\}|undefined)$", out, re.M)
+
+
+def test_sys_config_src_value_survives_a_hot_upgrade_equal_to_a_fresh_boot(project: Project) -> None:
+    assert motds(project) == ['{ok,"motd from the stage env"}'] * 2
+    res = project.inv("upgrade", "--from", "0.1.0", "--to", "0.1.1", timeout=600)
+    assert res.rc == 0 and res.out.count("hot-upgraded 0.1.0 -> 0.1.1") == 2, res.out
+    assert "env equals a fresh boot" in res.out, res.out
+    assert motds(project) == ['{ok,"motd from the stage env"}'] * 2
+    hot = shop.snapshots(project.inv("eval", shop.SNAPSHOT_ERL).ok().out)
+    project.inv("restart").ok()
+    fresh = shop.snapshots(project.inv("eval", shop.SNAPSHOT_ERL).ok().out)
+    assert len(hot) == 2 and hot == fresh, (hot, fresh)
