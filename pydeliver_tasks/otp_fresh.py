@@ -3,14 +3,17 @@
 - FRESH_ENV writes `releases/<vsn>/pdt_fresh.config`: the application env a boot of <vsn> on this
   host would have (mix: computed in a fresh `bin/<app> eval` VM of <vsn>, where the release's
   config providers such as runtime.exs have run with the host's env; relx: `.app` env merged with
-  sys.config, or sys.config.src rendered with the host's env as relx's start script does).
+  sys.config, or sys.config.src rendered with the host's env as relx's start script does; the
+  core applications keep what their boot set, under the new sys.config's values).
   The install swaps it in for sys.config while release_handler installs, so the new env is applied
   once with config_change/3 called, and puts the release's own sys.config back.
 - ENV_CHECK compares the node's env of the applications it computed with that file; TREE
   snapshots the supervision trees; HOLDERS finds processes that hold funs of, or run, code that
   the upgrade replaces.
 
-Multi-line results travel base64-encoded inside the PDT{...} marker (see otp.parse_marker).
+Multi-line results travel base64-encoded inside the PDT{...} marker (see otp.parse_marker). No
+backslash may appear in these expressions: relx's `eval` passes them through `echo`, which eats
+escapes (tabs are [9], a `$` in a regex is [$]).
 """
 
 from __future__ import annotations
@@ -37,8 +40,7 @@ begin
       hd([[{{A, AV}} || {{A, AV, _}} <- Libs] || {{release, _, "{vsn}", _, Libs, _}} <- PdtKnown])
   end,
   PdtCore = {core},
-  PdtApps = [{{element(1, A), element(2, A)}} || A <- PdtRelApps,
-             not lists:member(element(1, A), PdtCore)],
+  PdtApps = [{{element(1, A), element(2, A)}} || A <- PdtRelApps],
   PdtParse = fun(Bin) ->
     {{ok, Toks, _}} = erl_scan:string(unicode:characters_to_list(Bin)),
     {{ok, T}} = erl_parse:parse_term(Toks), T end,
@@ -46,12 +48,16 @@ begin
   PdtGetenv = fun(K) -> case lists:keyfind(K, 1, PdtOverrides) of
     {{_, V}} -> V; false -> os:getenv(K, "") end end,
   PdtRender = fun(Src) ->
-    {{match, Found}} = case re:run(Src, "\\\\$\\\\{{([A-Za-z_][A-Za-z0-9_]*)\\\\}}",
-                                   [global, {{capture, [1], list}}]) of
-      nomatch -> {{match, []}}; M -> M end,
-    lists:foldl(fun(K, B) -> binary:replace(B, list_to_binary("${{" ++ K ++ "}}"),
-                                            unicode:characters_to_binary(PdtGetenv(K)), [global])
-                end, Src, lists:usort(lists:append(Found))) end,
+    Found = case re:run(Src, "[$][{{]([A-Za-z_][A-Za-z0-9_]*)(:-[^}}]*)?[}}]",
+                        [global, {{capture, [0, 1, 2], binary}}]) of
+      {{match, M}} -> M; nomatch -> [] end,
+    lists:foldl(fun([Whole, K, Default], B) ->
+                  V = case {{PdtGetenv(binary_to_list(K)), Default}} of
+                    {{"", <<":-", D/binary>>}} -> D;
+                    {{Val, _}} -> unicode:characters_to_binary(Val)
+                  end,
+                  binary:replace(B, Whole, V, [global])
+                end, Src, lists:usort(Found)) end,
   PdtSysText = case file:read_file(filename:join(PdtDir, "sys.config.src")) of
     {{ok, PdtSrc}} -> PdtRender(PdtSrc);
     _ -> case file:read_file(filename:join(PdtDir, "sys.config")) of
@@ -64,12 +70,16 @@ begin
       [{{A, lists:sort(application:get_all_env(A))}} || {{A, _}} <- PdtApps];
     files ->
       [begin
-         PdtAppFile = filename:join([code:root_dir(), "lib", atom_to_list(A) ++ "-" ++ AV, "ebin",
-                                     atom_to_list(A) ++ ".app"]),
-         {{ok, [{{application, _, PdtProps}}]}} = file:consult(PdtAppFile),
          PdtConf = case lists:keyfind(A, 1, PdtSys) of {{_, C}} -> C; false -> [] end,
-         {{A, lists:ukeymerge(1, lists:ukeysort(1, PdtConf),
-                              lists:ukeysort(1, proplists:get_value(env, PdtProps, [])))}}
+         PdtBase = case lists:member(A, PdtCore) of
+           true -> application:get_all_env(A);  % the boot set some of it (kernel's logger...)
+           false ->
+             PdtAppFile = filename:join([code:root_dir(), "lib", atom_to_list(A) ++ "-" ++ AV,
+                                         "ebin", atom_to_list(A) ++ ".app"]),
+             {{ok, [{{application, _, PdtProps}}]}} = file:consult(PdtAppFile),
+             proplists:get_value(env, PdtProps, [])
+         end,
+         {{A, lists:ukeymerge(1, lists:ukeysort(1, PdtConf), lists:ukeysort(1, PdtBase))}}
        end || {{A, AV}} <- PdtApps]
   end,
   PdtNames = [A || {{A, _}} <- PdtApps],
@@ -121,7 +131,7 @@ begin
           P = Path ++ "/" ++ PdtText(Id),
           Restart = case catch supervisor:get_childspec(Sup, Id) of
             {{ok, #{{restart := R}}}} -> atom_to_list(R); _ -> "-" end,
-          Line = P ++ "\\t" ++ PdtText(Pid) ++ "\\t" ++ PdtText(Type) ++ "\\t" ++ Restart,
+          Line = string:join([P, PdtText(Pid), PdtText(Type), Restart], [9]),
           case {{Type, is_pid(Pid)}} of
             {{supervisor, true}} -> [Line | W(P, Pid, Depth + 1)];
             _ -> [Line]
@@ -132,7 +142,7 @@ begin
   end,
   PdtTop = fun(A) ->
     case catch application_master:get_child(application_controller:get_master(A)) of
-      {{Pid, _}} when is_pid(Pid) -> [atom_to_list(A) ++ "\\t" ++ PdtText(Pid) ++ "\\tsupervisor\\t-"
+      {{Pid, _}} when is_pid(Pid) -> [string:join([atom_to_list(A), PdtText(Pid), "supervisor", "-"], [9])
                                      | PdtWalk(atom_to_list(A), Pid, 0)];
       _ -> []
     end
@@ -141,7 +151,7 @@ begin
                            not lists:member(A, PdtCore)]),
   lists:flatten(io_lib:format("PDT{{pid=~s;tree=~s}}",
     [os:getpid(), base64:encode_to_string(unicode:characters_to_binary(
-                                            string:join(PdtLines, "\\n")))]))
+                                            string:join(PdtLines, [10])))]))
 end.
 """
 
@@ -213,11 +223,11 @@ begin
       _ -> []
     end || T <- ets:all()]),
   PdtAll = lists:append([PdtOne(P) || P <- erlang:processes()]) ++ PdtEts,
-  PdtLines = [string:join([PdtText(P), PdtName(P), PdtText(A), W, PdtText(M)], "\\t")
+  PdtLines = [string:join([PdtText(P), PdtName(P), PdtText(A), W, PdtText(M)], [9])
               || {{P, A, W, M}} <- PdtAll],
   lists:flatten(io_lib:format("PDT{{pid=~s;holders=~s}}",
     [os:getpid(), base64:encode_to_string(unicode:characters_to_binary(
-                                            string:join(PdtLines, "\\n")))]))
+                                            string:join(PdtLines, [10])))]))
 end.
 """
 
@@ -265,8 +275,9 @@ def watch_end_expr() -> str:
     return _expr(WATCH_END, file=WATCH_FILE)
 
 
-def _estr(text: str) -> str:
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+def _codes(text: str) -> str:
+    """A string as an Erlang list of character codes: no quote or backslash to escape."""
+    return "[" + ",".join(str(ord(ch)) for ch in text) + "]"
 
 
 def _atoms(names: list[str]) -> str:
@@ -277,10 +288,11 @@ def fresh_env_expr(app: str, vsn: str, booted: bool, env: dict[str, str]) -> str
     """Write releases/<vsn>/pdt_fresh.config. booted: this runs in a fresh VM of <vsn> whose
     config providers ran (mix eval); otherwise from the release's files (relx), rendering
     sys.config.src with `env` over the host's OS env."""
-    overrides = ", ".join(f"{{{_estr(k)}, {_estr(val)}}}" for k, val in sorted(env.items()))
+    overrides = ", ".join(f"{{{_codes(k)}, {_codes(val)}}}" for k, val in sorted(env.items()))
     # a fresh VM knows every application's env (kernel's too: the boot sets some of it); from
-    # the files alone the core applications' env is left as the release's sys.config has it
-    return _expr(FRESH_ENV, app=app, vsn=vsn, core="[]" if booted else _CORE,
+    # the files, the core applications (same version in both releases: a change is unsafe) keep
+    # what their boot set on the running node, under the new sys.config's values
+    return _expr(FRESH_ENV, app=app, vsn=vsn, core=_CORE,
                  mode="booted" if booted else "files", overrides=overrides)
 
 

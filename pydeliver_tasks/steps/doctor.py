@@ -17,7 +17,8 @@ from ..commands import diagnose as dcmd
 from ..fleet import HostContext, HostFailure, HostResult, for_each_host
 from .common import target
 from .equal import drift
-from .node import Probe, health, probe
+from .health import health
+from .node import Probe, probe
 
 HEALTHY = "healthy"
 

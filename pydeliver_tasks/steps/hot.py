@@ -18,7 +18,8 @@ from ..model import Release
 from . import equal
 from .deploy import extract, upload
 from .equal import Replacing, ask
-from .node import boot_version, health, log_tail, probe, start_node, verify_started
+from .health import health
+from .node import boot_version, log_tail, probe, start_node, verify_started
 
 # A downgrade or a way back has no plan: no module list for the old-code check.
 NOTHING_KNOWN = Replacing()

@@ -9,16 +9,14 @@ gone (mix's `stop` returns before the VM exits).
 from __future__ import annotations
 
 import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass, field
 from typing import Any
 
 from .. import commands, hooks, otp, strategy
-from ..commands import ops as ops_commands
 from ..fleet import HostContext, HostFailure, HostResult, for_each_host
 from ..strategy import Strategy
-from .common import flavor, locked, target
+from .common import locked, target
+from .health import health
 
 POLL_SECONDS = 0.5
 
@@ -72,52 +70,6 @@ def probe(hc: HostContext, kind: str, cheap_first: bool = False, ask: bool = Tru
 
 def log_tail(hc: HostContext, lines: int = 30) -> str:
     return hc.run(commands.log_tail(hc.host.deploy_path, lines), changes=False).stdout.strip()
-
-
-def health(hc: HostContext) -> tuple[bool, str]:
-    """The configured HTTP check and every smoke check; (all passed, what was seen)."""
-    check = hc.host.health
-    seen = []
-    gets = ([(check.url, check.status, check.contains)] if check.url else []) + [
-        (c.url, c.status, c.contains) for c in check.checks if c.url]
-    for url, status, contains in gets:
-        ok, what = _get(hc.host.health_url(url), status, contains, check.timeout)
-        if not ok:
-            return False, what
-        seen.append(what)
-    for c in check.checks:
-        if c.eval:
-            ok, what = _eval_check(hc, c.eval)
-            if not ok:
-                return False, what
-            seen.append(what)
-    return True, "; ".join(seen)
-
-
-def _get(url: str, want: int, contains: str, timeout: float) -> tuple[bool, str]:
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310
-            status, body = resp.status, resp.read(65536).decode(errors="replace")
-    except urllib.error.HTTPError as exc:
-        status, body = exc.code, ""
-    except (OSError, ValueError) as exc:
-        return False, f"GET {url}: {exc}"
-    if status != want:
-        return False, f"GET {url}: status {status}, expected {want}"
-    if contains and contains not in body:
-        return False, f"GET {url}: body lacks {contains!r}"
-    return True, f"GET {url}: {status}"
-
-
-def _eval_check(hc: HostContext, expr: str) -> tuple[bool, str]:
-    """A smoke check evaluated on the node: its printed value must be `true`."""
-    h = hc.host
-    res = hc.run(ops_commands.eval_expr(h.deploy_path, hc.settings.app, flavor(hc.settings),
-                                        h.env, expr), changes=False)
-    lines = (res.stdout.strip() or res.stderr.strip() or "no output").splitlines()
-    if res.ok and lines[-1].strip() == "true":
-        return True, f"eval {expr!r}: true"
-    return False, f"eval {expr!r}: {lines[-1][:200]}, expected true"
 
 
 def start_node(hc: HostContext, kind: str, expect: str | None = None) -> str:

@@ -193,7 +193,7 @@ def make_shop_erl(base: Path) -> Path:
 
 
 # Erlang for `inv eval` on a relx node: the same snapshot as SNAPSHOT.
-SNAPSHOT_ERL = (
+_ERL_SNAP = (
     "W = fun Walk(Sup) -> lists:sort([{Id, case {T, is_pid(P)} of {supervisor, true} -> Walk(P); "
     "_ -> is_pid(P) end} || {Id, P, T, _} <- supervisor:which_children(Sup)]) end, "
     "Env = [{A, lists:sort(application:get_all_env(A))} || "
@@ -201,8 +201,12 @@ SNAPSHOT_ERL = (
     "Tree = [{A, W(Top)} || {A, _, _} <- lists:sort(application:which_applications()), "
     "M <- [application_controller:get_master(A)], is_pid(M), "
     "{Top, _} <- [application_master:get_child(M)], is_pid(Top)], "
-    "lists:flatten(io_lib:format(\"SNAP ~0p\", [{Env, Tree}]))"
 )
+# relx's eval pretty-prints a result over many lines: compare a digest (one line) and show the
+# whole term (SNAPSHOT_ERL_TERM) when two differ
+SNAPSHOT_ERL = (_ERL_SNAP + "\"SNAP \" ++ binary_to_list(binary:encode_hex(erlang:md5("
+                "term_to_binary({Env, Tree})))).")
+SNAPSHOT_ERL_TERM = _ERL_SNAP + "{Env, Tree}."
 
 
 # Elixir for `inv eval`: what a fresh boot decides — every loaded application's env and the

@@ -126,7 +126,8 @@ def test_hot_upgrade_keeps_pid_changes_page_and_migrates_state(project: Project)
     assert restarted.out.count("running 0.0.2 (pid") == 2, restarted.out
     assert all(t.startswith(f"Howdy from {app} 0.0.2") for t in pages(project).values())
     fresh = shop.snapshots(project.inv("eval", snapshot).ok().out)
-    assert len(hot) == 2 and hot == fresh, (hot, fresh)
+    assert len(hot) == 2 and hot == fresh, (hot, fresh, project.inv(
+        "eval", shop.SNAPSHOT if app == "hello_ex" else shop.SNAPSHOT_ERL_TERM).out)
 
 
 def test_downgrade_then_upgrade_again_from_the_store(project: Project) -> None:
