@@ -65,6 +65,22 @@ def parse_marker(output: str) -> dict[str, str] | None:
     return {k: val for k, _, val in pairs}
 
 
+def parse_markers(output: str) -> dict[str, str] | None:
+    """Every PDT{...} marker in output merged (later keys win): the answer of `combined`."""
+    found = _MARKER_RE.findall(output or "")
+    if not found:
+        return None
+    pairs = (item.partition("=") for marker in found for item in marker.split(";") if item)
+    return {k: val for k, _, val in pairs}
+
+
+def combined(*exprs: str) -> str:
+    """Several of our expressions as one (one rpc instead of several; each keeps its own
+    variables inside a fun); their markers are read back with parse_markers."""
+    parts = [f"(fun() -> {e.rstrip().rstrip('.')} end)()" for e in exprs]
+    return " ++ ".join(parts) + "."
+
+
 # Release handling on the running node. Terms we print go through PdtText, which turns { } ;
 # into ( ) , so a reason never breaks the PDT{...} marker.
 _TEXT_FUN = (

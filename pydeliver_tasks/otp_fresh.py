@@ -164,6 +164,7 @@ HOLDERS = """
 begin
   {text},
   PdtReplaced = [{replaced}],
+  PdtDeadline = erlang:monotonic_time(millisecond) + 15000,
   PdtSuspended = [{suspended}],
   PdtCore = {core},
   PdtList = fun L(_, [], N) -> {{[], N}};
@@ -193,14 +194,14 @@ begin
     App = PdtApp(P),
     Mod = PdtMod(P),
     Skip = lists:member(App, PdtCore) orelse lists:member(Mod, PdtSuspended) orelse P =:= self(),
-    case Skip of
-      true -> [];
-      false ->
+    Late = erlang:monotonic_time(millisecond) > PdtDeadline,
+    case {{Skip, Late}} of
+      {{true, _}} -> [];
+      {{false, true}} -> [late];
+      {{false, false}} ->
         Dict = case erlang:process_info(P, dictionary) of {{dictionary, D}} -> D; _ -> [] end,
-        State = case Dict of
-          [_ | _] -> case lists:keymember('$initial_call', 1, Dict) of
-            true -> (catch sys:get_state(P, 500));
-            false -> none end;
+        State = case lists:keyfind('$initial_call', 1, Dict) of
+          {{_, {{_, init, 1}}}} -> (catch sys:get_state(P, 500));  % gen_server, gen_statem...
           _ -> none
         end,
         Stack = case erlang:process_info(P, current_stacktrace) of
@@ -222,12 +223,14 @@ begin
         end;
       _ -> []
     end || T <- ets:all()]),
-  PdtAll = lists:append([PdtOne(P) || P <- erlang:processes()]) ++ PdtEts,
+  PdtSeen = lists:append([PdtOne(P) || P <- erlang:processes()]),
+  PdtAll = [H || H <- PdtSeen, H =/= late] ++ PdtEts,
   PdtLines = [string:join([PdtText(P), PdtName(P), PdtText(A), W, PdtText(M)], [9])
               || {{P, A, W, M}} <- PdtAll],
-  lists:flatten(io_lib:format("PDT{{pid=~s;holders=~s}}",
+  lists:flatten(io_lib:format("PDT{{pid=~s;holders=~s;not_inspected=~b}}",
     [os:getpid(), base64:encode_to_string(unicode:characters_to_binary(
-                                            string:join(PdtLines, [10])))]))
+                                            string:join(PdtLines, [10]))),
+     length([late || late <- PdtSeen])]))
 end.
 """
 
@@ -247,8 +250,8 @@ begin
   PdtR = logger:add_handler(pdt_upgrade_watch, logger_std_h,
     #{{level => error, config => #{{file => PdtFile}},
       formatter => {{logger_formatter, #{{single_line => true}}}}}}),
-  lists:flatten(io_lib:format("PDT{{pid=~s;ok=~s;result=~s}}",
-                              [os:getpid(), PdtR =:= ok, PdtText(PdtR)]))
+  lists:flatten(io_lib:format("PDT{{watching=~s;watch_result=~s}}",
+                              [PdtR =:= ok, PdtText(PdtR)]))
 end.
 """
 

@@ -10,6 +10,7 @@ the node's env must equal the computed one and every supervised process must sti
 from __future__ import annotations
 
 import base64
+import time
 from dataclasses import dataclass, field
 
 from .. import commands, otp, otp_fresh
@@ -51,6 +52,15 @@ def ask(hc: HostContext, kind: str, expr: str) -> dict[str, str]:
     return otp.parse_marker(res.stdout + res.stderr) or {"no_answer": (res.stdout + res.stderr)[-800:]}
 
 
+def ask_all(hc: HostContext, kind: str, *exprs: str) -> dict[str, str]:
+    """Several expressions in one rpc; every marker's keys merged."""
+    h = hc.host
+    res = hc.run(commands.node_eval(h.deploy_path, hc.settings.app, kind, h.env,
+                                    otp.combined(*exprs)))
+    return (otp.parse_markers(res.stdout + res.stderr)
+            or {"no_answer": (res.stdout + res.stderr)[-800:]})
+
+
 def fresh_env(hc: HostContext, kind: str, vsn: str) -> str:
     """Write releases/<vsn>/pdt_fresh.config on the host: the env a boot of <vsn> there has.
     Returns the applications it holds computed (comma-separated), for `check`.
@@ -75,34 +85,40 @@ def fresh_env(hc: HostContext, kind: str, vsn: str) -> str:
     return found.get("apps", "")
 
 
-def holders(hc: HostContext, kind: str, replacing: Replacing) -> str:
-    """Refuse (before anything changes) when a process would lose code the upgrade replaces:
-    it holds a fun made by a replaced module, or it runs that module's code. Asked twice, 1 s
-    apart, so a request that is just passing through is not counted."""
+def survey(hc: HostContext, kind: str, replacing: Replacing) -> tuple[str, Tree]:
+    """Before anything changes: the supervision trees, and a refusal (NotHotSafe) when a process
+    would lose code the upgrade replaces — it holds a fun made by a replaced module, or runs that
+    module's code. Asked twice, 1 s apart, so a request just passing through is not counted."""
     if not replacing.modules:
-        return "no module replaced"
+        return "no module replaced", tree(hc, kind)
     expr = otp_fresh.holders_expr(list(replacing.modules), list(replacing.suspended))
-    seen: list[set[tuple[str, ...]]] = []
-    for _ in range(2):
-        found = ask(hc, kind, expr)
-        if "holders" not in found:
-            raise NotHotSafe("could not inspect the node's processes for old code",
-                             found.get("no_answer", ""))
-        seen.append({tuple(line) for line in otp_fresh.decode_lines(found["holders"])})
-        if not seen[-1]:
-            return "no process holds code or funs of the replaced modules"
-    both = sorted(seen[0] & seen[1])
-    if not both:
-        return "no process holds code or funs of the replaced modules"
-    named = "; ".join(f"{name} ({pid}, application {app}) holds {module} in {where}"
-                      for pid, name, app, where, module in (row[:5] for row in both[:5]))
-    raise NotHotSafe(f"processes would keep code the upgrade replaces: {named}",
-                     hint="convert those funs in code_change/3 (and ship an appup that updates "
-                     "the process), or let it restart")
+    first = ask_all(hc, kind, expr, otp_fresh.tree_expr())
+    if "holders" not in first or "tree" not in first:
+        raise NotHotSafe("could not inspect the node's processes for old code",
+                         first.get("no_answer", ""))
+    if first.get("not_inspected", "0") != "0":
+        raise NotHotSafe(f"{first['not_inspected']} processes could not be inspected for old "
+                         "code within 15 s: the node is too busy to tell whether a hot upgrade "
+                         "keeps them")
+    found = {tuple(line) for line in otp_fresh.decode_lines(first["holders"])}
+    if found:
+        time.sleep(1.0)
+        again = ask(hc, kind, expr)
+        found &= {tuple(line) for line in otp_fresh.decode_lines(again.get("holders", ""))}
+    if found:
+        named = "; ".join(f"{name} ({pid}, application {app}) holds {module} in {where}"
+                          for pid, name, app, where, module in (row[:5] for row in sorted(found)[:5]))
+        raise NotHotSafe(f"processes would keep code the upgrade replaces: {named}",
+                         hint="convert those funs in code_change/3 (and ship an appup that "
+                         "updates the process), or let it restart")
+    return "no process holds code or funs of the replaced modules", _tree(first)
 
 
 def tree(hc: HostContext, kind: str) -> Tree:
-    found = ask(hc, kind, otp_fresh.tree_expr())
+    return _tree(ask(hc, kind, otp_fresh.tree_expr()))
+
+
+def _tree(found: dict[str, str]) -> Tree:
     if "tree" not in found:
         raise HostFailure("could not read the supervision trees", found.get("no_answer", ""))
     return Tree({row[0]: tuple(row[1:]) for row in otp_fresh.decode_lines(found["tree"])
@@ -130,36 +146,44 @@ def tree_changes(before: Tree, after: Tree, restarting_apps: tuple[str, ...] = (
 
 def check(hc: HostContext, kind: str, vsn: str, apps: str, before: Tree,
           replacing: Replacing) -> str:
-    """After install, before make_permanent: env (of `apps`, as fresh_env computed them) and
-    supervision trees equal a fresh boot's."""
-    env = ask(hc, kind, otp_fresh.env_check_expr(vsn, [a for a in apps.split(",") if a]))
-    if "differ" not in env:
+    """After install, before make_permanent, in one rpc (which ends the error-report watch):
+    env (of `apps`, as fresh_env computed them) and supervision trees equal a fresh boot's, and
+    no error report was logged."""
+    found = ask_all(hc, kind, otp_fresh.env_check_expr(vsn, [a for a in apps.split(",") if a]),
+                    otp_fresh.tree_expr(), otp_fresh.watch_end_expr())
+    if "differ" not in found:
         raise HostFailure("could not compare the node's application env with a fresh boot's",
-                          env.get("no_answer", ""))
-    if env["differ"]:
-        raise HostFailure(f"application env differs from a fresh boot of {vsn}: {env['differ']}",
-                          hint="the release's config (runtime.exs, sys.config) and the running "
-                          "node disagree; a restart applies it")
-    problems = tree_changes(before, tree(hc, kind), replacing.restarting_apps)
+                          found.get("no_answer", ""))
+    if found["differ"]:
+        raise HostFailure(f"application env differs from a fresh boot of {vsn}: "
+                          f"{found['differ']}", hint="the release's config (runtime.exs, "
+                          "sys.config) and the running node disagree; a restart applies it")
+    problems = tree_changes(before, _tree(found), replacing.restarting_apps)
     if problems:
         raise HostFailure("supervision tree differs from before the upgrade: "
                           + "; ".join(problems[:6]), hint="an appup must start/stop these "
                           "children (supervisor:restart_child), or let it restart")
-    return f"env equals a fresh boot ({env['apps']} apps), {len(before.children)} supervised " \
-           "processes kept"
+    errors = _errors(found)
+    if errors:
+        raise HostFailure(f"the node logged {len(errors)} error report(s) during the upgrade: "
+                          f"{errors[0][:300]}", "\n".join(errors[-10:]),
+                          "inv logs shows them in full")
+    return (f"env equals a fresh boot ({found['apps']} apps), {len(before.children)} supervised "
+            "processes kept, no error reports")
 
 
-def watch(hc: HostContext, kind: str) -> None:
-    """From now on the node's error reports are kept (see `watched`)."""
-    found = ask(hc, kind, otp_fresh.watch_start_expr())
-    if found.get("ok") != "true":
-        raise NotHotSafe("could not watch the node's error reports: "
-                         f"{found.get('result') or found.get('no_answer', 'no answer')}")
+def watch_and(hc: HostContext, kind: str, expr: str) -> dict[str, str]:
+    """Start keeping the node's error reports, then evaluate expr, in one rpc; the answer has
+    `watching` (true when the watch runs) besides expr's own keys."""
+    return ask_all(hc, kind, otp_fresh.watch_start_expr(), expr)
 
 
 def watched(hc: HostContext, kind: str) -> list[str]:
-    """The error reports logged since `watch` (the watch ends)."""
-    found = ask(hc, kind, otp_fresh.watch_end_expr())
+    """End the watch (when a failure comes first); the error reports logged since."""
+    return _errors(ask(hc, kind, otp_fresh.watch_end_expr()))
+
+
+def _errors(found: dict[str, str]) -> list[str]:
     if "errors" not in found:
         return [f"could not read the node's error reports: {found.get('no_answer', '')[-300:]}"]
     text = base64.b64decode(found["errors"]).decode(errors="replace")

@@ -120,25 +120,22 @@ def install(hc: HostContext, kind: str, app_vsn: tuple[str, str], pid: str, apps
     app, new = app_vsn
     root = hc.host.deploy_path
     env_apps = equal.fresh_env(hc, kind, new)
-    hc.say(f"computed the env a boot of {new} has here ({env_apps}); "
-           + equal.holders(hc, kind, replacing))
-    before = equal.tree(hc, kind)
-    equal.watch(hc, kind)
+    seen, before = equal.survey(hc, kind, replacing)
+    hc.say(f"computed the env a boot of {new} has here ({env_apps}); {seen}")
+    r = equal.watch_and(hc, kind, otp.hot_install_expr(app, new))
     try:
-        r = ask(hc, kind, otp.hot_install_expr(app, new))
         if r.get("ok") != "true":
             raise InstallFailed(f"release_handler could not install {new}: "
                                 f"{r.get('result') or r.get('no_answer', 'no answer')}",
                                 log_tail(hc))
+        if r.get("watching") != "true":
+            raise HostFailure("could not watch the node's error reports during the install: "
+                              f"{r.get('watch_result', 'no answer')}")
         checked = verify_code(hc, kind, apps, pid, new, want_dirs)
-        checked += "; " + equal.check(hc, kind, new, env_apps, before, replacing)
-    finally:
-        errors = equal.watched(hc, kind)
-    if errors:
-        raise HostFailure(f"the node logged {len(errors)} error report(s) during the upgrade: "
-                          f"{errors[0][:300]}", "\n".join(errors[-10:]),
-                          "inv logs shows them in full")
-    checked += ", no error reports"
+    except HostFailure:
+        equal.watched(hc, kind)  # ends the watch; the failure is what is reported
+        raise
+    checked += "; " + equal.check(hc, kind, new, env_apps, before, replacing)
     r = ask(hc, kind, otp.make_permanent_expr(new))
     if r.get("ok") != "true":
         raise HostFailure(f"make_permanent({new}) failed: {r.get('result') or r}")

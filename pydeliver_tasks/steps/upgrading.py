@@ -103,7 +103,8 @@ def _upgrade(
     if dry_run:
         def plan(hc: HostContext) -> str:
             hc.say(f"would stage {to} beside {from_} (sha256-checked), install it through "
-                   "release_handler, verify pid/code/health, make it permanent; on an unsafe "
+                   "release_handler, verify it equals a fresh boot (pid, code, env, supervision "
+                   "tree, error reports, health), make it permanent; on an unsafe "
                    f"upgrade: {on_unsafe}, on a failure: {on_failure}")
             return "would hot-upgrade"
 

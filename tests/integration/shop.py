@@ -97,6 +97,14 @@ STATS = '''defmodule MyShop.Stats do
 end
 '''
 
+# what the application is told when its env changes (release_handler calls it after an upgrade)
+CONFIG_CHANGE = '''  @impl true
+  def config_change(changed, _new, _removed) do
+    :persistent_term.put(:my_shop_config_change, changed)
+    :ok
+  end
+'''
+
 RUNTIME = '''import Config
 config :my_shop, motd: System.get_env("MOTD", "MOTD_DEFAULT")
 '''
@@ -129,6 +137,8 @@ def make_shop(base: Path) -> Path:
     (lib / "keeper.ex").write_text(KEEPER)
     (lib / "formatter.ex").write_text(FORMATTER.replace("SEP", '":"'))
     _sub(lib / "application.ex", "# {MyShop.Worker, arg}", "MyShop.Keeper,\n      MyShop.Web")
+    _sub(lib / "application.ex", "    Supervisor.start_link(children, opts)\n  end\n",
+         "    Supervisor.start_link(children, opts)\n  end\n\n" + CONFIG_CHANGE)
     (d / "tasks.py").write_text("from pydeliver_tasks import ns  # noqa: F401\n")
     (d / "invoke.yaml").write_text(f"deliver:\n  app: {APP}\n")
     commit_version(d, APP, "0.1.0")

@@ -11,6 +11,7 @@ import re
 import threading
 import time
 import urllib.error
+from collections.abc import Callable
 
 import pytest
 
@@ -55,9 +56,10 @@ def state(project: Project) -> tuple[dict[str, str], dict[str, str]]:
 
 
 def upgrade_and_compare(project: Project, frm: str, to: str,
-                        during: threading.Event | None = None, rebuild: bool = False) -> str:
+                        during: threading.Event | None = None, rebuild: bool = False,
+                        hot: Callable[[], None] | None = None) -> str:
     """Upgrade, read every host back, restart (a fresh boot of `to`), read again: equal.
-    `during` is set when the upgrade has ended."""
+    `during` is set when the upgrade has ended; `hot` checks more before the restart."""
     try:
         res = project.inv("upgrade", "--from", frm, "--to", to, *(["--rebuild"] * rebuild),
                           timeout=600)
@@ -65,6 +67,8 @@ def upgrade_and_compare(project: Project, frm: str, to: str,
         if during is not None:
             during.set()
     assert res.rc == 0, res.out
+    if hot is not None:
+        hot()
     hot_snaps, hot_pages = state(project)
     project.inv("restart").ok()
     fresh_snaps, fresh_pages = state(project)
@@ -91,7 +95,11 @@ def test_text_change_is_hot_and_keeps_the_runtime_config(project: Project) -> No
 
 
 def test_changed_runtime_config_is_applied_hot(project: Project) -> None:
-    out = upgrade_and_compare(project, "0.1.1", "0.1.2")
+    def told() -> None:  # config_change/3 was called with the changed key, on every host
+        out = project.inv("eval", ":persistent_term.get(:my_shop_config_change, nil)").ok().out
+        assert len(re.findall(r'^\[\S+\] \[motd: "motd-two"\]$', out, re.M)) == 2, out
+
+    out = upgrade_and_compare(project, "0.1.1", "0.1.2", hot=told)
     assert out.count("hot-upgraded 0.1.1 -> 0.1.2") == 2, out
     for h in project.box.hosts:
         assert "motd=motd-two" in http_get(project.url(h))[1]

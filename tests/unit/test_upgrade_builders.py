@@ -624,3 +624,19 @@ def test_restart_gate_lets_one_host_restart_at_a_time_and_none_after_a_failure()
     parallel = RestartGate(serial=False)
     with parallel.turn("a"), parallel.turn("b"):
         pass
+
+
+@pytest.mark.skipif(shutil.which("erl") is None, reason="erl not installed")
+def test_combined_expressions_answer_in_one_evaluation_with_their_own_variables() -> None:
+    """Two of our expressions (both binding PdtText, PdtFile...) evaluated as one: no clash, and
+    parse_markers merges both markers."""
+    from pydeliver_tasks import otp_fresh as f
+
+    expr = otp.combined(f.watch_start_expr(), otp.release_state_expr(), f.watch_end_expr())
+    out = subprocess.run(["erl", "-noshell", "-eval",
+                          f"io:format(\"~s\", [{expr.rstrip('.')}]), halt()."],
+                         capture_output=True, text=True, timeout=60)
+    found = otp.parse_markers(out.stdout)
+    assert found and found["watching"] == "true" and found["errors"] == "", out.stdout + out.stderr
+    assert found["releases"].startswith("error:")  # no release_handler in a bare VM
+    assert otp.parse_markers("PDT{a=1;b=2} x PDT{b=3}") == {"a": "1", "b": "3"}
