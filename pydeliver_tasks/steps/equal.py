@@ -45,18 +45,12 @@ class Tree:
                 if pid in ("undefined", "restarting") and rest[-1:] == ["permanent"]]
 
 
-def ask(hc: HostContext, kind: str, expr: str) -> dict[str, str]:
-    """Evaluate an expression on the running node; its PDT{...} marker as a dict."""
+def ask(hc: HostContext, kind: str, *exprs: str) -> dict[str, str]:
+    """Evaluate our expression(s) on the running node in one rpc; every PDT{...} marker's keys
+    merged ({"no_answer": output tail} when there is none)."""
     h = hc.host
+    expr = exprs[0] if len(exprs) == 1 else otp.combined(*exprs)
     res = hc.run(commands.node_eval(h.deploy_path, hc.settings.app, kind, h.env, expr))
-    return otp.parse_marker(res.stdout + res.stderr) or {"no_answer": (res.stdout + res.stderr)[-800:]}
-
-
-def ask_all(hc: HostContext, kind: str, *exprs: str) -> dict[str, str]:
-    """Several expressions in one rpc; every marker's keys merged."""
-    h = hc.host
-    res = hc.run(commands.node_eval(h.deploy_path, hc.settings.app, kind, h.env,
-                                    otp.combined(*exprs)))
     return (otp.parse_markers(res.stdout + res.stderr)
             or {"no_answer": (res.stdout + res.stderr)[-800:]})
 
@@ -92,7 +86,7 @@ def survey(hc: HostContext, kind: str, replacing: Replacing) -> tuple[str, Tree]
     if not replacing.modules:
         return "no module replaced", tree(hc, kind)
     expr = otp_fresh.holders_expr(list(replacing.modules), list(replacing.suspended))
-    first = ask_all(hc, kind, expr, otp_fresh.tree_expr())
+    first = ask(hc, kind, expr, otp_fresh.tree_expr())
     if "holders" not in first or "tree" not in first:
         raise NotHotSafe("could not inspect the node's processes for old code",
                          first.get("no_answer", ""))
@@ -149,7 +143,7 @@ def check(hc: HostContext, kind: str, vsn: str, apps: str, before: Tree,
     """After install, before make_permanent, in one rpc (which ends the error-report watch):
     env (of `apps`, as fresh_env computed them) and supervision trees equal a fresh boot's, and
     no error report was logged."""
-    found = ask_all(hc, kind, otp_fresh.env_check_expr(vsn, [a for a in apps.split(",") if a]),
+    found = ask(hc, kind, otp_fresh.env_check_expr(vsn, [a for a in apps.split(",") if a]),
                     otp_fresh.tree_expr(), otp_fresh.watch_end_expr())
     if "differ" not in found:
         raise HostFailure("could not compare the node's application env with a fresh boot's",
@@ -175,7 +169,7 @@ def check(hc: HostContext, kind: str, vsn: str, apps: str, before: Tree,
 def watch_and(hc: HostContext, kind: str, expr: str) -> dict[str, str]:
     """Start keeping the node's error reports, then evaluate expr, in one rpc; the answer has
     `watching` (true when the watch runs) besides expr's own keys."""
-    return ask_all(hc, kind, otp_fresh.watch_start_expr(), expr)
+    return ask(hc, kind, otp_fresh.watch_start_expr(), expr)
 
 
 def watched(hc: HostContext, kind: str) -> list[str]:
@@ -197,13 +191,15 @@ def drift(hc: HostContext, kind: str, vsn: str) -> list[str]:
     found = []
     try:
         apps = fresh_env(hc, kind, vsn)
-        env = ask(hc, kind, otp_fresh.env_check_expr(vsn, [a for a in apps.split(",") if a]))
-        if env.get("differ"):
-            found.append(f"application env differs from the release's config: {env['differ']}")
     except HostFailure as exc:
         found.append(f"could not compare the application env with the release's config: "
                      f"{exc.message}")
-    missing = tree(hc, kind).not_running()
+        apps = ""
+    compare = [otp_fresh.env_check_expr(vsn, apps.split(","))] if apps else []
+    seen = ask(hc, kind, otp_fresh.tree_expr(), *compare)
+    if seen.get("differ"):
+        found.append(f"application env differs from the release's config: {seen['differ']}")
+    missing = _tree(seen).not_running()
     if missing:
         found.append("supervision tree is missing children the release declares: "
                      + ", ".join(missing[:6]))
