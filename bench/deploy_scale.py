@@ -35,7 +35,7 @@ from typing import Any
 
 from pydeliver_tasks import sandbox as sb
 from pydeliver_tasks.config import DEFAULTS
-from pydeliver_tasks.sandbox_tasks import write_runtime_config
+from pydeliver_tasks.sandbox.config import write_runtime_config
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).resolve().parent / "results"

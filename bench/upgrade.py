@@ -53,7 +53,7 @@ from deploy_scale import (  # noqa: E402
 )
 
 from pydeliver_tasks import sandbox as sb  # noqa: E402
-from pydeliver_tasks.sandbox_tasks import write_runtime_config  # noqa: E402
+from pydeliver_tasks.sandbox.config import write_runtime_config  # noqa: E402
 
 APP = "hello_erl"
 FROM, TO = "0.0.1", "0.0.2"

@@ -2,10 +2,14 @@
 
     from pydeliver_tasks import ns          # the task collection (inv --list)
     from pydeliver_tasks import steps       # the same work as plain functions step(c, ...)
-    from pydeliver_tasks import hooks       # @hooks.before("start") etc.
+    from pydeliver_tasks import hooks       # @hooks.before("start"), @hooks.before_run("upgrade")
+
+The layers, each a folder, imports pointing down only: tasks -> steps -> fleet -> commands, otp
+-> config, model, validation, store (docs/architecture.md).
 """
 
-from . import hooks, steps
+from . import steps
+from .fleet import hooks
 from .tasks import ns
 
 __all__ = ["ns", "steps", "hooks"]

@@ -1,9 +1,10 @@
-"""Plain data the other layers pass around: hosts, stages, health checks, releases."""
+"""Plain data the other layers pass around: hosts, stages, rollouts, releases, upgrade plans."""
 
 from __future__ import annotations
 
+import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 # Env values whose names look like this are secrets: never printed, replaced by *** in output.
@@ -62,12 +63,18 @@ class Host:
 
 @dataclass(frozen=True)
 class Rollout:
-    """A stage's default rollout strategy (deliver.strategy / stages.<name>.strategy)."""
+    """How a run walks a stage's hosts: the strategy (parallel, rolling batches, canary first)
+    and its knobs. A stage's config gives the defaults; a run's flags override them."""
 
-    kind: str = "parallel"  # parallel | rolling | canary
-    batch: str = ""  # N hosts or P% per batch
-    pause: float = 0.0
-    canary: int = 1
+    strategy: str = "parallel"  # parallel | rolling | canary
+    batch: str = ""  # "N" hosts or "P%" of the hosts; rolling default 1, canary's rest default all
+    pause: float = 0.0  # seconds between batches
+    canary: int = 1  # hosts in the canary batch
+    keep_going: bool = False  # start new batches after a failure
+    auto_rollback: bool = False  # return a failed batch to the previous version
+    skip_unreachable: bool = False  # go on without hosts that do not answer before the run
+    lock_wait: float = 0.0  # seconds to wait for another run's deploy lock
+    asked: bool = False  # the strategy came from the run's flag, not from the stage's config
 
 
 @dataclass(frozen=True)
@@ -94,3 +101,61 @@ class Release:
 
 def release_file_name(app: str, version: str, kind: str = "release") -> str:
     return f"{app}_{version}.{kind}.tar.gz"
+
+
+@dataclass(frozen=True)
+class NextStep:
+    """A task to run next (to finish or undo a run on a host), as data: the task layer words
+    it as a command line."""
+
+    task: str  # e.g. "deploy.release"
+    flags: tuple[tuple[str, str], ...] = ()  # (flag, value); value "" for a switch
+    host: str = ""
+
+
+@dataclass(frozen=True)
+class Replacing:
+    """What the relup replaces (from the upgrade plan): modules whose code changes or goes, the
+    process modules it suspends and upgrades itself, and apps whose user appup may restart
+    processes on purpose."""
+
+    modules: tuple[str, ...] = ()
+    suspended: tuple[str, ...] = ()
+    restarting_apps: tuple[str, ...] = ()
+
+
+@dataclass
+class UpgradeManifest:
+    """What build.upgrade decided, stored beside the upgrade tarball (and read by `upgrade`)."""
+
+    app: str
+    from_version: str
+    to_version: str
+    unsafe: list[str] = field(default_factory=list)
+    changed_apps: dict[str, list[str]] = field(default_factory=dict)  # app: [from vsn, to vsn]
+    appups: dict[str, dict[str, str]] = field(default_factory=dict)  # app: {source, text}
+    lib_dirs: list[str] = field(default_factory=list)  # the new release's lib dirs
+    replaced_modules: list[str] = field(default_factory=list)  # code changes or goes
+    suspended_modules: list[str] = field(default_factory=list)  # processes the relup updates
+
+    def replacing(self) -> Replacing:
+        """What the relup replaces, for the per-host checks of a hot install."""
+        user = tuple(a for a, up in sorted(self.appups.items()) if up.get("source") == "user")
+        return Replacing(tuple(self.replaced_modules), tuple(self.suspended_modules), user)
+
+    @property
+    def new_lib_dirs(self) -> list[str]:
+        """Lib dirs of changed applications: the new release adds them, the old never uses them."""
+        return [f"{a}-{vs[1]}" for a, vs in sorted(self.changed_apps.items())]
+
+    def save(self, path: Path) -> None:
+        path.write_text(json.dumps(asdict(self), indent=2) + "\n")
+
+    @classmethod
+    def load(cls, path: Path) -> UpgradeManifest:
+        raw = json.loads(path.read_text())
+        for old, new in (("old", "from_version"), ("new", "to_version")):  # stores before 0.2
+            if old in raw:
+                raw[new] = raw.pop(old)
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in raw.items() if k in known})

@@ -20,7 +20,7 @@ class InvalidInput(ValueError, Exit):
     ends the same way as our tasks do: no traceback.
     """
 
-    def __init__(self, message: str):
+    def __init__(self, message: str) -> None:
         ValueError.__init__(self, message)
         Exit.__init__(self, f"error: {message}", code=2)
 
@@ -152,3 +152,13 @@ def host_address(value: str) -> HostAddress:
             raise InvalidInput(f"invalid host {value!r}: port must be 1-65535")
         port = int(port_text)
     return HostAddress(host=host, user=user, port=port)
+
+
+MAX_LINES = 100_000
+
+
+def lines_count(lines: object) -> int:
+    """--lines of logs/history: a whole number 1-MAX_LINES."""
+    if isinstance(lines, bool) or not isinstance(lines, int) or not 0 < lines <= MAX_LINES:
+        raise InvalidInput(f"invalid --lines {lines!r}: expected a whole number 1-{MAX_LINES}")
+    return lines

@@ -32,14 +32,14 @@ def env_prefix(env: Mapping[str, str]) -> str:
     return ("env " + " ".join(f"{k}={q(val)}" for k, val in env.items()) + " ") if env else ""
 
 
-def _node_env(flavor: str, env: Mapping[str, str]) -> str:
+def _node_env(builder: str, env: Mapping[str, str]) -> str:
     """`env K=V ...` for a bin/<app> call; relx gets per-root pipe and log dirs unless set.
 
     relx's default pipe dir /tmp/erl_pipes/<node> is shared by every user and release on a host,
     so two releases with one node name would collide; a per-root dir avoids that.
     """
     parts = [f"{k}={q(val)}" for k, val in env.items()]
-    if flavor == "rebar3":
+    if builder == "rebar3":
         if "PIPE_DIR" not in env:
             parts.append('PIPE_DIR="$PWD/tmp/pipe/"')
         if "RUNNER_LOG_DIR" not in env:
@@ -47,17 +47,17 @@ def _node_env(flavor: str, env: Mapping[str, str]) -> str:
     return ("env " + " ".join(parts) + " ") if parts else ""
 
 
-def node(root: str, app: str, flavor: str, env: Mapping[str, str], *args: str) -> str:
+def node(root: str, app: str, builder: str, env: Mapping[str, str], *args: str) -> str:
     """`bin/<app> ARGS` run in the release root with the stage's env."""
     argv = " ".join(q(a) for a in args)
-    return f"cd {q(root)} && {_node_env(flavor, env)}bin/{q(app)} {argv}"
+    return f"cd {q(root)} && {_node_env(builder, env)}bin/{q(app)} {argv}"
 
 
-def node_eval(root: str, app: str, flavor: str, env: Mapping[str, str], erlang_expr: str) -> str:
+def node_eval(root: str, app: str, builder: str, env: Mapping[str, str], erlang_expr: str) -> str:
     """Evaluate an Erlang expression on the *running* node (mix: rpc, relx: eval)."""
-    if flavor == "mix":
-        return node(root, app, flavor, env, "rpc", otp.elixir_wrapper(erlang_expr))
-    return node(root, app, flavor, env, "eval", erlang_expr)
+    if builder == "mix":
+        return node(root, app, builder, env, "rpc", otp.elixir_wrapper(erlang_expr))
+    return node(root, app, builder, env, "eval", erlang_expr)
 
 
 def fresh_eval(root: str, app: str, env: Mapping[str, str], vsn: str, erlang_expr: str) -> str:
@@ -67,11 +67,11 @@ def fresh_eval(root: str, app: str, env: Mapping[str, str], vsn: str, erlang_exp
                 otp.elixir_wrapper(erlang_expr))
 
 
-def probe(root: str, app: str, flavor: str, env: Mapping[str, str]) -> str:
+def probe(root: str, app: str, builder: str, env: Mapping[str, str]) -> str:
     """One round trip for start/stop verification: node facts, their exit code, and every VM
     started from this release root (`-root ROOT` is on the command line of mix and relx BEAMs
     alike; a booting or hung VM shows up here even when it does not answer rpc yet)."""
-    facts = node_eval(root, app, flavor, env, otp.node_facts_expr(app))
+    facts = node_eval(root, app, builder, env, otp.node_facts_expr(app))
     return f"{facts} 2>&1; echo {RC_MARK}$?; {_vm_list}"
 
 
@@ -90,18 +90,18 @@ def vms(root: str) -> str:
 DAEMON_TIMEOUT_RC = 124
 
 
-def start(root: str, app: str, flavor: str, env: Mapping[str, str], wait: int = 20) -> str:
+def start(root: str, app: str, builder: str, env: Mapping[str, str], wait: int = 20) -> str:
     """`bin/<app> daemon`, given at most `wait` seconds to return (exit 124 after that).
 
     relx's daemon loops until the node answers — forever if it died while booting — so the
     script is cut short and the caller verifies the node itself; run_erl has detached by then.
     """
     argv = " ".join(q(a) for a in ("timeout", "-k", "2", str(int(wait)), f"bin/{app}", "daemon"))
-    return f"cd {q(root)} && {_node_env(flavor, env)}{argv}"
+    return f"cd {q(root)} && {_node_env(builder, env)}{argv}"
 
 
-def stop(root: str, app: str, flavor: str, env: Mapping[str, str]) -> str:
-    return node(root, app, flavor, env, "stop")
+def stop(root: str, app: str, builder: str, env: Mapping[str, str]) -> str:
+    return node(root, app, builder, env, "stop")
 
 
 def process_alive(pid: int) -> str:

@@ -71,11 +71,11 @@ def clear_pipes(root: str, env: Mapping[str, str]) -> str:
     )
 
 
-def foreground(root: str, app: str, flavor: str, env: Mapping[str, str], seconds: int) -> str:
+def foreground(root: str, app: str, builder: str, env: Mapping[str, str], seconds: int) -> str:
     """Boot the release in the foreground for at most `seconds`, then print its console output
     and the exit code (124 = still running at the limit, i.e. it booted)."""
-    command = "start" if flavor == "mix" else "foreground"  # mix's `start` runs in the foreground
-    run = f"{_node_env(flavor, env)}timeout -s TERM -k 5 {int(seconds)} bin/{q(app)} {command}"
+    command = "start" if builder == "mix" else "foreground"  # mix's `start` runs in the foreground
+    run = f"{_node_env(builder, env)}timeout -s TERM -k 5 {int(seconds)} bin/{q(app)} {command}"
     return "\n".join([
         f"cd {q(root)} || exit 1",
         'out="$(mktemp)"',

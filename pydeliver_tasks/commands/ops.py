@@ -94,16 +94,16 @@ def elixir_inspect(expr: str) -> str:
     return f'IO.inspect(elem(Code.eval_string(Base.decode64!("{b64}")), 0))'
 
 
-def eval_expr(root: str, app: str, flavor: str, env: Mapping[str, str], expr: str) -> str:
+def eval_expr(root: str, app: str, builder: str, env: Mapping[str, str], expr: str) -> str:
     """Evaluate a user's expression on the running node: mix `rpc` (Elixir), relx `eval` (Erlang)."""
-    if flavor == "mix":
-        return node(root, app, flavor, env, "rpc", elixir_inspect(expr))
-    return node(root, app, flavor, env, "eval", erlang_expr(expr))
+    if builder == "mix":
+        return node(root, app, builder, env, "rpc", elixir_inspect(expr))
+    return node(root, app, builder, env, "eval", erlang_expr(expr))
 
 
-def console(root: str, app: str, flavor: str, env: Mapping[str, str]) -> str:
+def console(root: str, app: str, builder: str, env: Mapping[str, str]) -> str:
     """The remote command that opens a shell on the running node."""
-    return node(root, app, flavor, env, "remote" if flavor == "mix" else "remote_console")
+    return node(root, app, builder, env, "remote" if builder == "mix" else "remote_console")
 
 
 def ssh_argv(host: Host, ssh: SshSettings, remote: str, tty: bool = True) -> list[str]:
@@ -124,15 +124,15 @@ def ssh_argv(host: Host, ssh: SshSettings, remote: str, tty: bool = True) -> lis
     return argv
 
 
-def console_argv(host: Host, ssh: SshSettings, app: str, flavor: str) -> list[str]:
+def console_argv(host: Host, ssh: SshSettings, app: str, builder: str) -> list[str]:
     """The real ssh argv for the remote console (secrets included: for exec, never for print)."""
-    return ssh_argv(host, ssh, console(host.deploy_path, app, flavor, host.env))
+    return ssh_argv(host, ssh, console(host.deploy_path, app, builder, host.env))
 
 
-def console_shown(host: Host, ssh: SshSettings, app: str, flavor: str) -> str:
+def console_shown(host: Host, ssh: SshSettings, app: str, builder: str) -> str:
     """The remote console command as a shell line to print: secret env values become ***."""
     env = {k: (_PLACEHOLDER if SECRET_NAME_RE.search(k) and v else v) for k, v in host.env.items()}
-    line = shlex.join(ssh_argv(host, ssh, console(host.deploy_path, app, flavor, env)))
+    line = shlex.join(ssh_argv(host, ssh, console(host.deploy_path, app, builder, env)))
     line = line.replace(_PLACEHOLDER, SECRET_SHOWN)
     for secret in host.secrets:  # a secret value that also appears elsewhere (a path...)
         line = line.replace(secret, SECRET_SHOWN)

@@ -10,12 +10,12 @@ from typing import Any
 
 import git
 
-from .. import builders, hooks, ssh
 from .. import validation as v
+from ..commands import build as builders
 from ..config import Settings
-from ..fleet import HostContext, HostFailure, for_each_host
+from ..fleet import HostContext, HostFailure, RunResult, for_each_host, hooks, ssh
 from ..model import Host, Release, release_file_name
-from .common import flavor, settings_of
+from .frame import Ctx, builder_of, settings_of
 
 
 def resolve_ref(
@@ -99,21 +99,21 @@ def push_source(hc: HostContext, sha: str, ref: str, local: bool) -> None:
 def build_on_host(hc: HostContext, sha: str, expected: str | None) -> tuple[str, str]:
     """Check out sha in a clean tree, build, find the single version, pack; -> (version, sha256)."""
     s = hc.settings
-    kind, path = flavor(s), hc.host.deploy_path
-    profile = s.mix_env if kind == "mix" else s.rebar3_profile
+    builder, path = builder_of(s), hc.host.deploy_path
+    profile = s.mix_env if builder == "mix" else s.rebar3_profile
     hooks.run(hc, "before", "build", path)
     res = hc.run(builders.checkout(path, sha))
     if not res.ok:
         raise HostFailure(f"could not check out {sha[:12]} on the build host", res.tail())
-    hc.say(f"building {s.app} with {kind} (output follows)")
-    res = hc.run(builders.build(kind, path, s.app, profile), stream=True)
+    hc.say(f"building {s.app} with {builder} (output follows)")
+    res = hc.run(builders.build(builder, path, s.app, profile), stream=True)
     if not res.ok:
-        raise HostFailure(f"{kind} build failed (exit {res.exited})", res.tail(),
+        raise HostFailure(f"{builder} build failed (exit {res.exited})", res.tail(),
                           "run the same build locally; the output above shows the error")
     if hc.dry_run:
         version = expected or "<version>"
     else:
-        listed = hc.run(builders.list_versions(kind, path, s.app, profile), changes=False)
+        listed = hc.run(builders.list_versions(builder, path, s.app, profile), changes=False)
         found = sorted(x for x in listed.stdout.split() if x)
         if len(found) != 1:
             raise HostFailure(
@@ -126,7 +126,7 @@ def build_on_host(hc: HostContext, sha: str, expected: str | None) -> tuple[str,
                 f"the build produced version {version}, but {expected} was expected",
                 hint=f"bump the version in the project to {expected}, or pass --version {version}",
             )
-    res = hc.run(builders.package(kind, path, s.app, profile, version))
+    res = hc.run(builders.package(builder, path, s.app, profile, version))
     digest = res.stdout.strip().splitlines()[-1] if res.stdout.strip() else ""
     if not res.ok or (not hc.dry_run and not re.fullmatch(r"[0-9a-f]{64}", digest)):
         raise HostFailure("could not pack the release tarball", res.tail())
@@ -166,12 +166,12 @@ def sha256_of(path: Path) -> str:
 
 
 def build_release(
-    c: Any, tag: str | None = None, branch: str | None = None, revision: str | None = None,
-    version: str | None = None, dry_run: bool = False, json: str | None = None,
-) -> Release | None:
+    c: Ctx, tag: str | None = None, branch: str | None = None, revision: str | None = None,
+    version: str | None = None, dry_run: bool = False, json_path: str | None = None,
+) -> RunResult:
     """Build a release from a git ref on the build host and store it locally (steps' API)."""
     settings = settings_of(c)
-    flavor(settings)
+    builder_of(settings)
     expected = expected_version(tag, version)
     ref, sha = resolve_ref(settings.project_dir, tag, branch, revision)
     host, local = build_host(settings)
@@ -186,8 +186,9 @@ def build_release(
             return f"would build {settings.app} from {ref} ({sha[:12]}) and store it"
         return f"built {settings.app} {vsn} from {ref} ({sha[:12]}) -> {made['path']}"
 
-    for_each_host("build.release", settings, "build", [host], run,
-                  dry_run=dry_run, json_path=json, local=local)
-    if dry_run:
-        return None
-    return Release(settings.app, made["version"], "release", made["path"], made["sha256"])
+    result = for_each_host("build.release", settings, "build", [host], run,
+                           dry_run=dry_run, json_path=json_path, local=local)
+    if not dry_run:
+        result.release = Release(settings.app, made["version"], "release", made["path"],
+                                 made["sha256"])
+    return result

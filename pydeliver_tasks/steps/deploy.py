@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any
+from pathlib import Path
 
-from .. import commands, hooks, store, strategy
+from .. import commands, store
 from .. import validation as v
-from ..fleet import HostContext, HostFailure, HostResult
-from ..model import Release
-from ..strategy import Strategy
+from ..commands import retention as rcmd
+from ..fleet import hooks
+from ..fleet.host import HostContext, HostFailure
+from ..fleet.results import RunResult
+from ..model import NextStep, Release, Rollout, release_file_name
 from .build import sha256_of
-from .common import locked, target
+from .frame import Ctx, over_stage, settings_of
+from .retention import cleanup_host, parse_listing
 
 
 def upload(hc: HostContext, release: Release) -> bool:
@@ -49,17 +52,15 @@ def extract(hc: HostContext, release: Release, uploaded: bool = True) -> None:
 def tidy(hc: HostContext, deployed: str) -> str:
     """After a deploy: remove old versions beyond deliver.keep_releases (never the running one,
     the previous good one or the one just deployed); a cheap listing decides whether to look."""
-    from . import retention
-
     keep = hc.settings.keep_releases
     root, app = hc.host.deploy_path, hc.settings.app
     if keep <= 0:
         return ""
-    state = retention.parse_listing(hc.run(retention.rcmd.listing(root, app), changes=False).stdout)
+    state = parse_listing(hc.run(rcmd.listing(root, app), changes=False).stdout)
     if len(state.versions) <= keep:
         return ""
     try:
-        message, _ = retention.cleanup_host(hc, hc.settings.builder, keep, protect=(deployed,))
+        message, _ = cleanup_host(hc, hc.settings.builder, keep, protect=(deployed,))
     except HostFailure as exc:  # the deploy itself succeeded: say so, and what to run later
         hc.say(f"cleanup after the deploy failed: {exc.message}")
         return f"; cleanup skipped ({exc.message}): run inv cleanup --host {hc.host.name} later"
@@ -67,20 +68,23 @@ def tidy(hc: HostContext, deployed: str) -> str:
 
 
 def deploy_release(
-    c: Any, version: str, stage: str | None = None, host: str | None = None,
-    dry_run: bool = False, json: str | None = None, rollout: Strategy | None = None,
-) -> list[HostResult]:
+    c: Ctx, version: str, stage: str | None = None, host: str | None = None,
+    dry_run: bool = False, json_path: str | None = None, rollout: Rollout | None = None,
+) -> RunResult:
     """Upload release VERSION to every host of the stage and extract it so the next start boots it
-    (all at once, or batch by batch with a rollout strategy)."""
-    v.version(version)
-    settings, st, _ = target(c, stage, host)
-    release = store.find(settings.store, settings.app, version)
-    if sha256_of(release.path) != release.sha256:
-        raise v.InvalidInput(
-            f"{release.path} does not match its .sha256: the store copy is damaged; rebuild it"
-        )
+    (all at once, or batch by batch with a rollout strategy).
 
-    def run(hc: HostContext) -> str:
+    In a dry run a release the store does not have yet (an earlier step of the same dry chain
+    would build it) is named, not refused."""
+    v.version(version)
+    settings = settings_of(c)
+    release = stored_release(settings.store, settings.app, version, dry_run)
+
+    def one(hc: HostContext) -> str:
+        if release is None:  # dry run of a chain: the build before it only said what it would do
+            hc.say(f"would upload {release_file_name(settings.app, version)} (built by the step "
+                   "before), verify it and extract it")
+            return f"would deploy {version}"
         uploaded = upload(hc, release)
         extract(hc, release, uploaded)
         if hc.dry_run:
@@ -88,11 +92,17 @@ def deploy_release(
         how = "uploaded" if uploaded else "upload skipped (same sha256 on host)"
         return f"{version} {how}, extracted; it boots on next start" + tidy(hc, version)
 
-    st, skipped = strategy.reachable("deploy.release", settings, st, rollout, dry_run)
-    with locked(settings, st, "deploy.release", to_version=version, dry_run=dry_run,
-                lock_wait=rollout.lock_wait if rollout else 0.0) as audit:
-        results = strategy.each("deploy.release", settings, st, run, rollout, dry_run=dry_run,
-                                json_path=json, command=f"inv deploy.release --version {version}",
-                                skipped=skipped)
-        audit.record(results)
-        return results
+    with over_stage(c, "deploy.release", stage, host, rollout, flow="deploy", dry_run=dry_run,
+                    json_path=json_path, to_version=version) as run:
+        return run.each(one, finish=(NextStep("deploy.release", (("version", version),)),))
+
+
+def stored_release(store_dir: Path, app: str, version: str, dry_run: bool) -> Release | None:
+    """The stored release VERSION, its sha256 checked; None only in a dry run when it is not
+    stored (yet)."""
+    release = store.get(store_dir, app, version) if dry_run else store.find(store_dir, app, version)
+    if release is not None and sha256_of(release.path) != release.sha256:
+        raise v.InvalidInput(
+            f"{release.path} does not match its .sha256: the store copy is damaged; rebuild it"
+        )
+    return release

@@ -10,91 +10,19 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from ..commands import diagnose as dcmd
-from ..fleet import HostContext, HostFailure, HostResult, for_each_host
-from .common import target
+from ..fleet.host import HostContext, HostFailure
+from ..fleet.results import RunResult
+from ..fleet.run import for_each_host
 from .equal import drift
+from .frame import Ctx, target
 from .health import health
-from .node import Probe, probe
+from .probe import Probe, Survey, parse_survey, probe
 
 HEALTHY = "healthy"
-
-
-@dataclass
-class Proc:
-    pid: int
-    uptime: int
-    args: str
-
-    def flag(self, name: str) -> str | None:
-        m = re.search(rf"(?:^|\s)-{name}\s+(\S+)", self.args)
-        return m[1] if m else None
-
-
-@dataclass
-class Survey:
-    deployed: bool = True
-    now: int = 0
-    boot_version: str = ""
-    vms: list[Proc] = field(default_factory=list)
-    run_erls: list[Proc] = field(default_factory=list)
-    epmd: list[str] = field(default_factory=list)
-    disk_kb: int | None = None
-    pipe: str = ""
-    crash: tuple[int, str] | None = None
-    logfile: tuple[str, int] | None = None
-    log: list[str] = field(default_factory=list)
-
-    @property
-    def epmd_running(self) -> bool:
-        return any(line.startswith("epmd: up and running") for line in self.epmd)
-
-    def epmd_has(self, name: str) -> bool:
-        return any(re.match(rf"name {re.escape(name)} at port", line) for line in self.epmd)
-
-    @property
-    def pids(self) -> list[int]:
-        return [p.pid for p in self.vms + self.run_erls]
-
-
-def _proc(rest: str) -> Proc | None:
-    parts = rest.strip().split(None, 2)
-    if len(parts) < 3 or not parts[0].isdigit() or not parts[1].isdigit():
-        return None
-    return Proc(int(parts[0]), int(parts[1]), parts[2])
-
-
-def parse_survey(output: str) -> Survey:
-    s = Survey()
-    for line in output.splitlines():
-        mark, _, rest = line.partition(" ")
-        if mark == "PDT_NOROOT":
-            s.deployed = False
-        elif mark == "PDT_NOW" and rest.strip().isdigit():
-            s.now = int(rest)
-        elif mark == "PDT_BOOT":
-            words = rest.split()
-            s.boot_version = words[1] if len(words) == 2 else ""
-        elif mark in ("PDT_VM", "PDT_RUNERL") and (proc := _proc(rest)):
-            (s.vms if mark == "PDT_VM" else s.run_erls).append(proc)
-        elif mark == "PDT_EPMD":
-            s.epmd.append(rest.strip())
-        elif mark == "PDT_DISK" and rest.strip().isdigit():
-            s.disk_kb = int(rest)
-        elif mark == "PDT_PIPE":
-            s.pipe = rest.strip()
-        elif mark == "PDT_CRASH":
-            when, _, slogan = rest.partition(" ")
-            s.crash = (int(when) if when.isdigit() else 0, slogan.strip())
-        elif mark == "PDT_LOGFILE":
-            path, _, when = rest.rpartition(" ")
-            s.logfile = (path, int(when) if when.isdigit() else 0)
-        elif mark == "PDT_LOG":
-            s.log.append(rest)
-    return s
 
 
 @dataclass
@@ -117,13 +45,21 @@ def classify(s: Survey, p: Probe, seen_health: tuple[bool, str] | None, env: dic
              drift: Sequence[str] = ()) -> Diagnosis:
     """The verdict for one host from what was seen; pure, so every branch is unit-tested.
     drift: how the running node differs from a fresh boot of its version (equal.drift)."""
-    f: list[str] = []
-    h = f"--host {host}"
     if not s.deployed:
         return Diagnosis("not deployed", ["the deploy path does not exist"],
                          "inv deploy.release --version VERSION")
+    f = _findings(s, p)
+    h = f"--host {host}"
+    if p.facts:
+        return _answering(s, p, seen_health, start_timeout, drift, f, h)
+    if s.vms:
+        return _unreachable(s, env, f, h)
+    return _down(s, f, h)
+
+
+def _findings(s: Survey, p: Probe) -> list[str]:
     running = p.facts["vsn"] if p.facts else None
-    f.append(f"version: running {running or '-'}, boots next {s.boot_version or '-'}")
+    f = [f"version: running {running or '-'}, boots next {s.boot_version or '-'}"]
     for vm in s.vms:
         f.append(f"process: pid {vm.pid}, up {vm.uptime}s, node {vm.flag('name') or vm.flag('sname')}")
     f.append("epmd: " + ("; ".join(s.epmd) if s.epmd else "no answer"))
@@ -135,46 +71,57 @@ def classify(s: Survey, p: Probe, seen_health: tuple[bool, str] | None, env: dic
     if s.crash:
         ago = s.now - s.crash[0] if s.now else 0
         f.append(f"crash dump: erl_crash.dump written {ago}s ago, {s.crash[1] or 'no slogan'}")
+    return f
+
+
+def _answering(s: Survey, p: Probe, seen_health: tuple[bool, str] | None, start_timeout: float,
+               drift: Sequence[str], f: list[str], h: str) -> Diagnosis:
+    """The node answers: booting, app down, unhealthy, mismatch, drifted — or healthy."""
+    running = (p.facts or {}).get("vsn")
     uptime = min((vm.uptime for vm in s.vms), default=0)
-
-    if p.facts:
-        if not p.app_started:
-            if uptime < start_timeout:
-                return Diagnosis("booting", f, f"wait, then inv ping {h}")
-            return Diagnosis("application not started", f, f"inv logs {h}; then inv restart {h}")
-        if seen_health and not seen_health[0]:
-            f.append(f"health: {seen_health[1]}")
-            return Diagnosis("unhealthy: the health check fails", f, f"inv logs {h}")
-        if s.boot_version and running != s.boot_version:
-            return Diagnosis(f"version mismatch: runs {running}, {s.boot_version} boots next", f,
-                             f"inv restart {h} (to boot {s.boot_version})")
-        if drift:
-            f.extend(drift)
-            return Diagnosis(f"differs from a fresh boot of {running}: {drift[0]}", f,
-                             f"inv restart {h} (a boot applies the release's config and starts "
-                             "every child)")
-        return Diagnosis(HEALTHY, f, "nothing to do")
-
-    if s.vms:
-        vm = s.vms[0]
-        actual = vm.flag("name") or vm.flag("sname") or ""
-        wanted = env.get("RELEASE_NODE") or env.get("NODE_NAME") or ""
-        short = actual.split("@")[0]
-        if wanted and actual and wanted.split("@")[0] != short:
-            return Diagnosis(f"running but unreachable: node name mismatch (the process runs as "
-                             f"{actual}, the stage env says {wanted})", f,
-                             f"fix the node name in the stage env, or inv stop --force {h}")
-        if not s.epmd_running or (short and not s.epmd_has(short)):
-            return Diagnosis("running but unreachable: not registered in epmd (epmd was killed "
-                             "or restarted under it)", f, f"inv restart --force {h}")
-        cookie = env.get("RELEASE_COOKIE") or env.get("COOKIE")
-        their = vm.flag("setcookie")
-        if uptime < 5 and not (their and cookie and their != cookie):
+    if not p.app_started:
+        if uptime < start_timeout:
             return Diagnosis("booting", f, f"wait, then inv ping {h}")
-        return Diagnosis("running but unreachable: cookie mismatch (the process runs and epmd has "
-                         "its name, but ping says pang)", f,
-                         f"fix the cookie in the stage env, or inv stop --force {h}")
+        return Diagnosis("application not started", f, f"inv logs {h}; then inv restart {h}")
+    if seen_health and not seen_health[0]:
+        f.append(f"health: {seen_health[1]}")
+        return Diagnosis("unhealthy: the health check fails", f, f"inv logs {h}")
+    if s.boot_version and running != s.boot_version:
+        return Diagnosis(f"version mismatch: runs {running}, {s.boot_version} boots next", f,
+                         f"inv restart {h} (to boot {s.boot_version})")
+    if drift:
+        f.extend(drift)
+        return Diagnosis(f"differs from a fresh boot of {running}: {drift[0]}", f,
+                         f"inv restart {h} (a boot applies the release's config and starts "
+                         "every child)")
+    return Diagnosis(HEALTHY, f, "nothing to do")
 
+
+def _unreachable(s: Survey, env: dict[str, str], f: list[str], h: str) -> Diagnosis:
+    """A BEAM of this release runs but does not answer: name, epmd or cookie — or booting."""
+    vm = s.vms[0]
+    uptime = min(x.uptime for x in s.vms)
+    actual = vm.flag("name") or vm.flag("sname") or ""
+    wanted = env.get("RELEASE_NODE") or env.get("NODE_NAME") or ""
+    short = actual.split("@")[0]
+    if wanted and actual and wanted.split("@")[0] != short:
+        return Diagnosis(f"running but unreachable: node name mismatch (the process runs as "
+                         f"{actual}, the stage env says {wanted})", f,
+                         f"fix the node name in the stage env, or inv stop --force {h}")
+    if not s.epmd_running or (short and not s.epmd_has(short)):
+        return Diagnosis("running but unreachable: not registered in epmd (epmd was killed "
+                         "or restarted under it)", f, f"inv restart --force {h}")
+    cookie = env.get("RELEASE_COOKIE") or env.get("COOKIE")
+    their = vm.flag("setcookie")
+    if uptime < 5 and not (their and cookie and their != cookie):
+        return Diagnosis("booting", f, f"wait, then inv ping {h}")
+    return Diagnosis("running but unreachable: cookie mismatch (the process runs and epmd has "
+                     "its name, but ping says pang)", f,
+                     f"fix the cookie in the stage env, or inv stop --force {h}")
+
+
+def _down(s: Survey, f: list[str], h: str) -> Diagnosis:
+    """No BEAM of this release: crashed at its last boot, or simply not running."""
     if s.run_erls:
         f.append(f"run_erl pid {s.run_erls[0].pid} runs without a node")
     if s.log:
@@ -191,13 +138,13 @@ def classify(s: Survey, p: Probe, seen_health: tuple[bool, str] | None, env: dic
     return Diagnosis("not running", f, f"inv start {h}")
 
 
-def doctor_host(hc: HostContext, kind: str) -> tuple[str, dict[str, Any]]:
+def doctor_host(hc: HostContext, builder: str) -> tuple[str, dict[str, Any]]:
     h = hc.host
-    p = probe(hc, kind)
+    p = probe(hc, builder)
     s = parse_survey(hc.run(dcmd.survey(h.deploy_path, h.env), changes=False).stdout)
     seen = health(hc) if (p.app_started and h.health.enabled) else None
     running = p.facts.get("vsn") if p.facts and p.app_started else None
-    found = drift(hc, kind, running) if running and running == s.boot_version else []
+    found = drift(hc, builder, running) if running and running == s.boot_version else []
     d = classify(s, p, seen, h.env, hc.settings.app, h.name, hc.settings.start_timeout, found)
     hc.say(f"verdict: {d.verdict}")
     for line in d.findings:
@@ -215,9 +162,9 @@ def doctor_host(hc: HostContext, kind: str) -> tuple[str, dict[str, Any]]:
     return d.verdict, data
 
 
-def doctor(c: Any, stage: str | None = None, host: str | None = None,
-           json: str | None = None) -> list[HostResult]:
+def doctor(c: Ctx, stage: str | None = None, host: str | None = None,
+           json_path: str | None = None) -> RunResult:
     """Diagnose every host of the stage; fails (exit 1) when any host is not healthy."""
-    settings, st, kind = target(c, stage, host)
-    return for_each_host("doctor", settings, st.name, st.hosts, lambda hc: doctor_host(hc, kind),
-                         json_path=json)
+    settings, st, builder = target(c, stage, host)
+    return for_each_host("doctor", settings, st.name, st.hosts, lambda hc: doctor_host(hc, builder),
+                         json_path=json_path)

@@ -13,23 +13,15 @@ import base64
 import time
 from dataclasses import dataclass, field
 
-from .. import commands, otp, otp_fresh
+from .. import commands, otp
 from ..fleet import HostContext, HostFailure
+from ..model import Replacing
+from ..otp import fresh as otp_fresh
+from ..otp import watch as otp_watch
 
 
 class NotHotSafe(HostFailure):
     """Found before the point of no return: this host cannot be upgraded hot (nothing changed)."""
-
-
-@dataclass(frozen=True)
-class Replacing:
-    """What the relup replaces (from the upgrade plan): modules whose code changes or goes, the
-    process modules it suspends and upgrades itself, and apps whose user appup may restart
-    processes on purpose."""
-
-    modules: tuple[str, ...] = ()
-    suspended: tuple[str, ...] = ()
-    restarting_apps: tuple[str, ...] = ()
 
 
 @dataclass
@@ -45,17 +37,17 @@ class Tree:
                 if pid in ("undefined", "restarting") and rest[-1:] == ["permanent"]]
 
 
-def ask(hc: HostContext, kind: str, *exprs: str) -> dict[str, str]:
+def ask(hc: HostContext, builder: str, *exprs: str) -> dict[str, str]:
     """Evaluate our expression(s) on the running node in one rpc; every PDT{...} marker's keys
     merged ({"no_answer": output tail} when there is none)."""
     h = hc.host
     expr = exprs[0] if len(exprs) == 1 else otp.combined(*exprs)
-    res = hc.run(commands.node_eval(h.deploy_path, hc.settings.app, kind, h.env, expr))
+    res = hc.run(commands.node_eval(h.deploy_path, hc.settings.app, builder, h.env, expr))
     return (otp.parse_markers(res.stdout + res.stderr)
             or {"no_answer": (res.stdout + res.stderr)[-800:]})
 
 
-def fresh_env(hc: HostContext, kind: str, vsn: str) -> str:
+def fresh_env(hc: HostContext, builder: str, vsn: str) -> str:
     """Write releases/<vsn>/pdt_fresh.config on the host: the env a boot of <vsn> there has.
     Returns the applications it holds computed (comma-separated), for `check`.
 
@@ -63,13 +55,13 @@ def fresh_env(hc: HostContext, kind: str, vsn: str) -> str:
     config providers run as at boot; relx: on the node, from the release's files (sys.config.src
     rendered with the stage's env over the node's)."""
     h, app = hc.host, hc.settings.app
-    if kind == "mix":
+    if builder == "mix":
         expr = otp_fresh.fresh_env_expr(app, vsn, booted=True, env={})
         res = hc.run(commands.fresh_eval(h.deploy_path, app, h.env, vsn, expr))
         found = otp.parse_marker(res.stdout + res.stderr) or {}
         tail = (res.stdout + res.stderr)[-800:]
     else:
-        found = ask(hc, kind, otp_fresh.fresh_env_expr(app, vsn, booted=False, env=dict(h.env)))
+        found = ask(hc, builder, otp_fresh.fresh_env_expr(app, vsn, booted=False, env=dict(h.env)))
         tail = found.get("no_answer", "")
     if found.get("ok") != "true":
         why = found.get("result") or "the new version's configuration could not be evaluated"
@@ -79,14 +71,14 @@ def fresh_env(hc: HostContext, kind: str, vsn: str) -> str:
     return found.get("apps", "")
 
 
-def survey(hc: HostContext, kind: str, replacing: Replacing) -> tuple[str, Tree]:
+def survey(hc: HostContext, builder: str, replacing: Replacing) -> tuple[str, Tree]:
     """Before anything changes: the supervision trees, and a refusal (NotHotSafe) when a process
     would lose code the upgrade replaces — it holds a fun made by a replaced module, or runs that
     module's code. Asked twice, 1 s apart, so a request just passing through is not counted."""
     if not replacing.modules:
-        return "no module replaced", tree(hc, kind)
+        return "no module replaced", tree(hc, builder)
     expr = otp_fresh.holders_expr(list(replacing.modules), list(replacing.suspended))
-    first = ask(hc, kind, expr, otp_fresh.tree_expr())
+    first = ask(hc, builder, expr, otp_fresh.tree_expr())
     if "holders" not in first or "tree" not in first:
         raise NotHotSafe("could not inspect the node's processes for old code",
                          first.get("no_answer", ""))
@@ -97,7 +89,7 @@ def survey(hc: HostContext, kind: str, replacing: Replacing) -> tuple[str, Tree]
     found = {tuple(line) for line in otp_fresh.decode_lines(first["holders"])}
     if found:
         time.sleep(1.0)
-        again = ask(hc, kind, expr)
+        again = ask(hc, builder, expr)
         found &= {tuple(line) for line in otp_fresh.decode_lines(again.get("holders", ""))}
     if found:
         named = "; ".join(f"{name} ({pid}, application {app}) holds {module} in {where}"
@@ -108,8 +100,8 @@ def survey(hc: HostContext, kind: str, replacing: Replacing) -> tuple[str, Tree]
     return "no process holds code or funs of the replaced modules", _tree(first)
 
 
-def tree(hc: HostContext, kind: str) -> Tree:
-    return _tree(ask(hc, kind, otp_fresh.tree_expr()))
+def tree(hc: HostContext, builder: str) -> Tree:
+    return _tree(ask(hc, builder, otp_fresh.tree_expr()))
 
 
 def _tree(found: dict[str, str]) -> Tree:
@@ -138,13 +130,13 @@ def tree_changes(before: Tree, after: Tree, restarting_apps: tuple[str, ...] = (
     return problems
 
 
-def check(hc: HostContext, kind: str, vsn: str, apps: str, before: Tree,
+def check(hc: HostContext, builder: str, vsn: str, apps: str, before: Tree,
           replacing: Replacing) -> str:
     """After install, before make_permanent, in one rpc (which ends the error-report watch):
     env (of `apps`, as fresh_env computed them) and supervision trees equal a fresh boot's, and
     no error report was logged."""
-    found = ask(hc, kind, otp_fresh.env_check_expr(vsn, [a for a in apps.split(",") if a]),
-                    otp_fresh.tree_expr(), otp_fresh.watch_end_expr())
+    found = ask(hc, builder, otp_fresh.env_check_expr(vsn, [a for a in apps.split(",") if a]),
+                    otp_fresh.tree_expr(), otp_watch.watch_end_expr())
     if "differ" not in found:
         raise HostFailure("could not compare the node's application env with a fresh boot's",
                           found.get("no_answer", ""))
@@ -166,15 +158,15 @@ def check(hc: HostContext, kind: str, vsn: str, apps: str, before: Tree,
             "processes kept, no error reports")
 
 
-def watch_and(hc: HostContext, kind: str, expr: str) -> dict[str, str]:
+def watch_and(hc: HostContext, builder: str, expr: str) -> dict[str, str]:
     """Start keeping the node's error reports, then evaluate expr, in one rpc; the answer has
     `watching` (true when the watch runs) besides expr's own keys."""
-    return ask(hc, kind, otp_fresh.watch_start_expr(), expr)
+    return ask(hc, builder, otp_watch.watch_start_expr(), expr)
 
 
-def watched(hc: HostContext, kind: str) -> list[str]:
+def watched(hc: HostContext, builder: str) -> list[str]:
     """End the watch (when a failure comes first); the error reports logged since."""
-    return _errors(ask(hc, kind, otp_fresh.watch_end_expr()))
+    return _errors(ask(hc, builder, otp_watch.watch_end_expr()))
 
 
 def _errors(found: dict[str, str]) -> list[str]:
@@ -184,19 +176,19 @@ def _errors(found: dict[str, str]) -> list[str]:
     return [line for line in text.splitlines() if line.strip()]
 
 
-def drift(hc: HostContext, kind: str, vsn: str) -> list[str]:
+def drift(hc: HostContext, builder: str, vsn: str) -> list[str]:
     """How a running node differs from a fresh boot of `vsn` (for doctor): application env
     against the release's config as a boot here computes it, and permanent children that their
     supervisor declares but that do not run. Writes releases/<vsn>/pdt_fresh.config."""
     found = []
     try:
-        apps = fresh_env(hc, kind, vsn)
+        apps = fresh_env(hc, builder, vsn)
     except HostFailure as exc:
         found.append(f"could not compare the application env with the release's config: "
                      f"{exc.message}")
         apps = ""
     compare = [otp_fresh.env_check_expr(vsn, apps.split(","))] if apps else []
-    seen = ask(hc, kind, otp_fresh.tree_expr(), *compare)
+    seen = ask(hc, builder, otp_fresh.tree_expr(), *compare)
     if seen.get("differ"):
         found.append(f"application env differs from the release's config: {seen['differ']}")
     missing = _tree(seen).not_running()

@@ -14,12 +14,14 @@ from typing import Any
 
 from .. import commands, otp
 from ..fleet import HostContext, HostFailure
-from ..model import Release
+from ..model import Release, Replacing
 from . import equal
+from .control import force_stop_node, start_node, verify_started
 from .deploy import extract, upload
-from .equal import Replacing, ask
+from .equal import ask
 from .health import health
-from .node import boot_version, log_tail, probe, start_node, verify_started
+from .probe import boot_version, log_tail, probe
+from .retention import mark
 
 # A downgrade or a way back has no plan: no module list for the old-code check.
 NOTHING_KNOWN = Replacing()
@@ -29,50 +31,53 @@ class InstallFailed(HostFailure):
     """release_handler refused or failed the install (the node may restart: see settle)."""
 
 
-def releases(hc: HostContext, kind: str) -> dict[str, str]:
+def releases(hc: HostContext, builder: str) -> dict[str, str]:
     """{version: status} as release_handler on the node sees them ({} when it does not run)."""
-    return otp.parse_releases(ask(hc, kind, otp.release_state_expr()).get("releases", "error:"))
+    return otp.parse_releases(ask(hc, builder, otp.release_state_expr()).get("releases", "error:"))
 
 
-def precheck(hc: HostContext, kind: str, old: str, new: str) -> tuple[str, dict[str, Any]]:
-    """The node must run `old` with our app started; say whether release_handler can take it hot."""
+def precheck(hc: HostContext, builder: str, from_version: str,
+             to_version: str) -> tuple[str, dict[str, Any]]:
+    """The node must run from_version with our app started; say whether release_handler can take
+    it hot."""
     if hc.dry_run:
-        hc.say(f"would check: the node runs {old}, its application is started, release_handler "
-               "knows it")
+        hc.say(f"would check: the node runs {from_version}, its application is started, "
+               "release_handler knows it")
         return "would check", {}
-    p = probe(hc, kind, cheap_first=True)
+    p = probe(hc, builder, cheap_first=True)
     if not p.app_started:
         what = "does not answer" if p.beams else "is not running"
-        raise HostFailure(f"the node {what}: nothing to upgrade from {old}",
+        raise HostFailure(f"the node {what}: nothing to upgrade from {from_version}",
                           p.output[-800:], f"inv doctor --host {hc.host.name}")
     facts = p.facts or {}
-    if facts["vsn"] == new:  # a re-run after a partial fleet: this host is done already
-        return f"already runs {new} (pid {facts['pid']})", {"pid": facts["pid"], "done": True}
-    if facts["vsn"] != old:
+    if facts["vsn"] == to_version:  # a re-run after a partial fleet: this host is done already
+        return f"already runs {to_version} (pid {facts['pid']})", {"pid": facts["pid"], "done": True}
+    if facts["vsn"] != from_version:
         raise HostFailure(
-            f"runs {facts['vsn']}, not {old}: refusing (the relup only upgrades from {old})",
-            hint=f"inv upgrade --from {facts['vsn']} --to {new}",
+            f"runs {facts['vsn']}, not {from_version}: refusing (the relup only upgrades from "
+            f"{from_version})",
+            hint=f"inv upgrade --from {facts['vsn']} --to {to_version}",
             data={"running": facts["vsn"]},
         )
-    rels = releases(hc, kind)
+    rels = releases(hc, builder)
     blocker = ""
     if not rels:
         blocker = "release_handler does not run on the node (add sasl to the release)"
-    elif rels.get(old) not in ("permanent", "current"):
+    elif rels.get(from_version) not in ("permanent", "current"):
         seen = ", ".join(f"{k} {s}" for k, s in rels.items())
-        blocker = (f"release_handler does not list {old} as running ({seen}): the node booted "
+        blocker = (f"release_handler does not list {from_version} as running ({seen}): the node booted "
                    "before releases/RELEASES described it; one restart fixes that")
-    data = {"pid": facts["pid"], "running": old, "hot_blocker": blocker}
+    data = {"pid": facts["pid"], "running": from_version, "hot_blocker": blocker}
     note = f"; cannot go hot: {blocker}" if blocker else ""
-    return f"runs {old} (pid {facts['pid']}){note}", data
+    return f"runs {from_version} (pid {facts['pid']}){note}", data
 
 
-def stage(hc: HostContext, upgrade: Release, old: str, new_lib_dirs: list[str]) -> str:
+def stage(hc: HostContext, upgrade: Release, from_version: str, new_lib_dirs: list[str]) -> str:
     """Upload the upgrade tarball (sha256-verified, skipped when present) and put its files
     beside the running release; nothing that boots or runs changes."""
     uploaded = upload(hc, upgrade)
     root = hc.host.deploy_path
-    res = hc.run(commands.stage_upgrade(root, upgrade.app, old, upgrade.version, upgrade.sha256,
+    res = hc.run(commands.stage_upgrade(root, upgrade.app, from_version, upgrade.version, upgrade.sha256,
                                         uploaded, new_lib_dirs))
     if not res.ok:
         what = "sha256 check failed" if res.exited == 3 else f"staging failed (exit {res.exited})"
@@ -81,18 +86,18 @@ def stage(hc: HostContext, upgrade: Release, old: str, new_lib_dirs: list[str]) 
     return "uploaded" if uploaded else "upload skipped (same sha256 on host)"
 
 
-def verify_code(hc: HostContext, kind: str, apps: list[str], pid: str, vsn: str,
+def verify_code(hc: HostContext, builder: str, apps: list[str], pid: str, vsn: str,
                 want_dirs: list[str]) -> str:
     """The checks that make a hot upgrade "verified": same OS pid, release_handler runs `vsn`,
     every module of `apps` is loaded from the new beams with no old code left, health passes."""
-    p = probe(hc, kind)
+    p = probe(hc, builder)
     facts = p.facts or {}
     if facts.get("pid") != pid:
         raise HostFailure(f"the node's OS pid changed ({pid} -> {facts.get('pid', 'gone')}): "
                           "it was restarted, not upgraded", log_tail(hc))
     if facts.get("vsn") != vsn:
         raise HostFailure(f"release_handler says the node runs {facts.get('vsn')}, not {vsn}")
-    code = ask(hc, kind, otp.code_check_expr(apps))
+    code = ask(hc, builder, otp.code_check_expr(apps))
     dirs = [d for d in code.get("dirs", "").split(",") if d]
     missing = [d for d in want_dirs if d not in dirs]
     if missing or not code.get("beams", "0").isdigit() or code.get("beams") == "0":
@@ -112,92 +117,95 @@ def verify_code(hc: HostContext, kind: str, apps: list[str], pid: str, vsn: str,
     return checked
 
 
-def install(hc: HostContext, kind: str, app_vsn: tuple[str, str], pid: str, apps: list[str],
+def install(hc: HostContext, builder: str, to_version: str, pid: str, apps: list[str],
             want_dirs: list[str], replacing: Replacing = NOTHING_KNOWN) -> str:
-    """Before the point of no return: the env of a fresh boot, processes that would lose code
-    (NotHotSafe), the supervision trees. Then release_handler install -> verify (code, env,
-    trees, health) -> make_permanent -> switch bin/ -> check what boots."""
-    app, new = app_vsn
+    """Install to_version (an upgrade, or a downgrade) on the running node. Before the point of
+    no return: the env of a fresh boot, processes that would lose code (NotHotSafe), the
+    supervision trees. Then release_handler install -> verify (code, env, trees, health) ->
+    make_permanent -> switch bin/ -> check what boots."""
+    app = hc.settings.app
     root = hc.host.deploy_path
-    env_apps = equal.fresh_env(hc, kind, new)
-    seen, before = equal.survey(hc, kind, replacing)
-    hc.say(f"computed the env a boot of {new} has here ({env_apps}); {seen}")
-    r = equal.watch_and(hc, kind, otp.hot_install_expr(app, new))
+    env_apps = equal.fresh_env(hc, builder, to_version)
+    seen, before = equal.survey(hc, builder, replacing)
+    hc.say(f"computed the env a boot of {to_version} has here ({env_apps}); {seen}")
+    r = equal.watch_and(hc, builder, otp.hot_install_expr(app, to_version))
     try:
         if r.get("ok") != "true":
-            raise InstallFailed(f"release_handler could not install {new}: "
+            raise InstallFailed(f"release_handler could not install {to_version}: "
                                 f"{r.get('result') or r.get('no_answer', 'no answer')}",
                                 log_tail(hc))
         if r.get("watching") != "true":
             raise HostFailure("could not watch the node's error reports during the install: "
                               f"{r.get('watch_result', 'no answer')}")
-        checked = verify_code(hc, kind, apps, pid, new, want_dirs)
+        checked = verify_code(hc, builder, apps, pid, to_version, want_dirs)
     except HostFailure:
-        equal.watched(hc, kind)  # ends the watch; the failure is what is reported
+        equal.watched(hc, builder)  # ends the watch; the failure is what is reported
         raise
-    checked += "; " + equal.check(hc, kind, new, env_apps, before, replacing)
-    r = ask(hc, kind, otp.make_permanent_expr(new))
+    checked += "; " + equal.check(hc, builder, to_version, env_apps, before, replacing)
+    r = ask(hc, builder, otp.make_permanent_expr(to_version))
     if r.get("ok") != "true":
-        raise HostFailure(f"make_permanent({new}) failed: {r.get('result') or r}")
-    res = hc.run(commands.activate_bin(root, new))
+        raise HostFailure(f"make_permanent({to_version}) failed: {r.get('result') or r}")
+    res = hc.run(commands.activate_bin(root, to_version))
     if not res.ok:
-        raise HostFailure(f"could not switch bin/ to {new}'s start script", res.tail())
-    status = releases(hc, kind).get(new)
+        raise HostFailure(f"could not switch bin/ to {to_version}'s start script", res.tail())
+    status = releases(hc, builder).get(to_version)
     boots = boot_version(hc)
-    if status != "permanent" or boots != new:
-        raise HostFailure(f"{new} is {status} in release_handler and {boots} boots next; "
-                          f"expected {new} permanent")
-    return f"{checked}; {new} permanent"
+    if status != "permanent" or boots != to_version:
+        raise HostFailure(f"{to_version} is {status} in release_handler and {boots} boots next; "
+                          f"expected {to_version} permanent")
+    return f"{checked}; {to_version} permanent"
 
 
-def settle(hc: HostContext, kind: str, old: str) -> str:
+def settle(hc: HostContext, builder: str, from_version: str) -> str:
     """After a failed install: release_handler restarts the VM in place (same OS pid, state
     reset) or lets it stop when an instruction failed after the point of no return. Wait for
     that, then make sure `old` serves: verified in either case."""
     time.sleep(2.0)  # it acts right after replying to us
-    p = probe(hc, kind, cheap_first=True)
+    p = probe(hc, builder, cheap_first=True)
     if not p.beams:
-        hc.say(f"release_handler took the node down: starting {old} again")
-        return "the node had stopped; " + start_node(hc, kind, old)
-    return verify_started(hc, kind, old)
+        hc.say(f"release_handler took the node down: starting {from_version} again")
+        return "the node had stopped; " + start_node(hc, builder, from_version)
+    return verify_started(hc, builder, from_version)
 
 
-def back_to(hc: HostContext, kind: str, old: str, new: str) -> str:
-    """Make `old` serve again after a failed hot upgrade: hot-downgrade when the node runs
-    `new`, or start `old` when release_handler took the node down (it reboots the VM when an
-    instruction fails after the point of no return). Verified either way."""
-    p = probe(hc, kind, cheap_first=True)
+def back_to(hc: HostContext, builder: str, from_version: str, to_version: str) -> str:
+    """Make from_version serve again after a failed hot upgrade: hot-downgrade when the node
+    runs to_version, or start from_version when release_handler took the node down (it reboots
+    the VM when an instruction fails after the point of no return). Verified either way."""
+    p = probe(hc, builder, cheap_first=True)
     if not p.facts:
         if p.beams:
             raise HostFailure(f"the node (BEAM pid {p.beams[0]}) does not answer after the failed "
                               "upgrade", log_tail(hc), f"inv restart --force --host {hc.host.name}")
-        hc.say(f"the node went down during the upgrade: starting {old} again")
-        if boot_version(hc) != old:
-            raise HostFailure(f"the node is down and {boot_version(hc)} would boot, not {old}",
-                              log_tail(hc), f"inv deploy.release --version {old} && inv start "
-                              f"--host {hc.host.name}")
-        return "node was down; " + start_node(hc, kind, old)
-    if p.facts["vsn"] == new:
+        hc.say(f"the node went down during the upgrade: starting {from_version} again")
+        if boot_version(hc) != from_version:
+            raise HostFailure(f"the node is down and {boot_version(hc)} would boot, not "
+                              f"{from_version}", log_tail(hc), f"inv deploy.release --version "
+                              f"{from_version} && inv start --host {hc.host.name}")
+        return "node was down; " + start_node(hc, builder, from_version)
+    if p.facts["vsn"] == to_version:
         apps = sorted({hc.settings.app, *hc.settings.upgrade.apps})
-        checked = install(hc, kind, (hc.settings.app, old), p.facts["pid"], apps, [])
-        how = f"hot-downgraded {new} -> {old}, same pid {p.facts['pid']}; {checked}"
+        checked = install(hc, builder, from_version, p.facts["pid"], apps, [])
+        how = (f"hot-downgraded {to_version} -> {from_version}, same pid {p.facts['pid']}; "
+               f"{checked}")
     else:
         how = f"still running {p.facts['vsn']} (pid {p.facts['pid']})"
-    after = probe(hc, kind)
-    if not after.facts or after.facts.get("vsn") != old:
+    after = probe(hc, builder)
+    if not after.facts or after.facts.get("vsn") != from_version:
         raise HostFailure(f"after going back, the node runs {after.facts and after.facts['vsn']}, "
-                          f"not {old}", log_tail(hc))
+                          f"not {from_version}", log_tail(hc))
     if hc.host.health.enabled:
         ok, seen = health(hc)
         if not ok:
-            raise HostFailure(f"{old} is back but the health check fails: {seen}", log_tail(hc))
+            raise HostFailure(f"{from_version} is back but the health check fails: {seen}",
+                              log_tail(hc))
     return how + ", verified"
 
 
-def as_it_is(hc: HostContext, kind: str) -> str:
+def as_it_is(hc: HostContext, builder: str) -> str:
     """What the host is now, read back (after a failure nothing is reported from assumptions):
     what runs (or that nothing does) and what boots next."""
-    p = probe(hc, kind, cheap_first=True)
+    p = probe(hc, builder, cheap_first=True)
     boots = boot_version(hc) or "nothing"
     if p.facts:
         started = "" if p.app_started else ", its application NOT started"
@@ -207,37 +215,29 @@ def as_it_is(hc: HostContext, kind: str) -> str:
     return f"the node is DOWN (no BEAM of this release runs); {boots} boots next"
 
 
-def mark(hc: HostContext, version: str, failed: bool) -> None:
-    """Record on the host whether `version` failed here (.deliver/failed): rollback never picks a
-    failed version and cleanup removes it first; a later success clears the mark."""
-    from ..commands import retention as rcmd
-
-    root = hc.host.deploy_path
-    hc.run(rcmd.mark_failed(root, version) if failed else rcmd.unmark_failed(root, version))
-
-
-def restart_into(hc: HostContext, kind: str, new: Release, old: Release | None) -> str:
-    """Cold fallback: deploy `new` as a full release and do a verified restart into it. The old
-    version serves until the stop; if the new one does not come up, `old` is put back."""
-    from .recovery import force_stop_node
-
-    uploaded = upload(hc, new)
-    extract(hc, new, uploaded)
-    force_stop_node(hc, kind)
+def restart_into(hc: HostContext, builder: str, to_release: Release,
+                 from_release: Release | None) -> str:
+    """Cold fallback: deploy to_release as a full release and do a verified restart into it. The
+    version that ran serves until the stop; if the new one does not come up, from_release is put
+    back."""
+    uploaded = upload(hc, to_release)
+    extract(hc, to_release, uploaded)
+    force_stop_node(hc, builder)
     try:
-        started = start_node(hc, kind, new.version)
-        mark(hc, new.version, failed=False)
-        return f"restarted into {new.version}: {started}"
+        started = start_node(hc, builder, to_release.version)
+        mark(hc, to_release.version, failed=False)
+        return f"restarted into {to_release.version}: {started}"
     except HostFailure as exc:
-        mark(hc, new.version, failed=True)
-        if old is None:
+        mark(hc, to_release.version, failed=True)
+        if from_release is None:
             raise
-        hc.say(f"{new.version} did not come up ({exc.message}): putting {old.version} back")
-        extract(hc, old, upload(hc, old))
-        force_stop_node(hc, kind)
-        back = start_node(hc, kind, old.version)
-        raise HostFailure(f"restart into {new.version} failed: {exc.message}; {old.version} "
-                          f"serves again ({back})", exc.detail,
+        hc.say(f"{to_release.version} did not come up ({exc.message}): putting "
+               f"{from_release.version} back")
+        extract(hc, from_release, upload(hc, from_release))
+        force_stop_node(hc, builder)
+        back = start_node(hc, builder, from_release.version)
+        raise HostFailure(f"restart into {to_release.version} failed: {exc.message}; "
+                          f"{from_release.version} serves again ({back})", exc.detail,
                           f"inv boot-check --host {hc.host.name}") from exc
 
 
@@ -246,7 +246,7 @@ class RestartGate:
     and none after one failed: on a stage with several hosts a fallback never takes them all
     down together. serial=False (the user asked for --strategy parallel) lets them overlap."""
 
-    def __init__(self, serial: bool):
+    def __init__(self, serial: bool) -> None:
         self._lock = threading.Lock() if serial else None
         self.failed = ""
 

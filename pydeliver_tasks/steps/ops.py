@@ -1,7 +1,7 @@
 """Operator steps: read the node's logs, run a shell command, evaluate an expression on the node,
 and get the exact ssh line for a remote console — on every host of a stage, output prefixed.
 
-Input is checked before any connection (InvalidInput: the tasks turn it into exit code 2).
+Input is checked before any connection (InvalidInput: exit code 2).
 """
 
 from __future__ import annotations
@@ -12,17 +12,19 @@ import re
 import signal
 import sys
 import threading
-from typing import Any
+from collections.abc import Callable
+from types import FrameType
 
 from invoke.exceptions import Exit
 
-from .. import fleet
 from ..commands import ops as cmds
-from ..fleet import HostContext, HostFailure, HostResult, for_each_host, say
-from ..validation import InvalidInput
-from .common import settings_of, target
+from ..config import Settings
+from ..fleet import HostContext, HostFailure, HostResult, RunResult, close_connections, for_each_host, say
+from ..model import Stage
+from ..validation import InvalidInput, lines_count
+from .frame import Ctx, settings_of, target
 
-MAX_LINES = 100_000
+Handler = Callable[[int, FrameType | None], object] | int | None
 
 # relx `eval` (erl_call -e) exits 0 even when the expression fails. Success prints {ok, V}, which
 # the start script strips to V when it fits on one line; failure prints erl_eval:eval_str's
@@ -32,12 +34,6 @@ MAX_LINES = 100_000
 _RELX_ERROR_RE = re.compile(r'^\{error, "(\*\*\* |Incomplete form|Non-white space found)')
 _NOT_RUNNING_RE = re.compile(r"Node is not running|nodedown|Node .* not responding", re.I)
 _NO_ROOT_RE = re.compile(r"can't cd to|cd: .*No such file")
-
-
-def check_lines(lines: Any) -> int:
-    if isinstance(lines, bool) or not isinstance(lines, int) or not 0 < lines <= MAX_LINES:
-        raise InvalidInput(f"invalid --lines {lines!r}: expected a whole number 1-{MAX_LINES}")
-    return lines
 
 
 def check_text(value: str | None, what: str, usage: str) -> str:
@@ -94,21 +90,21 @@ def follow_log(hc: HostContext, lines: int, stopped: threading.Event) -> str:
     raise HostFailure(f"following the log ended (exit {res.exited})")
 
 
-def _follow(settings: Any, stage: Any, lines: int, json: str | None) -> list[HostResult]:
+def _follow(settings: Settings, stage: Stage, lines: int, json_path: str | None) -> RunResult:
     """Every host at once until SIGINT/SIGTERM; then close the connections so each remote tail
     ends (see commands.ops.follow_logs) and the per-host summary is printed as usual."""
     stopped, done = threading.Event(), threading.Event()
     every = dataclasses.replace(settings, parallel=max(settings.parallel, len(stage.hosts)))
-    previous: dict[int, Any] = {}
+    previous: dict[int, Handler] = {}
 
-    def on_signal(signum: int, frame: Any) -> None:
+    def on_signal(signum: int, frame: FrameType | None) -> None:
         stopped.set()
         signal.signal(signal.SIGINT, signal.default_int_handler)  # a second Ctrl-C: hard stop
 
     def closer() -> None:  # not in the signal handler: closing takes locks
         while not done.is_set():
             if stopped.wait(0.2):
-                fleet.close_connections()
+                close_connections()
                 return
 
     if threading.current_thread() is threading.main_thread():
@@ -117,7 +113,7 @@ def _follow(settings: Any, stage: Any, lines: int, json: str | None) -> list[Hos
     threading.Thread(target=closer, daemon=True).start()
     try:
         return for_each_host("logs", every, stage.name, stage.hosts,
-                             lambda hc: follow_log(hc, lines, stopped), json_path=json)
+                             lambda hc: follow_log(hc, lines, stopped), json_path=json_path)
     finally:
         done.set()
         for sig, handler in previous.items():
@@ -126,26 +122,26 @@ def _follow(settings: Any, stage: Any, lines: int, json: str | None) -> list[Hos
             say("stopped following the logs")
 
 
-def logs(c: Any, lines: int = 50, follow: bool = False, stage: str | None = None,
-         host: str | None = None, json: str | None = None) -> list[HostResult]:
+def logs(c: Ctx, lines: int = 50, follow: bool = False, stage: str | None = None,
+         host: str | None = None, json_path: str | None = None) -> RunResult:
     """Show the last LINES lines of the node's newest run_erl log on every host, or follow it.
 
     A host whose deploy path exists but holds no log (never started as a daemon) is reported,
     not failed; a host without the deploy path fails: nothing is deployed there.
     """
-    lines = check_lines(lines)
+    lines = lines_count(lines)
     settings = settings_of(c)
     st = settings.stage(stage, host)
     if follow:
-        return _follow(settings, st, lines, json)
+        return _follow(settings, st, lines, json_path)
     return for_each_host("logs", settings, st.name, st.hosts, lambda hc: show_log(hc, lines),
-                         json_path=json)
+                         json_path=json_path)
 
 
 # ---- exec -----------------------------------------------------------------------------------
 
-def exec_(c: Any, cmd: str, stage: str | None = None, host: str | None = None,
-          json: str | None = None) -> list[HostResult]:
+def exec_(c: Ctx, cmd: str, stage: str | None = None, host: str | None = None,
+          json_path: str | None = None) -> RunResult:
     """Run `sh -c CMD` in the deploy path of every host with the stage env; fail on non-zero."""
     command = check_text(cmd, "command", "inv exec -- 'CMD' (or --cmd 'CMD')")
     settings = settings_of(c)
@@ -157,7 +153,7 @@ def exec_(c: Any, cmd: str, stage: str | None = None, host: str | None = None,
             raise HostFailure(f"exit {res.exited}: {command}")
         return f"exit 0: {command}"
 
-    return for_each_host("exec", settings, st.name, st.hosts, one, json_path=json)
+    return for_each_host("exec", settings, st.name, st.hosts, one, json_path=json_path)
 
 
 # ---- eval -----------------------------------------------------------------------------------
@@ -196,9 +192,9 @@ def _short(text: str, limit: int = 160) -> str:
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
-def eval_on(hc: HostContext, kind: str, expr: str) -> str:
+def eval_on(hc: HostContext, builder: str, expr: str) -> str:
     h, app = hc.host, hc.settings.app
-    res = hc.run(cmds.eval_expr(h.deploy_path, app, kind, h.env, expr), changes=False)
+    res = hc.run(cmds.eval_expr(h.deploy_path, app, builder, h.env, expr), changes=False)
     out = (res.stdout + ("\n" + res.stderr if res.stderr.strip() else "")).strip()
     if not res.ok:
         if _NO_ROOT_RE.search(out):
@@ -210,7 +206,7 @@ def eval_on(hc: HostContext, kind: str, expr: str) -> str:
         errors = [ln for ln in out.splitlines() if ln.startswith("** (")]
         raise HostFailure(f"error: {_short(errors[0]) if errors else f'exit {res.exited}'}",
                           res.tail(20))
-    ok, value = (True, res.stdout.strip()) if kind == "mix" else relx_eval_result(res.stdout)
+    ok, value = (True, res.stdout.strip()) if builder == "mix" else relx_eval_result(res.stdout)
     if not ok:
         raise HostFailure(f"error: {relx_error_summary(value)}", value if "\n" in value else "")
     for line in value.splitlines() or [""]:
@@ -218,34 +214,34 @@ def eval_on(hc: HostContext, kind: str, expr: str) -> str:
     return _short(value) if "\n" not in value else f"{len(value.splitlines())} lines (above)"
 
 
-def eval_(c: Any, expr: str, stage: str | None = None, host: str | None = None,
-          json: str | None = None) -> list[HostResult]:
+def eval_(c: Ctx, expr: str, stage: str | None = None, host: str | None = None,
+          json_path: str | None = None) -> RunResult:
     """Evaluate EXPR on the running node of every host (mix: Elixir, relx: Erlang); print it."""
     expr = check_text(expr, "expression", "inv eval 'EXPR' (Elixir for mix, Erlang for rebar3)")
-    settings, st, kind = target(c, stage, host)
-    return for_each_host("eval", settings, st.name, st.hosts, lambda hc: eval_on(hc, kind, expr),
-                         json_path=json)
+    settings, st, builder = target(c, stage, host)
+    return for_each_host("eval", settings, st.name, st.hosts, lambda hc: eval_on(hc, builder, expr),
+                         json_path=json_path)
 
 
 # ---- remote console -------------------------------------------------------------------------
 
-def remote_console(c: Any, exec_: bool = False, stage: str | None = None,
-                   host: str | None = None) -> list[str]:
+def remote_console(c: Ctx, exec_: bool = False, stage: str | None = None,
+                   host: str | None = None) -> RunResult:
     """Print, per host, the ssh command that opens a shell on its node (secrets as ***);
     with exec_, replace this process by that ssh (exactly one host must be selected)."""
-    settings, st, kind = target(c, stage, host)
+    settings, st, builder = target(c, stage, host)
     if exec_ and len(st.hosts) != 1:
         names = ", ".join(h.name for h in st.hosts)
         raise InvalidInput(f"--exec opens one console: pick its host with --host "
                            f"(stage {st.name} has {len(st.hosts)}: {names})")
-    shown = [cmds.console_shown(h, settings.ssh, settings.app, kind) for h in st.hosts]
+    shown = [cmds.console_shown(h, settings.ssh, settings.app, builder) for h in st.hosts]
     hidden = sorted({name for h in st.hosts for name in cmds.secret_names(h)})
     if exec_:
         h = st.hosts[0]
         say(f"[{h.name}] {shown[0]}")
         sys.stdout.flush()
         sys.stderr.flush()
-        argv = cmds.console_argv(h, settings.ssh, settings.app, kind)
+        argv = cmds.console_argv(h, settings.ssh, settings.app, builder)
         try:
             os.execvp(argv[0], argv)
         except OSError as exc:  # only returns on failure
@@ -256,4 +252,6 @@ def remote_console(c: Any, exec_: bool = False, stage: str | None = None,
     if hidden:
         say(f"secret values ({', '.join(hidden)}) are shown as {cmds.SECRET_SHOWN}: put them back "
             "from your deliver config, or run: inv remote-console --exec --host HOST")
-    return shown
+    return RunResult("remote-console", st.name, [HostResult(h.name, True, line, 0.0,
+                                                            data={"command": line})
+                                                 for h, line in zip(st.hosts, shown, strict=True)])

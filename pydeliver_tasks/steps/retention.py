@@ -3,7 +3,7 @@
 
 Definitions (the same everywhere):
 - *on the host*: `releases/<vsn>/` or a tarball `.deliver/releases/<app>_<vsn>.*.tar.gz`.
-- *failed*: named in `<root>/.deliver/failed` (`mark_failed`, called when a version fails its
+- *failed*: named in `<root>/.deliver/failed` (`mark`, called when a version fails its
   verification). A failed version is never "good": rollback skips it, cleanup removes it first.
 - *previous good*: the newest version on the host older than the running one (when the node does
   not run: than the one that boots next) that is not marked failed. For `rollback --hot` it is
@@ -19,86 +19,25 @@ Definitions (the same everywhere):
 
 from __future__ import annotations
 
-import json as jsonlib
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .. import otp_retention as ort
 from .. import store
 from .. import validation as v
 from ..commands import retention as rcmd
-from ..fleet import HostContext, HostFailure, HostResult, for_each_host, say
-from ..model import release_file_name
-from .common import locked, settings_of, target
+from ..fleet import HostContext, HostFailure, RunResult, for_each_host, say
+from ..model import Release, UpgradeManifest, release_file_name
+from ..otp import retention as ort
+from ..versions import DEFAULT_KEEP, keep_count, plan_cleanup, previous_good, version_key
 from .equal import ask
-from .node import probe
+from .frame import Ctx, over_stage, settings_of, target
+from .probe import probe
 from .upgrade_build import manifest_path
 
-DEFAULT_KEEP = 5
 _FLAGS = {"dir", "rel", "release_tar", "upgrade_tar", "bin", "staging", "failed"}
-_PIECES = re.compile(r"(\d+)")
 _VSN = re.compile(r"[0-9A-Za-z][0-9A-Za-z._+-]{0,63}")  # what validation.version accepts
-
-
-def keep_count(value: Any) -> int:
-    """--keep: a whole number >= 1 (the running version always stays anyway)."""
-    try:
-        n = int(str(value).strip())
-    except ValueError:
-        raise v.InvalidInput(f"--keep must be a whole number >= 1, got {value!r}") from None
-    if n < 1:
-        raise v.InvalidInput(f"--keep must be at least 1, got {n}: the running version stays")
-    return n
-
-
-def version_key(vsn: str) -> tuple[Any, ...]:
-    """Sort key: PEP 440 order where it applies (0.0.10 > 0.0.9, 1.0.0rc1 < 1.0.0), else a
-    natural order of the digit and non-digit runs; PEP 440 versions sort first."""
-    parsed = v.parsed_version(vsn)
-    if parsed is not None:
-        return (0, parsed)
-    return (1, tuple((0, int(p)) if p.isdigit() else (1, p) for p in _PIECES.split(vsn) if p))
-
-
-def previous_good(versions: Iterable[str], reference: str | None,
-                  failed: Iterable[str] = ()) -> str | None:
-    """The newest of versions older than reference and not failed (None if there is none)."""
-    if reference is None:
-        return None
-    bad = set(failed)
-    older = [x for x in versions if x not in bad and version_key(x) < version_key(reference)]
-    return max(older, key=version_key, default=None)
-
-
-@dataclass(frozen=True)
-class CleanupPlan:
-    keep: dict[str, tuple[str, ...]]  # version -> why it stays, newest first
-    remove: tuple[str, ...]  # in removal order: failed ones first, then oldest first
-
-
-def plan_cleanup(versions: Iterable[str], keep: int, *, running: str | None = None,
-                 boots_next: str | None = None, booted: str | None = None,
-                 permanent: dict[str, str] | None = None, previous: str | None = None,
-                 failed: Iterable[str] = (), needed: Iterable[str] = ()) -> CleanupPlan:
-    """Which versions stay and which go (see the module docstring); pure."""
-    bad, vs = set(failed), sorted(set(versions), key=version_key, reverse=True)
-    why: dict[str, list[str]] = {x: [] for x in vs}
-    for vsn, reason in ((running, "running"), (boots_next, "boots next"), (previous, "previous good"),
-                        (booted if booted != running else None, "the running VM booted from it"),
-                        *((x, f"release_handler: {s}") for x, s in (permanent or {}).items()),
-                        *((x, "in use by a deploy or upgrade") for x in needed)):
-        if vsn in why:
-            why[vsn].append(reason)
-    good = sum(1 for x in vs if why[x] and x not in bad)
-    for x in vs:
-        if good < keep and not why[x] and x not in bad:
-            why[x].append(f"newest {keep}")
-            good += 1
-    gone = [x for x in reversed(vs) if not why[x]]
-    return CleanupPlan({x: tuple(r) for x, r in why.items() if r},
-                       tuple([x for x in gone if x in bad] + [x for x in gone if x not in bad]))
 
 
 @dataclass
@@ -143,15 +82,15 @@ def parse_listing(output: str) -> HostState:
     return s
 
 
-def look(hc: HostContext, kind: str) -> HostState:
+def look(hc: HostContext, builder: str) -> HostState:
     """The listing (one round trip), then the node: facts and release_handler's state."""
     s = parse_listing(hc.run(rcmd.listing(hc.host.deploy_path, hc.settings.app),
                              changes=False).stdout)
     if s.deployed:
-        p = probe(hc, kind, cheap_first=True)
+        p = probe(hc, builder, cheap_first=True)
         if p.facts:
             s.running, s.pid = p.facts.get("vsn"), p.facts.get("pid")
-            s.booted, s.statuses = ort.parse_state(ask(hc, kind, ort.retention_state_expr()))
+            s.booted, s.statuses = ort.parse_state(ask(hc, builder, ort.retention_state_expr()))
         elif p.beams:
             s.silent_beam = p.beams[0]
     return s
@@ -164,22 +103,26 @@ def answering(hc: HostContext, s: HostState) -> None:
                           hint=f"inv doctor --host {hc.host.name}")
 
 
-def mark_failed(hc: HostContext, version: str) -> None:
-    """Mark VERSION failed on this host: rollback never picks it, cleanup removes it first."""
+def mark(hc: HostContext, version: str, failed: bool) -> None:
+    """Record on the host whether VERSION failed here (.deliver/failed): rollback never picks a
+    failed version and cleanup removes it first; a later success clears the mark. Said, not
+    raised, when the mark cannot be written: it is called on the way to a failure report."""
     v.version(version)
-    res = hc.run(rcmd.mark_failed(hc.host.deploy_path, version))
+    root = hc.host.deploy_path
+    res = hc.run(rcmd.mark_failed(root, version) if failed else rcmd.unmark_failed(root, version))
     if not res.ok:
-        raise HostFailure(f"could not mark {version} failed in .deliver/failed", res.tail())
+        hc.say(f"could not {'mark' if failed else 'unmark'} {version} failed in "
+               f".deliver/failed (exit {res.exited}): {res.tail(3)}")
 
 
-def host_releases(c: Any, stage: str | None = None, host: str | None = None,
-                  json: str | None = None) -> list[HostResult]:
+def host_releases(c: Ctx, stage: str | None = None, host: str | None = None,
+                  json_path: str | None = None) -> RunResult:
     """Per host: the versions on disk, which runs, which boots next, which are marked failed,
     release_handler's status of each (when the node runs) and the previous good one."""
-    settings, st, kind = target(c, stage, host)
+    settings, st, builder = target(c, stage, host)
 
     def one(hc: HostContext) -> tuple[str, dict[str, Any]]:
-        s = look(hc, kind)
+        s = look(hc, builder)
         if not s.deployed:
             return "nothing deployed", {"versions": {}}
         prev, rows = s.previous_good(), {}
@@ -206,17 +149,17 @@ def host_releases(c: Any, stage: str | None = None, host: str | None = None,
                 {"versions": rows, "running": s.running, "pid": s.pid, "boots_next": s.boots_next,
                  "booted": s.booted, "previous_good": prev, "failed": failed})
 
-    return for_each_host("releases", settings, st.name, st.hosts, one, json_path=json)
+    return for_each_host("releases", settings, st.name, st.hosts, one, json_path=json_path)
 
 
-def cleanup_host(hc: HostContext, kind: str, keep: int,
+def cleanup_host(hc: HostContext, builder: str, keep: int,
                  protect: Iterable[str] = ()) -> tuple[str, dict[str, Any]]:
     """One host's cleanup (also what a deploy calls afterwards, protecting what it deployed)."""
     if hc.dry_run:
         hc.say(f"would list the versions here, keep the {keep} newest good ones (and the running, "
                "boots-next, permanent, previous good ones), remove the rest, failed ones first")
         return "would clean up", {}
-    s = look(hc, kind)
+    s = look(hc, builder)
     if not s.deployed:
         return "nothing deployed", {"removed": []}
     answering(hc, s)
@@ -235,7 +178,7 @@ def cleanup_host(hc: HostContext, kind: str, keep: int,
                 continue
             rest = set(s.versions) - set(removed) - {x}
             expr = ort.remove_release_expr if rest <= set(s.statuses) else ort.set_removed_expr
-            r = ask(hc, kind, expr(x))
+            r = ask(hc, builder, expr(x))
             if r.get("ok") != "true":
                 raise HostFailure(f"release_handler could not remove {x}: "
                                   f"{r.get('result') or r.get('no_answer', 'no answer')}")
@@ -256,34 +199,34 @@ def cleanup_host(hc: HostContext, kind: str, keep: int,
              "skipped": skipped})
 
 
-def cleanup(c: Any, keep: int | None = None, stage: str | None = None, host: str | None = None,
-            dry_run: bool = False, json: str | None = None) -> list[HostResult]:
+def cleanup(c: Ctx, keep: int | None = None, stage: str | None = None, host: str | None = None,
+            dry_run: bool = False, json_path: str | None = None) -> RunResult:
     """Remove old versions from every host, keeping the KEEP newest good ones (default 5) and
     never the running, boots-next, permanent or previous good one; failed ones go first."""
-    settings, st, kind = target(c, stage, host)
-    n = keep_count(getattr(settings, "keep_releases", DEFAULT_KEEP) if keep is None else keep)
-    with locked(settings, st, "cleanup", dry_run=dry_run) as audit:  # no deploy meanwhile
-        results = for_each_host("cleanup", settings, st.name, st.hosts,
-                                lambda hc: cleanup_host(hc, kind, n), dry_run=dry_run, json_path=json)
-        audit.record(results)
-        return results
+    settings = settings_of(c)
+    n = keep_count(settings.keep_releases if keep is None else keep)
+    with over_stage(c, "cleanup", stage, host, flow="cleanup", dry_run=dry_run,
+                    json_path=json_path) as run:  # under the lock: no deploy meanwhile
+        return run.each(lambda hc: cleanup_host(hc, run.builder, n))
 
 
-def cleanup_store(c: Any, keep: int = DEFAULT_KEEP, dry_run: bool = False) -> list[str]:
+def cleanup_store(c: Ctx, keep: int = DEFAULT_KEEP, dry_run: bool = False) -> RunResult:
     """Remove all but the KEEP newest releases from the local store (with their upgrades and
     checksums). A kept version's stored upgrade starts from an older release: that release stays
-    too (its own upgrade files go, so no stored manifest names a removed version)."""
+    too (its own upgrade files go, so no stored manifest names a removed version). The result's
+    `releases` are the removed ones."""
     n, settings = keep_count(keep), settings_of(c)
     app, where, found = settings.app, settings.store, store.listing(settings.store, settings.app)
     kept = {r.version: f"newest {n}" for r in found[-n:]}
-    for new in list(kept):
+    for to in list(kept):
         try:
-            old = str(jsonlib.loads(manifest_path(where, app, new).read_text())["old"])
+            start = UpgradeManifest.load(manifest_path(where, app, to)).from_version
         except (OSError, ValueError, KeyError, TypeError):
             continue
-        if any(r.version == old for r in found):
-            kept.setdefault(old, f"{new}'s stored upgrade starts from it")
-    removed, what = [], "would remove" if dry_run else "removed"
+        if any(r.version == start for r in found):
+            kept.setdefault(start, f"{to}'s stored upgrade starts from it")
+    removed: list[Release] = []
+    what = "would remove" if dry_run else "removed"
     for r in found:
         why = kept.get(r.version, "")
         kinds = () if why.startswith("newest") else ("upgrade",) if why else ("upgrade", "release")
@@ -294,7 +237,7 @@ def cleanup_store(c: Any, keep: int = DEFAULT_KEEP, dry_run: bool = False) -> li
             path.unlink()
         if paths:
             say(f"{what} {', '.join(x.name for x in paths)}")
-        removed += [] if why else [r.version]
-    say(f"store {where}: {what} {', '.join(removed) or 'nothing'}"
+        removed += [] if why else [r]
+    say(f"store {where}: {what} {', '.join(r.version for r in removed) or 'nothing'}"
         f"; kept {', '.join(f'{x} ({why})' for x, why in kept.items()) or 'nothing'}")
-    return removed
+    return RunResult("releases.cleanup", "", dry_run=dry_run, releases=removed)

@@ -1,18 +1,31 @@
-"""show.appup / show.relup: what a hot upgrade will run, printed before it runs."""
+"""What the local release store holds: `releases` (the list), show.appup / show.relup (what a hot
+upgrade will run, printed before it runs)."""
 
 from __future__ import annotations
 
 import tarfile
-from typing import Any
 
 from .. import store
 from .. import validation as v
-from ..fleet import say
-from .common import settings_of
-from .upgrade_build import UpgradeManifest, build_upgrade, manifest_path
+from ..fleet import RunResult, say
+from ..model import UpgradeManifest
+from .frame import Ctx, settings_of
+from .upgrade_build import build_upgrade, manifest_path
 
 
-def show_appup(c: Any, from_: str, to: str) -> UpgradeManifest:
+def releases(c: Ctx) -> RunResult:
+    """List the releases in the local store (version, size, sha256): the result's `releases`."""
+    settings = settings_of(c)
+    found = store.listing(settings.store, settings.app)
+    if not found:
+        say(f"no {settings.app} releases in {settings.store}: inv build.release --tag VERSION")
+    for r in found:
+        size = r.path.stat().st_size / 1e6
+        say(f"{r.app} {r.version:<12} {size:6.1f} MB  sha256 {r.sha256[:16]}  {r.path}")
+    return RunResult("releases", "", releases=found)
+
+
+def show_appup(c: Ctx, from_: str, to: str) -> RunResult:
     """Print the appup of each changed application (user's or generated) and any reason the
     upgrade is not hot-safe; builds the upgrade first when the store has none for from -> to."""
     v.version(from_)
@@ -20,9 +33,10 @@ def show_appup(c: Any, from_: str, to: str) -> UpgradeManifest:
     settings = settings_of(c)
     path = manifest_path(settings.store, settings.app, to)
     manifest = UpgradeManifest.load(path) if path.exists() else None
-    if manifest is None or manifest.old != from_:
+    if manifest is None or manifest.from_version != from_:
         say(f"no upgrade {from_} -> {to} in the store yet: building it")
-        manifest = build_upgrade(c, from_, to)[1]
+        manifest = build_upgrade(c, from_, to).manifest
+        assert manifest is not None
     say(f"upgrade {settings.app} {from_} -> {to}")
     for app, (old, new) in sorted(manifest.changed_apps.items()):
         say(f"  {app}: {old} -> {new}")
@@ -34,10 +48,10 @@ def show_appup(c: Any, from_: str, to: str) -> UpgradeManifest:
             say(f"  - {reason}")
     elif not manifest.changed_apps:
         say("  no application changes version: the relup has nothing to do")
-    return manifest
+    return RunResult("show.appup", "", manifest=manifest)
 
 
-def show_relup(c: Any, version: str) -> str:
+def show_relup(c: Ctx, version: str) -> RunResult:
     """Print releases/VERSION/relup from the stored upgrade tarball (what release_handler runs)."""
     v.version(version)
     settings = settings_of(c)
@@ -49,4 +63,4 @@ def show_relup(c: Any, version: str) -> str:
         member = tar.extractfile(f"releases/{version}/relup")
         text = member.read().decode() if member else ""
     say(text.rstrip() or f"{rel.path.name} holds no releases/{version}/relup")
-    return text
+    return RunResult("show.relup", "", release=rel, text=text)

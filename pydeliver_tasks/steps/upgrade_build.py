@@ -10,123 +10,94 @@ the new version plus its relup; `<app>_<new>.upgrade.json` records the plan besi
 
 from __future__ import annotations
 
-import json
 import tempfile
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .. import appup, appup_file, builders, store
+from .. import store
 from .. import validation as v
-from ..fleet import HostContext, HostFailure, StepFailed, for_each_host
-from ..model import Release, release_file_name
-from .build import build_host, build_on_host, fetch_artifact, push_source, resolve_ref
-from .common import flavor, settings_of
-from .equal import Replacing
+from ..commands import build as builders
+from ..config import Settings
+from ..fleet import HostContext, HostFailure, RunResult, StepFailed, for_each_host, say
+from ..model import Release, UpgradeManifest, release_file_name
+from ..otp import appup, appup_file
+from .build import build_host, build_on_host, build_release, fetch_artifact, push_source, resolve_ref
+from .frame import Ctx, builder_of, settings_of
 
-ESCRIPT = Path(__file__).resolve().parent.parent / "erl" / "pdt_upgrade.escript"
+ESCRIPT = Path(__file__).resolve().parent.parent / "otp" / "erl" / "pdt_upgrade.escript"
 
 
 class BadAppup(HostFailure):
     """A user's appup names modules the releases do not have (file:line each)."""
 
 
-@dataclass
-class UpgradeManifest:
-    """What build.upgrade decided, stored beside the upgrade tarball (and read by `upgrade`)."""
-
-    app: str
-    old: str
-    new: str
-    unsafe: list[str] = field(default_factory=list)
-    changed_apps: dict[str, list[str]] = field(default_factory=dict)  # app: [old vsn, new vsn]
-    appups: dict[str, dict[str, str]] = field(default_factory=dict)  # app: {source, text}
-    lib_dirs: list[str] = field(default_factory=list)  # the new release's lib dirs
-    replaced_modules: list[str] = field(default_factory=list)  # code changes or goes
-    suspended_modules: list[str] = field(default_factory=list)  # processes the relup updates
-
-    def replacing(self) -> Replacing:
-        """What the relup replaces, for the per-host checks of a hot install."""
-        user = tuple(a for a, up in sorted(self.appups.items()) if up.get("source") == "user")
-        return Replacing(tuple(self.replaced_modules), tuple(self.suspended_modules), user)
-
-    @property
-    def new_lib_dirs(self) -> list[str]:
-        """Lib dirs of changed applications: the new release adds them, the old never uses them."""
-        return [f"{a}-{vs[1]}" for a, vs in sorted(self.changed_apps.items())]
-
-    def save(self, path: Path) -> None:
-        path.write_text(json.dumps(asdict(self), indent=2) + "\n")
-
-    @classmethod
-    def load(cls, path: Path) -> UpgradeManifest:
-        return cls(**json.loads(path.read_text()))
+def manifest_path(store_dir: Path, app: str, to_version: str) -> Path:
+    return store_dir / release_file_name(app, to_version, "upgrade").replace(".tar.gz", ".json")
 
 
-def manifest_path(store_dir: Path, app: str, new: str) -> Path:
-    return store_dir / release_file_name(app, new, "upgrade").replace(".tar.gz", ".json")
-
-
-def stored_upgrade(store_dir: Path, app: str, old: str,
-                   new: str) -> tuple[Release | None, UpgradeManifest] | None:
+def stored_upgrade(store_dir: Path, app: str, from_version: str,
+                   to_version: str) -> tuple[Release | None, UpgradeManifest] | None:
     """What the store holds for old -> new: (upgrade tarball, manifest), or (None, manifest)
     when that upgrade was found not hot-safe; None when it was never built."""
-    mpath = manifest_path(store_dir, app, new)
+    mpath = manifest_path(store_dir, app, to_version)
     if not mpath.exists():
         return None
     manifest = UpgradeManifest.load(mpath)
-    rel = store.get(store_dir, app, new, "upgrade")
-    if manifest.old != old or (rel is None and not manifest.unsafe):
+    rel = store.get(store_dir, app, to_version, "upgrade")
+    if manifest.from_version != from_version or (rel is None and not manifest.unsafe):
         return None
     return (None if manifest.unsafe else rel), manifest
 
 
-def user_appups(settings: Any, old: str, new: str) -> dict[str, Path]:
+def user_appups(settings: Settings, from_version: str, to_version: str) -> dict[str, Path]:
     """Appups the project supplies for this upgrade: <appups_dir>/<old>-<new>/<app>.appup."""
-    folder = settings.project_dir / settings.upgrade.appups_dir / f"{old}-{new}"
+    folder = settings.project_dir / settings.upgrade.appups_dir / f"{from_version}-{to_version}"
     return {p.stem: p for p in sorted(folder.glob("*.appup"))} if folder.is_dir() else {}
 
 
-def check_user_appups(settings: Any, old: str, new: str) -> dict[str, appup_file.Appup]:
-    """Read the project's appups for old -> new before anything runs anywhere (InvalidInput,
+def check_user_appups(settings: Settings, from_version: str,
+                      to_version: str) -> dict[str, appup_file.Appup]:
+    """Read the project's appups for from -> to before anything runs anywhere (InvalidInput,
     exit 2, with file:line when one does not parse or has the wrong shape)."""
-    return {app: appup_file.read(path) for app, path in user_appups(settings, old, new).items()}
+    found = user_appups(settings, from_version, to_version)
+    return {app: appup_file.read(path) for app, path in found.items()}
 
 
-def prepare_on_host(hc: HostContext, old_release: Release, new: str) -> UpgradeManifest:
+def prepare_on_host(hc: HostContext, from_release: Release, to_version: str) -> UpgradeManifest:
     """With the new release built in the build dir: overlay the old one, plan, appups, relup."""
     s = hc.settings
-    kind, path = flavor(s), hc.host.deploy_path
-    profile = s.mix_env if kind == "mix" else s.rebar3_profile
-    old = old_release.version
+    builder, path = builder_of(s), hc.host.deploy_path
+    profile = s.mix_env if builder == "mix" else s.rebar3_profile
+    from_version = from_release.version
     hc.put(ESCRIPT, builders.escript_path(path))
-    remote_old = builders.upload_path(path, old_release.file_name)
-    hc.say(f"putting {old} (from the release store) beside the new build")
-    hc.put(old_release.path, remote_old)
-    res = hc.run(builders.overlay_old(kind, path, s.app, profile, old, remote_old))
+    remote_from = builders.upload_path(path, from_release.file_name)
+    hc.say(f"putting {from_version} (from the release store) beside the new build")
+    hc.put(from_release.path, remote_from)
+    res = hc.run(builders.overlay_old(builder, path, s.app, profile, from_version, remote_from))
     if not res.ok:
-        raise HostFailure(f"could not extract {old_release.file_name} beside the new build",
+        raise HostFailure(f"could not extract {from_release.file_name} beside the new build",
                           res.tail(), f"check the stored release; rebuild it: inv build.release "
-                          f"--tag {old}")
-    res = hc.run(builders.upgrade_facts(kind, path, s.app, profile, old, new), changes=False)
+                          f"--tag {from_version}")
+    res = hc.run(builders.upgrade_facts(builder, path, s.app, profile, from_version, to_version),
+                 changes=False)
     if not res.ok:
         raise HostFailure("could not read the releases' facts on the build host", res.tail())
     if hc.dry_run:
-        return UpgradeManifest(s.app, old, new)
+        return UpgradeManifest(s.app, from_version, to_version)
     facts = appup.parse_facts(res.stdout)
-    if old not in facts or new not in facts:
-        raise HostFailure(f"facts for {old} and {new} not found", res.tail())
-    overrides = user_appups(s, old, new)
-    missing = [line for a, f in check_user_appups(s, old, new).items() if a in facts[new].apps
+    if from_version not in facts or to_version not in facts:
+        raise HostFailure(f"facts for {from_version} and {to_version} not found", res.tail())
+    overrides = user_appups(s, from_version, to_version)
+    before, after = facts[from_version].apps, facts[to_version].apps
+    missing = [line for a, f in check_user_appups(s, from_version, to_version).items() if a in after
                for line in appup_file.missing_modules(
-                   f, set(facts[new].apps[a].modules),
-                   set(facts[old].apps[a].modules) if a in facts[old].apps else set())]
+                   f, set(after[a].modules), set(before[a].modules) if a in before else set())]
     if missing:  # reported as bad input (exit 2) once the build host is done
         raise BadAppup("\n".join(missing))
-    p = appup.plan(facts[old], facts[new], {s.app, *s.upgrade.apps}, set(overrides))
+    p = appup.plan(facts[from_version], facts[to_version], {s.app, *s.upgrade.apps}, set(overrides))
     manifest = UpgradeManifest(
-        s.app, old, new, p.unsafe, {a: list(vs) for a, vs in p.changed_apps.items()},
-        lib_dirs=[f"{a.name}-{a.vsn}" for a in facts[new].apps.values()],
+        s.app, from_version, to_version, p.unsafe, {a: list(vs) for a, vs in p.changed_apps.items()},
+        lib_dirs=[f"{a.name}-{a.vsn}" for a in facts[to_version].apps.values()],
         replaced_modules=p.replaced, suspended_modules=p.suspended,
     )
     for reason in p.unsafe:
@@ -142,40 +113,36 @@ def prepare_on_host(hc: HostContext, old_release: Release, new: str) -> UpgradeM
             remote = builders.upload_path(path, f"{name}.appup")
             hc.put(local, remote)
             hc.say(f"appup for {name} ({source}):\n{text.strip()}")
-            res = hc.run(builders.install_appup(kind, path, s.app, profile, name,
+            res = hc.run(builders.install_appup(builder, path, s.app, profile, name,
                                                 p.changed_apps[name][1], remote))
             if not res.ok:
                 raise HostFailure(f"the {source} appup for {name} is not valid", res.tail(),
                                   "fix it (an appup starts with one {Vsn, UpFrom, DownTo} term)")
             manifest.appups[name] = {"source": source, "text": text}
-    res = hc.run(builders.make_relup(kind, path, s.app, profile, old, new))
+    res = hc.run(builders.make_relup(builder, path, s.app, profile, from_version, to_version))
     if not res.ok:
         raise HostFailure("systools:make_relup failed", res.tail(),
                           "the appups above must name existing modules; see inv show.appup")
     return manifest
 
 
-def build_upgrade(
-    c: Any, from_: str, to: str, tag: str | None = None, dry_run: bool = False,
-    json_path: str | None = None,
-) -> tuple[Release | None, UpgradeManifest]:
+def build_upgrade(c: Ctx, from_: str, to: str, tag: str | None = None, dry_run: bool = False,
+                  json_path: str | None = None) -> RunResult:
     """Build `<app>_<to>.upgrade.tar.gz` (relup from `from_`) into the store (steps' API).
 
-    Returns (upgrade tarball or None when the upgrade is not hot-safe, manifest). The new
-    version's plain release tarball is stored too: it is what a restart fallback deploys.
+    The result's `release` is the upgrade tarball (None when the upgrade is not hot-safe, or in
+    a dry run), its `manifest` the plan. The new version's plain release tarball is stored too:
+    it is what a restart fallback deploys.
     """
-    from .build import build_release
-
     settings = settings_of(c)
-    flavor(settings)
+    builder_of(settings)
     v.version(from_)
     v.version(to)
     check_user_appups(settings, from_, to)
-    old_release = store.get(settings.store, settings.app, from_)
-    if old_release is None and not dry_run:
-        say_line = f"{settings.app} {from_} is not in the release store: building it from tag {from_}"
-        print(say_line, flush=True)
-        old_release = build_release(c, tag=from_, version=from_)
+    from_release = store.get(settings.store, settings.app, from_)
+    if from_release is None and not dry_run:
+        say(f"{settings.app} {from_} is not in the release store: building it from tag {from_}")
+        from_release = build_release(c, tag=from_, version=from_).release
     ref, sha = resolve_ref(settings.project_dir, tag or to, None, None)
     host, local = build_host(settings)
     made: dict[str, Any] = {}
@@ -184,19 +151,19 @@ def build_upgrade(
         push_source(hc, sha, ref, local)
         vsn, digest = build_on_host(hc, sha, to)
         fetch_artifact(hc, vsn, digest)
-        if old_release is None:  # dry run without the old release stored
+        if from_release is None:  # dry run without the old release stored
             return f"would build {from_} from its tag, then the upgrade {from_} -> {to}"
-        manifest = prepare_on_host(hc, old_release, to)
+        manifest = prepare_on_host(hc, from_release, to)
         if hc.dry_run:
             hc.say("would plan the upgrade from both releases' facts, install the appups "
                    "(yours or generated), run systools:make_relup and pack the upgrade")
         made["manifest"] = manifest
         if manifest.unsafe:
             return f"{to} built; {from_} -> {to} is NOT hot-upgradable: " + "; ".join(manifest.unsafe)
-        kind, profile = flavor(settings), settings.mix_env
-        if kind == "rebar3":
+        builder, profile = builder_of(settings), settings.mix_env
+        if builder == "rebar3":
             profile = settings.rebar3_profile
-        res = hc.run(builders.package_upgrade(kind, hc.host.deploy_path, settings.app, profile,
+        res = hc.run(builders.package_upgrade(builder, hc.host.deploy_path, settings.app, profile,
                                               to, manifest.lib_dirs))
         digest = res.stdout.strip().splitlines()[-1] if res.stdout.strip() else ""
         if not res.ok or (not hc.dry_run and len(digest) != 64):
@@ -215,17 +182,17 @@ def build_upgrade(
             raise
 
     try:
-        for_each_host("build.upgrade", settings, "build", [host], checked_run,
-                      dry_run=dry_run, json_path=json_path, local=local)
+        result = for_each_host("build.upgrade", settings, "build", [host], checked_run,
+                               dry_run=dry_run, json_path=json_path, local=local)
     except StepFailed:
         if "bad_appup" in made:
             raise v.InvalidInput("your appup names modules the releases do not have:\n"
                                  + made["bad_appup"]) from None
         raise
-    manifest = made.get("manifest") or UpgradeManifest(settings.app, from_, to)
+    result.manifest = made.get("manifest") or UpgradeManifest(settings.app, from_, to)
     if dry_run:
-        return None, manifest
-    manifest.save(manifest_path(settings.store, settings.app, to))
-    if manifest.unsafe:
-        return None, manifest
-    return Release(settings.app, to, "upgrade", made["path"], made["sha256"]), manifest
+        return result
+    result.manifest.save(manifest_path(settings.store, settings.app, to))
+    if not result.manifest.unsafe:
+        result.release = Release(settings.app, to, "upgrade", made["path"], made["sha256"])
+    return result

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from pydeliver_tasks import sandbox as sb
-from pydeliver_tasks.sandbox_tasks import write_runtime_config
+from pydeliver_tasks.sandbox.config import write_runtime_config
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "examples"))

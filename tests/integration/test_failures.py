@@ -10,8 +10,8 @@ import socket
 import subprocess
 
 from pydeliver_tasks.config import SshSettings
+from pydeliver_tasks.fleet.ssh import git_ssh_command
 from pydeliver_tasks.model import Host
-from pydeliver_tasks.ssh import git_ssh_command
 from pydeliver_tasks.steps.build import push_url
 
 from .conftest import Project, accepted_logins, assert_refused, http_get, project_fixture

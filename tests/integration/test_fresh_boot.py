@@ -16,7 +16,7 @@ from collections.abc import Callable
 import pytest
 
 from pydeliver_tasks import sandbox as sb
-from pydeliver_tasks.sandbox_tasks import write_runtime_config
+from pydeliver_tasks.sandbox.config import write_runtime_config
 
 from . import shop
 from .conftest import Project, accepted_logins, http_get

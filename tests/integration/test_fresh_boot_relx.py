@@ -11,7 +11,7 @@ import re
 import pytest
 
 from pydeliver_tasks import sandbox as sb
-from pydeliver_tasks.sandbox_tasks import write_runtime_config
+from pydeliver_tasks.sandbox.config import write_runtime_config
 
 from . import shop
 from .conftest import Project

@@ -18,9 +18,10 @@ from pathlib import Path
 
 import pytest
 
-from pydeliver_tasks import config, fleet, guard
-from pydeliver_tasks.commands import guard as cmds
+from pydeliver_tasks import config, fleet
+from pydeliver_tasks.commands import lock as cmds
 from pydeliver_tasks.fleet import HostResult, StepFailed
+from pydeliver_tasks.fleet import lock as guard
 
 from .conftest import Project, assert_refused, project_fixture
 

@@ -24,7 +24,7 @@ APPS = {"hello_ex": 4030, "hello_erl": 4031}
 # Until tasks.py registers them, the project adds the operator tasks itself (a no-op after).
 TASKS_PY = """\
 from pydeliver_tasks import ns  # noqa: F401
-from pydeliver_tasks import tasks_ops as _ops
+from pydeliver_tasks.tasks import ops as _ops
 
 for _t in (_ops.logs, _ops.exec_, _ops.eval_, _ops.remote_console):
     if _t.name not in ns.task_names:

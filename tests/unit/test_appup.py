@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from pydeliver_tasks import appup
-from pydeliver_tasks.appup import AppFacts, ModuleFacts, parse_facts, plan
+from pydeliver_tasks.otp import appup
+from pydeliver_tasks.otp.appup import AppFacts, ModuleFacts, parse_facts, plan
 
 ESCRIPT = Path(appup.__file__).resolve().parent / "erl" / "pdt_upgrade.escript"
 

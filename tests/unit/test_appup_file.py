@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from pydeliver_tasks import appup_file
+from pydeliver_tasks.otp import appup_file
 from pydeliver_tasks.validation import InvalidInput
 
 GOOD = """%% shop 0.1.0 -> 0.1.1

@@ -5,10 +5,11 @@ from __future__ import annotations
 import shlex
 import subprocess
 
-from pydeliver_tasks import builders, commands, otp
+from pydeliver_tasks import commands, otp
+from pydeliver_tasks.commands import build as builders
 from pydeliver_tasks.config import SshSettings
-from pydeliver_tasks.ssh import git_ssh_command
-from pydeliver_tasks.steps.node import parse_probe
+from pydeliver_tasks.fleet.ssh import git_ssh_command
+from pydeliver_tasks.steps.probe import parse_probe
 
 NASTY = "a b;$(touch /tmp/pwned)'\""
 

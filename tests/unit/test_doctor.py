@@ -5,8 +5,8 @@ from __future__ import annotations
 import subprocess
 
 from pydeliver_tasks.commands import diagnose
-from pydeliver_tasks.steps.doctor import Proc, Survey, classify, parse_survey
-from pydeliver_tasks.steps.node import Probe
+from pydeliver_tasks.steps.doctor import classify
+from pydeliver_tasks.steps.probe import Probe, Proc, Survey, parse_survey
 
 ENV = {"RELEASE_NODE": "app@10.0.0.1", "RELEASE_COOKIE": "good"}
 VM = Proc(42, 100, "/r/erts/bin/beam.smp -- -root /r -name app@10.0.0.1 -setcookie good --")

@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from pydeliver_tasks import config, guard
-from pydeliver_tasks.commands import guard as cmds
+from pydeliver_tasks import config
+from pydeliver_tasks.commands import lock as cmds
 from pydeliver_tasks.fleet import HostResult
+from pydeliver_tasks.fleet import lock as guard
 from pydeliver_tasks.model import Host
 from pydeliver_tasks.validation import InvalidInput
 

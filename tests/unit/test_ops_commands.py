@@ -16,13 +16,13 @@ from pydeliver_tasks.commands import ops
 from pydeliver_tasks.config import SshSettings
 from pydeliver_tasks.model import Host
 from pydeliver_tasks.steps.ops import (
-    check_lines,
     check_text,
     relx_error_summary,
     relx_eval_result,
 )
-from pydeliver_tasks.tasks_ops import remainder
+from pydeliver_tasks.tasks.ops import remainder
 from pydeliver_tasks.validation import InvalidInput
+from pydeliver_tasks.validation import lines_count as check_lines
 
 NASTY = "a b;$(touch /tmp/x)'\""
 COOKIE = "c00kie-s3cret"

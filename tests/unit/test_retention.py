@@ -15,17 +15,13 @@ from pathlib import Path
 
 import pytest
 
-from pydeliver_tasks import otp, otp_retention
+from pydeliver_tasks import otp
 from pydeliver_tasks.commands import retention as rcmd
+from pydeliver_tasks.otp import retention as otp_retention
 from pydeliver_tasks.steps import retention
-from pydeliver_tasks.steps.retention import (
-    keep_count,
-    parse_listing,
-    plan_cleanup,
-    previous_good,
-    version_key,
-)
+from pydeliver_tasks.steps.retention import parse_listing
 from pydeliver_tasks.validation import InvalidInput
+from pydeliver_tasks.versions import keep_count, plan_cleanup, previous_good, version_key
 
 needs_erl = pytest.mark.skipif(shutil.which("erl") is None, reason="erl not installed")
 
@@ -359,13 +355,15 @@ def test_store_cleanup_keeps_the_newest_and_what_their_upgrades_start_from(tmp_p
     for new, old in (("0.0.10", "0.0.2"), ("0.0.2", "0.0.1")):
         write(store / f"demo_{new}.upgrade.tar.gz", new)
         write(store / f"demo_{new}.upgrade.tar.gz.sha256", "cd" * 32)
-        write(store / f"demo_{new}.upgrade.json", json.dumps({"app": "demo", "old": old, "new": new}))
+        keys = ("from_version", "to_version") if new == "0.0.10" else ("old", "new")  # and a 0.1 store
+        write(store / f"demo_{new}.upgrade.json", json.dumps({"app": "demo", keys[0]: old, keys[1]: new}))
     write(store / "other_0.0.1.release.tar.gz", "not ours")
     config = {"deliver": {"app": "demo", "store": str(store), "builder": "mix"}}
     before = sorted(p.name for p in store.iterdir())
-    assert retention.cleanup_store(config, keep=1, dry_run=True) == ["0.0.1", "0.0.3"]
+    assert [r.version for r in retention.cleanup_store(config, keep=1, dry_run=True).releases] \
+        == ["0.0.1", "0.0.3"]
     assert sorted(p.name for p in store.iterdir()) == before
-    assert retention.cleanup_store(config, keep=1) == ["0.0.1", "0.0.3"]
+    assert [r.version for r in retention.cleanup_store(config, keep=1).releases] == ["0.0.1", "0.0.3"]
     assert sorted(p.name for p in store.iterdir()) == [
         "demo_0.0.10.release.tar.gz", "demo_0.0.10.release.tar.gz.sha256",
         "demo_0.0.10.upgrade.json", "demo_0.0.10.upgrade.tar.gz", "demo_0.0.10.upgrade.tar.gz.sha256",
@@ -379,3 +377,16 @@ def test_store_cleanup_keeps_the_newest_and_what_their_upgrades_start_from(tmp_p
 
 if __name__ == "__main__":
     sys.exit(pytest.main([__file__, "-q"]))
+
+
+def test_upgrade_manifests_of_older_stores_still_load(tmp_path) -> None:
+    from pydeliver_tasks.model import UpgradeManifest
+
+    path = tmp_path / "m.json"
+    path.write_text(json.dumps({"app": "demo", "old": "1", "new": "2", "unsafe": ["x"],
+                                "a_later_field": 1}))
+    m = UpgradeManifest.load(path)
+    assert (m.from_version, m.to_version, m.unsafe) == ("1", "2", ["x"])
+    m.save(path)
+    assert json.loads(path.read_text())["from_version"] == "1"
+    assert UpgradeManifest.load(path) == m

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from pydeliver_tasks import builders, commands, config, otp
+from pydeliver_tasks import commands, config, otp
+from pydeliver_tasks.commands import build as builders
 from pydeliver_tasks.config import ConfigError, load
 
 needs_erl = pytest.mark.skipif(shutil.which("erl") is None, reason="erl not installed")
@@ -504,7 +505,7 @@ def test_fresh_eval_runs_the_new_versions_eval_with_the_stage_env() -> None:
 
 
 def test_mix_build_names_the_release_only_when_the_project_declares_releases() -> None:
-    from pydeliver_tasks import builders
+    from pydeliver_tasks.commands import build as builders
 
     cmd = builders.build("mix", "b", "shop", "prod")
     assert "if grep -qs 'releases:' mix.exs; then mix release shop --overwrite; " \
@@ -515,7 +516,8 @@ def test_mix_build_names_the_release_only_when_the_project_declares_releases() -
 @pytest.mark.parametrize("name", ["fresh_env_mix", "fresh_env_relx", "env_check", "tree",
                                   "holders", "watch_start", "watch_end"])
 def test_fresh_boot_expressions_parse_as_erlang(name: str, tmp_path: Path) -> None:
-    from pydeliver_tasks import otp_fresh as f
+    from pydeliver_tasks.otp import fresh as f
+    from pydeliver_tasks.otp import watch as w
 
     expr = {
         "fresh_env_mix": lambda: f.fresh_env_expr("shop", "0.2.0", True, {}),
@@ -523,8 +525,8 @@ def test_fresh_boot_expressions_parse_as_erlang(name: str, tmp_path: Path) -> No
         "env_check": lambda: f.env_check_expr("0.2.0", ["shop", "kernel"]),
         "tree": f.tree_expr,
         "holders": lambda: f.holders_expr(["Elixir.Shop.Formatter", "shop_fmt"], ["shop_srv"]),
-        "watch_start": f.watch_start_expr,
-        "watch_end": f.watch_end_expr,
+        "watch_start": w.watch_start_expr,
+        "watch_end": w.watch_end_expr,
     }[name]()
     src = tmp_path / "e.erl"
     src.write_text(expr)
@@ -541,7 +543,7 @@ def test_holders_finds_a_kept_local_fun_and_skips_external_funs_and_suspended_pr
     """The expression run in a real VM: a process keeping a local fun of a replaced module is
     named; an external fun (&M.f/1) is not; a process whose module is suspended is not."""
     from pydeliver_tasks import otp
-    from pydeliver_tasks import otp_fresh as f
+    from pydeliver_tasks.otp import fresh as f
 
     setup = (
         "{ok, XMod, XBin} = compile:forms([{attribute, 1, module, pdt_fmt}, {attribute, 1, export, "
@@ -630,9 +632,9 @@ def test_restart_gate_lets_one_host_restart_at_a_time_and_none_after_a_failure()
 def test_combined_expressions_answer_in_one_evaluation_with_their_own_variables() -> None:
     """Two of our expressions (both binding PdtText, PdtFile...) evaluated as one: no clash, and
     parse_markers merges both markers."""
-    from pydeliver_tasks import otp_fresh as f
+    from pydeliver_tasks.otp import watch as w
 
-    expr = otp.combined(f.watch_start_expr(), otp.release_state_expr(), f.watch_end_expr())
+    expr = otp.combined(w.watch_start_expr(), otp.release_state_expr(), w.watch_end_expr())
     out = subprocess.run(["erl", "-noshell", "-eval",
                           f"io:format(\"~s\", [{expr.rstrip('.')}]), halt()."],
                          capture_output=True, text=True, timeout=60)

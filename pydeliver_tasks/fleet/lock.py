@@ -1,8 +1,9 @@
-"""The deploy lock around every host-changing run, the audit log, and their steps.
+"""The deploy lock around every host-changing run, and the audit log.
 
 `guarded(...)` locks every host of a stage (all or nothing), runs the body, appends one audit line
-per host and releases, whatever happened; a process holding a host's lock already reuses it.
-Steps: `lock_status`, `lock` (action "manual", kept until `unlock`), `unlock`, `history`.
+per host and releases, whatever happened; a process holding a host's lock already reuses it (so a
+run inside another run, or inside `steps.locked`, goes on under the outer lock). The steps that
+show, take and release it by hand are in steps/lock.py.
 """
 
 from __future__ import annotations
@@ -21,11 +22,14 @@ from typing import Any
 
 from invoke.exceptions import Exit
 
-from .commands import guard as cmds
-from .config import Settings
-from .fleet import HostContext, HostFailure, HostResult, StepFailed, for_each_host, say
-from .model import Host, Stage
-from .validation import InvalidInput
+from ..commands import lock as cmds
+from ..config import Settings
+from ..model import Host, Stage
+from ..validation import InvalidInput
+from .host import HostContext, HostFailure
+from .output import say
+from .results import HostResult, RunResult, StepFailed
+from .run import for_each_host
 
 STALE_AFTER = 24 * 3600  # seconds: a run's lock older than this is stale
 MAX_MESSAGE = 500
@@ -36,7 +40,7 @@ _held_lock = threading.Lock()
 class LockRefused(Exit):
     """The stage is locked (or a lock is stale): nothing was run; exit code 1."""
 
-    def __init__(self, message: str):
+    def __init__(self, message: str) -> None:
         super().__init__(message, code=1)
 
     def __str__(self) -> str:
@@ -46,10 +50,10 @@ class LockRefused(Exit):
 class Guard:
     """What a guarded body hands back: the per-host results its audit lines use."""
 
-    def __init__(self, stage: Stage, action: str):
+    def __init__(self, stage: Stage, action: str) -> None:
         self.stage, self.action, self.results = stage, action, dict[str, HostResult]()
 
-    def record(self, results: list[HostResult]) -> None:
+    def record(self, results: RunResult | list[HostResult]) -> None:
         """Keep these results (a host that failed in any recorded step stays failed)."""
         for r in results:
             if r.host not in self.results or self.results[r.host].ok:
@@ -104,7 +108,7 @@ def describe(holder: cmds.Holder) -> str:
     return cmds.describe(holder, stale_reason(holder))
 
 
-def _now() -> str:
+def utc_now() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
@@ -112,9 +116,9 @@ def _key(h: Host) -> tuple[str, str | None, int | None, str]:  # one lock per (h
     return (h.address, h.user, h.port, h.deploy_path)
 
 
-def _info(action: str, version: str | None, message: str, stage: str) -> dict[str, Any]:
+def holder_info(action: str, version: str | None, message: str, stage: str) -> dict[str, Any]:
     user, machine = who()
-    return {"user": user, "machine": machine, "pid": os.getpid(), "started": _now(),
+    return {"user": user, "machine": machine, "pid": os.getpid(), "started": utc_now(),
             "action": action, "version": version or "", "message": message, "stage": stage,
             "token": secrets.token_hex(12)}
 
@@ -187,7 +191,7 @@ def _take(settings: Settings, stage: Stage, hosts: list[Host], info: dict[str, A
         time.sleep(min(max(0.0, deadline - time.monotonic()), 0.5 + random.random()))
 
 
-def _audit(hc: HostContext, line: str) -> None:
+def append_audit(hc: HostContext, line: str) -> None:
     res = hc.run(cmds.audit_append(hc.host.deploy_path, line))
     if not res.ok:
         raise HostFailure(f"could not append to the audit log (exit {res.exited})", res.tail())
@@ -209,9 +213,9 @@ def guarded(settings: Settings, stage: Stage, action: str, *, from_version: str 
                 f"then append a line to {h.deploy_path}/{cmds.AUDIT} and release the lock")
         yield guard
         return
-    info = _info(action, to_version or from_version, message, stage.name)
+    info = holder_info(action, to_version or from_version, message, stage.name)
     taken = take(settings, stage, info, lock_wait)
-    started, begun, outcome = _now(), time.monotonic(), "ok"
+    started, begun, outcome = utc_now(), time.monotonic(), "ok"
     try:
         yield guard
     except StepFailed as exc:
@@ -226,7 +230,7 @@ def guarded(settings: Settings, stage: Stage, action: str, *, from_version: str 
 
         def finish(hc: HostContext) -> str:
             result = guard.result(hc.host, outcome)
-            _audit(hc, cmds.audit_line(started, user_at, action, from_version, to_version,
+            append_audit(hc, cmds.audit_line(started, user_at, action, from_version, to_version,
                                        result, seconds))
             return result
 
@@ -235,100 +239,3 @@ def guarded(settings: Settings, stage: Stage, action: str, *, from_version: str 
         _release(settings, stage.name, taken, info["token"])
 
 
-# ---- steps ----------------------------------------------------------------------------------
-
-def _target(c: Any, stage: str | None, host: str | None) -> tuple[Settings, Stage]:
-    """Like steps.common.target without the builder check: locks need no mix/rebar3 project."""
-    from .steps.common import settings_of  # not at import time: steps may import this module
-
-    settings = settings_of(c)
-    return settings, settings.stage(stage, host)
-
-
-def _holder(hc: HostContext) -> cmds.Holder | None:
-    res = hc.run(cmds.status(hc.host.deploy_path), changes=False)
-    if not res.ok:
-        raise HostFailure(f"could not read the deploy lock (exit {res.exited})", res.tail())
-    return cmds.parse_holder(res.stdout)
-
-
-def lock_status(c: Any, stage: str | None = None, host: str | None = None,
-                json: str | None = None) -> list[HostResult]:
-    """Show, per host, whether the deploy lock is held, by whom, since when, why — or stale."""
-    settings, st = _target(c, stage, host)
-
-    def one(hc: HostContext) -> tuple[str, dict[str, Any]]:
-        holder = _holder(hc)
-        if holder is None:
-            return cmds.UNLOCKED, {"locked": False}
-        shown = {k: v for k, v in holder.info.items() if k != "token"}
-        return describe(holder), {"locked": True, "stale": bool(stale_reason(holder)),
-                                  "age_seconds": holder.age, **shown}
-
-    return for_each_host("lock-status", settings, st.name, st.hosts, one, json_path=json)
-
-
-def lock(c: Any, message: str | None = None, stage: str | None = None, host: str | None = None,
-         lock_wait: float = 0.0, json: str | None = None) -> list[HostResult]:
-    """Take the deploy lock on every host (action "manual", all or nothing) and leave it: every
-    other run is refused until `unlock`."""
-    text = check_message(message, required=True)
-    settings, st = _target(c, stage, host)
-    info = _info("manual", None, text, st.name)
-    take(settings, st, info, lock_wait, keep=False)  # nobody's run: not even this process reuses it
-    line = cmds.audit_line(info["started"], "@".join(who()), "lock", None, None, "ok", 0.0)
-
-    def one(hc: HostContext) -> str:
-        _audit(hc, line)
-        return f'locked: "{text}" (inv deploy.unlock releases it)'
-
-    return for_each_host("lock", settings, st.name, st.hosts, one, json_path=json)
-
-
-def unlock(c: Any, force: bool = False, stage: str | None = None, host: str | None = None,
-           json: str | None = None) -> list[HostResult]:
-    """Release a lock taken with `lock`; a run's lock (stale after a crash) only with force."""
-    settings, st = _target(c, stage, host)
-    user_at = "@".join(who())
-
-    def one(hc: HostContext) -> str:
-        holder = _holder(hc)
-        if holder is None:
-            return "was not locked"
-        if holder.info.get("action") != "manual" and not force:
-            raise HostFailure(f"not taken with inv deploy.lock, kept: {describe(holder)}", hint=""
-                              if stale_reason(holder) else f"if its run is over: {cmds.UNLOCK_FORCE}")
-        res = hc.run(cmds.release(hc.host.deploy_path, holder.get("token", ""), force=force))
-        now = cmds.parse_holder(res.stdout) if res.exited == cmds.NOT_OWNER_RC else None
-        if now or not res.ok:
-            raise HostFailure(f"the lock changed hands meanwhile, kept: {describe(now)}" if now else
-                              f"could not remove the deploy lock (exit {res.exited})", res.tail())
-        if cmds.RELEASED not in res.stdout:
-            return "was not locked"
-        _audit(hc, cmds.audit_line(_now(), user_at, "unlock --force" if force else "unlock",
-                                   None, None, "ok", 0.0))
-        return f"unlocked (was {describe(holder)})"
-
-    return for_each_host("unlock", settings, st.name, st.hosts, one, json_path=json)
-
-
-def history(c: Any, lines: int = 20, stage: str | None = None, host: str | None = None,
-            json: str | None = None) -> list[HostResult]:
-    """Show the last LINES audit records of every host: time, who, action, versions, result."""
-    from .steps.ops import check_lines  # (see _target)
-
-    lines = check_lines(lines)
-    settings, st = _target(c, stage, host)
-
-    def one(hc: HostContext) -> tuple[str, dict[str, Any]]:
-        res = hc.run(cmds.audit_tail(hc.host.deploy_path, lines), changes=False)
-        if res.exited == cmds.NO_AUDIT_RC:
-            return "no audit log yet: nothing recorded on this host", {"entries": []}
-        if not res.ok:
-            raise HostFailure(f"could not read the audit log (exit {res.exited})", res.tail())
-        entries = [cmds.parse_audit(text) or {"raw": text} for text in res.stdout.splitlines()]
-        for e in entries:
-            hc.say(e["raw"] if "raw" in e else cmds.shown_audit(e))
-        return f"{len(entries)} record(s) of {hc.host.deploy_path}/{cmds.AUDIT}", {"entries": entries}
-
-    return for_each_host("history", settings, st.name, st.hosts, one, json_path=json)

@@ -16,8 +16,8 @@ import paramiko
 from fabric import Config as FabricConfig
 from fabric import Connection
 
-from .config import SshSettings
-from .model import Host
+from ..config import SshSettings
+from ..model import Host
 
 _known_hosts_lock = threading.Lock()
 
@@ -41,10 +41,10 @@ def _host_key_name(hostname: str, port: int) -> str:
 
 
 class StrictPolicy(paramiko.MissingHostKeyPolicy):
-    def __init__(self, known_hosts: Path):
+    def __init__(self, known_hosts: Path) -> None:
         self.known_hosts = known_hosts
 
-    def missing_host_key(self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey):
+    def missing_host_key(self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey) -> None:
         fingerprint = key.fingerprint if hasattr(key, "fingerprint") else key.get_name()
         host, _, port = hostname.strip("[").partition("]:")
         raise UnknownHostKey(
@@ -57,10 +57,10 @@ class StrictPolicy(paramiko.MissingHostKeyPolicy):
 class AcceptNewPolicy(paramiko.MissingHostKeyPolicy):
     """Trust on first use: append the key to our known_hosts file; changed keys stay refused."""
 
-    def __init__(self, known_hosts: Path):
+    def __init__(self, known_hosts: Path) -> None:
         self.known_hosts = known_hosts
 
-    def missing_host_key(self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey):
+    def missing_host_key(self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey) -> None:
         client.get_host_keys().add(hostname, key.get_name(), key)
         with _known_hosts_lock:
             self.known_hosts.parent.mkdir(parents=True, exist_ok=True)

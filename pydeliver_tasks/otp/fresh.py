@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import base64
 
+from . import _expr
 from .appup import atom
-from .otp import _expr
 
 # Applications whose env belongs to the VM and the boot, not to the release's config: kept as
 # the release's sys.config has them, never compared.
@@ -238,46 +238,6 @@ end.
 # Error reports (crashes, supervisor reports, Logger.error) logged while the upgrade installs and
 # is verified: a logger handler writing them to ROOT/tmp/pdt_upgrade_errors.log, added before the
 # install and read and removed after the checks.
-WATCH_FILE = 'filename:join([code:root_dir(), "tmp", "pdt_upgrade_errors.log"])'
-
-WATCH_START = """
-begin
-  {text},
-  PdtFile = {file},
-  ok = filelib:ensure_dir(PdtFile),
-  _ = logger:remove_handler(pdt_upgrade_watch),
-  _ = file:delete(PdtFile),
-  PdtR = logger:add_handler(pdt_upgrade_watch, logger_std_h,
-    #{{level => error, config => #{{file => PdtFile}},
-      formatter => {{logger_formatter, #{{single_line => true}}}}}}),
-  lists:flatten(io_lib:format("PDT{{watching=~s;watch_result=~s}}",
-                              [PdtR =:= ok, PdtText(PdtR)]))
-end.
-"""
-
-WATCH_END = """
-begin
-  {text},
-  PdtFile = {file},
-  _ = (catch logger_std_h:filesync(pdt_upgrade_watch)),
-  _ = logger:remove_handler(pdt_upgrade_watch),
-  PdtLog = case file:read_file(PdtFile) of {{ok, B}} -> B; _ -> <<>> end,
-  _ = file:delete(PdtFile),
-  PdtTail = binary:part(PdtLog, max(0, byte_size(PdtLog) - 3000), min(3000, byte_size(PdtLog))),
-  lists:flatten(io_lib:format("PDT{{pid=~s;errors=~s}}",
-                              [os:getpid(), base64:encode_to_string(PdtTail)]))
-end.
-"""
-
-
-def watch_start_expr() -> str:
-    return _expr(WATCH_START, file=WATCH_FILE)
-
-
-def watch_end_expr() -> str:
-    return _expr(WATCH_END, file=WATCH_FILE)
-
-
 def _codes(text: str) -> str:
     """A string as an Erlang list of character codes: no quote or backslash to escape."""
     return "[" + ",".join(str(ord(ch)) for ch in text) + "]"

@@ -30,7 +30,7 @@ UNLOCKED = "unlocked"
 AUDIT_FIELDS = ("time", "who", "action", "from", "to", "result", "duration")
 
 
-def flat(text: Any, limit: int = 1000) -> str:
+def flat(text: object, limit: int = 1000) -> str:
     """One printable line: control characters (newline, tab, NUL...) become spaces; cut at limit."""
     chars = (" " if ord(ch) < 32 or ord(ch) == 127 else ch for ch in str(text))
     return "".join(chars).strip()[:limit]

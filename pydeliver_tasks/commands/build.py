@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import shlex
 
-from .model import release_file_name
+from ..model import release_file_name
 
 q = shlex.quote
 
@@ -32,16 +32,16 @@ def checkout(build_path: str, sha: str) -> str:
     )
 
 
-def rel_dir(flavor: str, app: str, profile: str) -> str:
+def rel_dir(builder: str, app: str, profile: str) -> str:
     """Where the assembled release lands, relative to the work tree (profile: MIX_ENV for mix,
     the rebar3 profile otherwise)."""
     return f"_build/{profile}/rel/{app}"
 
 
-def build(flavor: str, build_path: str, app: str, profile: str) -> str:
+def build(builder: str, build_path: str, app: str, profile: str) -> str:
     """Compile and assemble the release (deps must already be local: hex/rebar offline OK)."""
     src = q(f"{build_path.rstrip('/')}/src")
-    if flavor == "mix":
+    if builder == "mix":
         env = f"MIX_ENV={q(profile)}"
         # A project without a `releases:` section (as `mix new` makes it) has one release named
         # after the app that `mix release NAME` does not know: build it without the name.
@@ -53,19 +53,19 @@ def build(flavor: str, build_path: str, app: str, profile: str) -> str:
     return f"cd {src} && rebar3 as {q(profile)} release -n {q(app)}"
 
 
-def list_versions(flavor: str, build_path: str, app: str, profile: str) -> str:
+def list_versions(builder: str, build_path: str, app: str, profile: str) -> str:
     """The release versions present in the assembled release (one per line)."""
-    rel = q(f"{build_path.rstrip('/')}/src/{rel_dir(flavor, app, profile)}/releases")
+    rel = q(f"{build_path.rstrip('/')}/src/{rel_dir(builder, app, profile)}/releases")
     return f"find {rel} -mindepth 1 -maxdepth 1 -type d -printf '%f\\n'"
 
 
-def package(flavor: str, build_path: str, app: str, profile: str, version: str) -> str:
+def package(builder: str, build_path: str, app: str, profile: str, version: str) -> str:
     """Pack the release as an OTP tarball (bin, erts, lib, releases) and print its sha256.
 
     The same layout for mix and rebar3, so deploy treats both alike.
     """
     base = build_path.rstrip("/")
-    rel = q(f"{base}/src/{rel_dir(flavor, app, profile)}")
+    rel = q(f"{base}/src/{rel_dir(builder, app, profile)}")
     out = q(f"{base}/out/{release_file_name(app, version)}")
     return (
         f"cd {rel} && tar -czf {out}.part bin lib releases $(ls -d erts-* 2>/dev/null) "
@@ -89,47 +89,50 @@ def upload_path(build_path: str, name: str) -> str:
     return f"{build_path.rstrip('/')}/out/{name}"
 
 
-def overlay_old(flavor: str, build_path: str, app: str, profile: str, old: str, tarball: str) -> str:
-    """Extract the old release's libs and releases/<old> into the new build's release dir
-    (skipping files the new build has), which is what relup generation needs."""
+def overlay_old(builder: str, build_path: str, app: str, profile: str, from_version: str,
+                tarball: str) -> str:
+    """Extract the from_version release's libs and releases/<from_version> into the new build's
+    release dir (skipping files the new build has), which is what relup generation needs."""
     base = build_path.rstrip("/")
-    rel = q(f"{base}/src/{rel_dir(flavor, app, profile)}")
-    return (f"cd {rel} && tar -xzf {q(tarball)} --skip-old-files lib releases/{q(old)} "
-            f"&& test -f releases/{q(old)}/{q(app)}.rel")
+    rel = q(f"{base}/src/{rel_dir(builder, app, profile)}")
+    return (f"cd {rel} && tar -xzf {q(tarball)} --skip-old-files lib releases/{q(from_version)} "
+            f"&& test -f releases/{q(from_version)}/{q(app)}.rel")
 
 
 def _escript(build_path: str, *args: str) -> str:
     return f"escript {q(escript_path(build_path))} " + " ".join(q(a) for a in args)
 
 
-def release_dir(flavor: str, build_path: str, app: str, profile: str) -> str:
-    return f"{build_path.rstrip('/')}/src/{rel_dir(flavor, app, profile)}"
+def release_dir(builder: str, build_path: str, app: str, profile: str) -> str:
+    return f"{build_path.rstrip('/')}/src/{rel_dir(builder, app, profile)}"
 
 
-def upgrade_facts(flavor: str, build_path: str, app: str, profile: str, old: str, new: str) -> str:
+def upgrade_facts(builder: str, build_path: str, app: str, profile: str, from_version: str,
+                  to_version: str) -> str:
     """Facts about both releases (see the escript) for the planning in `appup`."""
-    return _escript(build_path, "facts", release_dir(flavor, build_path, app, profile), app,
-                    old, new)
+    return _escript(build_path, "facts", release_dir(builder, build_path, app, profile), app,
+                    from_version, to_version)
 
 
-def install_appup(flavor: str, build_path: str, app: str, profile: str, name: str, app_vsn: str,
+def install_appup(builder: str, build_path: str, app: str, profile: str, name: str, app_vsn: str,
                   file: str) -> str:
     """Check an uploaded appup file parses, then put it into lib/<name>-<app_vsn>/ebin."""
-    return _escript(build_path, "appup", release_dir(flavor, build_path, app, profile), name,
+    return _escript(build_path, "appup", release_dir(builder, build_path, app, profile), name,
                     app_vsn, file)
 
 
-def make_relup(flavor: str, build_path: str, app: str, profile: str, old: str, new: str) -> str:
-    return _escript(build_path, "relup", release_dir(flavor, build_path, app, profile), app,
-                    old, new)
+def make_relup(builder: str, build_path: str, app: str, profile: str, from_version: str,
+               to_version: str) -> str:
+    return _escript(build_path, "relup", release_dir(builder, build_path, app, profile), app,
+                    from_version, to_version)
 
 
-def package_upgrade(flavor: str, build_path: str, app: str, profile: str, version: str,
+def package_upgrade(builder: str, build_path: str, app: str, profile: str, version: str,
                     lib_dirs: list[str]) -> str:
     """Pack release `version` with its relup: bin, erts, releases/<version>, the boot data and
     exactly the lib dirs the new release uses (not the old ones beside them); print the sha256."""
     base = build_path.rstrip("/")
-    rel = q(release_dir(flavor, build_path, app, profile))
+    rel = q(release_dir(builder, build_path, app, profile))
     out = q(f"{base}/out/{release_file_name(app, version, 'upgrade')}")
     libs = " ".join(q(f"lib/{d}") for d in lib_dirs)
     return (

@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .validation import InvalidInput
+from ..validation import InvalidInput
 
 _TOKEN = re.compile(r"""
     (?P<space>\s+) | (?P<comment>%[^\n]*) |
@@ -67,7 +67,7 @@ def _tokens(text: str, path: Path) -> list[tuple[str, str, int]]:
 
 
 class _Parser:
-    def __init__(self, tokens: list[tuple[str, str, int]], path: Path):
+    def __init__(self, tokens: list[tuple[str, str, int]], path: Path) -> None:
         self.t, self.i, self.path = tokens, 0, path
 
     def fail(self, message: str) -> InvalidInput:

@@ -4,66 +4,56 @@ Each batch runs through the same executor (and the same per-host verification) a
 the next batch starts only when every host of this one passed. On a failure the run stops before
 new batches (unless keep_going), optionally returns the failed batch to the previous version
 (auto_rollback), and the summary says which hosts are done, failed, rolled back or not started,
-with the commands that finish the run or roll it back.
+with the steps that finish the run or roll it back (data: the task layer words them).
 """
 
 from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
-from typing import Any
+from collections.abc import Sequence
+from dataclasses import replace
 
-from . import validation as v
-from .fleet import NOT_STARTED, HostContext, HostResult, StepFailed, for_each_host, say, write_json
-from .model import Host, Stage
+from .. import validation as v
+from ..config import Settings
+from ..model import Host, NextStep, Rollout, Stage
+from .output import say
+from .results import HostResult, RunResult, StepFailed
+from .run import HostStep, for_each_host
 
-KINDS = ("parallel", "rolling", "canary")
+STRATEGIES = ("parallel", "rolling", "canary")
 _BATCH_RE = re.compile(r"^(\d+)(%?)$")
 
 
-@dataclass(frozen=True)
-class Strategy:
-    kind: str = "parallel"
-    batch: str = ""  # "N" hosts or "P%" of the hosts; rolling default 1, canary's rest default all
-    pause: float = 0.0  # seconds between batches
-    canary: int = 1  # hosts in the canary batch
-    keep_going: bool = False  # start new batches after a failure
-    auto_rollback: bool = False  # return a failed batch to the previous version
-    skip_unreachable: bool = False  # go on without hosts that do not answer before the run
-    lock_wait: float = 0.0  # seconds to wait for another run's deploy lock
-    asked: bool = False  # the kind came from the run's flag, not from the stage's config
-
-
-def resolve(stage: Stage, kind: str | None = None, batch: str | None = None,
+def resolve(stage: Stage, strategy: str | None = None, batch: str | None = None,
             pause: float | None = None, canary: int | None = None, keep_going: bool = False,
             auto_rollback: bool = False, skip_unreachable: bool = False,
-            lock_wait: float | None = None) -> Strategy:
-    """The strategy of this run: flags over the stage's `strategy` config, checked."""
+            lock_wait: float | None = None) -> Rollout:
+    """The rollout of this run: flags over the stage's `strategy` config, checked."""
     d = stage.rollout
-    return check(Strategy(
-        kind=kind or d.kind, batch=str(batch if batch is not None else d.batch),
+    return check(Rollout(
+        strategy=strategy or d.strategy, batch=str(batch if batch is not None else d.batch),
         pause=_number("pause", pause, d.pause, float),
         canary=int(_number("canary", canary, d.canary, int)),
         keep_going=keep_going, auto_rollback=auto_rollback, skip_unreachable=skip_unreachable,
-        lock_wait=_number("lock-wait", lock_wait, 0, float), asked=kind is not None,
+        lock_wait=_number("lock-wait", lock_wait, 0, float), asked=strategy is not None,
     ))
 
 
-def _number(flag: str, value: Any, default: float, kind: type) -> Any:
+def _number(flag: str, value: object, default: float, cast: type[float] | type[int]) -> float:
     if value is None or value == "":
-        return kind(default)
+        return cast(default)
     try:
-        return kind(value)
+        return cast(value)  # type: ignore[arg-type]
     except (TypeError, ValueError):
         raise v.InvalidInput(f"--{flag} must be a number, got {value!r}") from None
 
 
-def check(s: Strategy) -> Strategy:
+def check(s: Rollout) -> Rollout:
     """Refuse a bad strategy before any connection (exit 2)."""
-    if s.kind not in KINDS:
-        raise v.InvalidInput(f"--strategy must be one of {', '.join(KINDS)}, got {s.kind!r}")
+    if s.strategy not in STRATEGIES:
+        raise v.InvalidInput(f"--strategy must be one of {', '.join(STRATEGIES)}, "
+                             f"got {s.strategy!r}")
     if s.batch and (not _BATCH_RE.match(s.batch) or int(_BATCH_RE.match(s.batch)[1]) < 1
                     or (s.batch.endswith("%") and int(s.batch[:-1]) > 100)):
         raise v.InvalidInput(f"--batch must be a number of hosts (>= 1) or a percentage "
@@ -84,12 +74,12 @@ def batch_size(batch: str, total: int, default: int) -> int:
     return max(1, -(-total * int(n) // 100)) if pct else int(n)
 
 
-def batches(hosts: Sequence[Host], s: Strategy) -> list[list[Host]]:
+def batches(hosts: Sequence[Host], s: Rollout) -> list[list[Host]]:
     """The hosts in the order and groups they are changed in."""
     hosts = list(hosts)
-    if s.kind == "parallel" or not hosts:
+    if s.strategy == "parallel" or not hosts:
         return [hosts] if hosts else []
-    if s.kind == "canary":
+    if s.strategy == "canary":
         first, rest = hosts[:s.canary], hosts[s.canary:]
         size = batch_size(s.batch, len(rest), len(rest))
         return [first] + [rest[i:i + size] for i in range(0, len(rest), size)]
@@ -97,8 +87,8 @@ def batches(hosts: Sequence[Host], s: Strategy) -> list[list[Host]]:
     return [hosts[i:i + size] for i in range(0, len(hosts), size)]
 
 
-def _reachable(step: str, settings: Any, stage: str, hosts: list[Host],
-               s: Strategy) -> tuple[list[Host], list[HostResult]]:
+def _reachable(step: str, settings: Settings, stage: str, hosts: list[Host],
+               s: Rollout) -> tuple[list[Host], list[HostResult]]:
     """Connect to every host first: an unreachable one stops the run before anything changes
     (or, with skip_unreachable, is left out and reported)."""
     seen = for_each_host(f"{step}: reachability", settings, stage, hosts,
@@ -117,21 +107,22 @@ def _reachable(step: str, settings: Any, stage: str, hosts: list[Host],
             say(f"  {r.host}: {r.message}")
         unreachable = [HostResult(r.host, False, f"unreachable before the run ({r.message})", 0.0)
                        for r in seen if not r.ok]
-        _summary(step, [*unreachable, *waiting], set(), "", "")
-        raise StepFailed(step, [*unreachable, *waiting])
+        result = RunResult(step, stage, [*unreachable, *waiting])
+        say(summary(result, set()))
+        raise StepFailed(step, result)
     return [h for h in hosts if h.name not in down], skipped
 
 
 def run(
-    step: str, settings: Any, stage: str, hosts: Sequence[Host],
-    fn: Callable[[HostContext], Any], s: Strategy, *,
-    rollback: Callable[[HostContext], Any] | None = None, command: str = "",
-    rollback_command: str = "", json_path: str | None = None, reachable: bool = True,
+    step: str, settings: Settings, stage: str, hosts: Sequence[Host], fn: HostStep, s: Rollout,
+    *, rollback: HostStep | None = None, finish: tuple[NextStep, ...] = (),
+    undo: tuple[NextStep, ...] = (), json_path: str | None = None, reachable: bool = True,
     skipped: Sequence[HostResult] = (),
-) -> list[HostResult]:
-    """Run fn per host by the strategy; raise StepFailed (after the summary) on any failure.
+) -> RunResult:
+    """Run fn per host by the rollout; raise StepFailed (after the summary) on any failure.
 
-    reachable: first connect to every host (an unreachable one stops the run, or is skipped)."""
+    reachable: first connect to every host (an unreachable one stops the run, or is skipped).
+    finish/undo: the steps that finish an unfinished host / undo a done one (for the hints)."""
     hosts, results = (_reachable(step, settings, stage, list(hosts), s) if reachable
                       else (list(hosts), list(skipped)))
     groups = batches(hosts, s)
@@ -145,13 +136,13 @@ def run(
                                           0.0))
                 say(f"  {h.name}: not started: an earlier batch failed")
             continue
-        label = "canary" if s.kind == "canary" and i == 1 else f"batch {i}/{len(groups)}"
+        label = "canary" if s.strategy == "canary" and i == 1 else f"batch {i}/{len(groups)}"
         if len(groups) > 1:
             say(f"== {step}: {label}: {names}")
         got = for_each_host(f"{step} ({label})" if len(groups) > 1 else step, settings, stage,
                             group, fn, raise_on_failure=False, keep_going=s.keep_going)
         results += got
-        if all(r.ok for r in got):
+        if got.ok:
             if s.pause and i < len(groups):
                 say(f"== {step}: {label} verified; pausing {s.pause:g}s before the next batch")
                 time.sleep(s.pause)
@@ -167,38 +158,27 @@ def run(
             for r in back:
                 say(f"   {r.host}: rollback {'ok' if r.ok else 'FAILED'}: {r.message}")
         stopped = not s.keep_going
-    results = [replace(r, message=f"{r.message} [rolled back]") if r.host in rolled else r
-               for r in results]
-    _summary(step, results, rolled, command, rollback_command)
+    result = RunResult(step, stage, [replace(r, message=f"{r.message} [rolled back]")
+                                     if r.host in rolled else r for r in results],
+                       finish=finish, undo=undo)
+    say(summary(result, rolled))
     if json_path:
-        write_json(json_path, step, stage, results)
-    if not all(r.ok for r in results):
-        raise StepFailed(step, results)
-    return results
+        result.write_json(json_path)
+    if not result.ok:
+        raise StepFailed(step, result)
+    return result
 
 
-def _summary(step: str, results: list[HostResult], rolled: set[str], command: str,
-             rollback_command: str) -> None:
-    done = [r.host for r in results if r.ok]
-    waiting = [r.host for r in results if not r.ok and r.message.startswith(NOT_STARTED)]
-    failed = [r.host for r in results if not r.ok and r.host not in waiting]
-    say(f"{step}: done {len(done)} ({', '.join(done) or '-'}); failed {len(failed)} "
-        f"({', '.join(failed) or '-'}); not started {len(waiting)} ({', '.join(waiting) or '-'})"
-        + (f"; rolled back: {', '.join(sorted(rolled))}" if rolled else ""))
-    if (failed or waiting) and command:
-        for host in failed + waiting:
-            say(f"  to finish {host}: {_for_host(command, host)}")
-    if done and (failed or waiting) and rollback_command:
-        for host in done:
-            say(f"  to roll back {host}: {_for_host(rollback_command, host)}")
+def summary(result: RunResult, rolled: set[str]) -> str:
+    """One line: which hosts are done, failed, not started (and rolled back)."""
+    done, failed, waiting = result.done, result.failed, result.waiting
+    return (f"{result.step}: done {len(done)} ({', '.join(done) or '-'}); failed {len(failed)} "
+            f"({', '.join(failed) or '-'}); not started {len(waiting)} "
+            f"({', '.join(waiting) or '-'})"
+            + (f"; rolled back: {', '.join(sorted(rolled))}" if rolled else ""))
 
 
-def _for_host(command: str, host: str) -> str:
-    return command.format(host=host) if "{host}" in command else f"{command} --host {host}"
-
-
-
-def reachable(step: str, settings: Any, stage: Stage, s: Strategy | None,
+def reachable(step: str, settings: Settings, stage: Stage, s: Rollout | None,
               dry_run: bool = False) -> tuple[Stage, list[HostResult]]:
     """Before the lock is taken and anything changes: every host must answer (else the run is
     refused), or with skip_unreachable the stage narrowed to the hosts that do, plus the
@@ -210,21 +190,24 @@ def reachable(step: str, settings: Any, stage: Stage, s: Strategy | None,
 
 
 def each(
-    step: str, settings: Any, stage: Stage, fn: Callable[[HostContext], Any],
-    s: Strategy | None, *, dry_run: bool = False, json_path: str | None = None,
-    rollback: Callable[[HostContext], Any] | None = None, command: str = "",
-    rollback_command: str = "", skipped: Sequence[HostResult] = (),
-) -> list[HostResult]:
+    step: str, settings: Settings, stage: Stage, fn: HostStep, s: Rollout | None, *,
+    dry_run: bool = False, json_path: str | None = None, rollback: HostStep | None = None,
+    finish: tuple[NextStep, ...] = (), undo: tuple[NextStep, ...] = (),
+    skipped: Sequence[HostResult] = (),
+) -> RunResult:
     """A step over the stage's hosts: plainly in parallel (s None: the steps' Python API), or by
-    the strategy, which first checks that every host answers."""
-    plain = s is None
-    if plain or dry_run:
-        if s is not None and s.kind != "parallel":
+    the rollout, which first checks that every host answers."""
+    if s is None or dry_run:
+        if s is not None and s.strategy != "parallel":
             groups = batches(stage.hosts, s)
-            say(f"would run {step} {s.kind} in {len(groups)} batch(es): "
+            say(f"would run {step} {s.strategy} in {len(groups)} batch(es): "
                 + " | ".join(", ".join(h.name for h in g) for g in groups))
-        return for_each_host(step, settings, stage.name, stage.hosts, fn, dry_run=dry_run,
-                             json_path=json_path, keep_going=True if s is None else s.keep_going)
-    return run(step, settings, stage.name, stage.hosts, fn, s, rollback=rollback,
-               command=command, rollback_command=rollback_command, json_path=json_path,
-               reachable=False, skipped=skipped)
+        result = for_each_host(step, settings, stage.name, stage.hosts, fn, dry_run=dry_run,
+                               json_path=json_path, raise_on_failure=False,
+                               keep_going=True if s is None else s.keep_going)
+        result.finish, result.undo = finish, undo
+        if not result.ok:
+            raise StepFailed(step, result)
+        return result
+    return run(step, settings, stage.name, stage.hosts, fn, s, rollback=rollback, finish=finish,
+               undo=undo, json_path=json_path, reachable=False, skipped=skipped)

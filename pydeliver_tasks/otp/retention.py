@@ -12,7 +12,7 @@ one `PDT{key=value;...}` marker per answer, terms passed through PdtText).
 
 from __future__ import annotations
 
-from . import otp
+from .. import otp
 
 RETENTION_STATE = """
 begin

@@ -3,17 +3,16 @@ config that points a project at them (written as an Invoke runtime config file).
 
 from __future__ import annotations
 
-import json as jsonlib
-import secrets
 from pathlib import Path
-from typing import Any
 
-from invoke import Collection, task
+from invoke import Collection, Context, task
 from invoke.exceptions import Exit
 
-from . import sandbox as sb
-from .steps.common import settings_of
-from .validation import InvalidInput
+from .. import sandbox as sb
+from ..fleet import say
+from ..sandbox.config import write_runtime_config
+from ..steps import settings_of
+from ..validation import InvalidInput
 
 DIR = "sandbox directory (default /tmp/pydeliver-sandbox-PORT)"
 
@@ -23,53 +22,11 @@ def _dir(dir: str, port: int) -> Path:
     return Path(dir or f"/tmp/pydeliver-sandbox-{port}").resolve()
 
 
-def deliver_config(box: sb.Sandbox, app: str, http_port: int = 4000) -> dict[str, Any]:
-    """The `deliver` subtree for stage `sandbox`: every host its own user, address, epmd port.
-
-    Each host's node keeps the same name and HTTP port, as on real machines; what keeps them
-    apart is the host's own loopback address and its own epmd (ERL_EPMD_PORT).
-    """
-    cookie_file = box.dir / "cookie"
-    if not cookie_file.exists():
-        cookie_file.write_text(secrets.token_hex(16))
-        cookie_file.chmod(0o600)
-    cookie = cookie_file.read_text().strip()
-    hosts = []
-    for i, h in enumerate(box.hosts):
-        node = f"{app}@{h.address}"
-        hosts.append({
-            "host": h.spec,
-            "deploy_path": f"{h.home}/apps/{app}",
-            "env": {"HTTP_IP": h.address, "HTTP_PORT": str(http_port),
-                    "ERL_EPMD_PORT": str(box.build.port + 2000 + i + 1),
-                    "RELEASE_NODE": node, "NODE_NAME": node},
-        })
-    return {
-        "stage": "sandbox",
-        "build": {"host": box.build.spec, "path": f"{box.build.home}/build/{app}"},
-        "ssh": {"known_hosts": str(box.known_hosts), "identity_file": str(box.identity_file),
-                "host_key_policy": "strict"},
-        "stages": {"sandbox": {
-            "env": {"PYDELIVER_SANDBOX": str(box.dir), "RELEASE_DISTRIBUTION": "name",
-                    "RELEASE_COOKIE": cookie, "COOKIE": cookie, "LANG": "C.UTF-8"},
-            "health": {"url": "http://{host}:{env[HTTP_PORT]}/health", "contains": "ok"},
-            "hosts": hosts,
-        }},
-    }
-
-
-def write_runtime_config(box: sb.Sandbox, app: str, http_port: int = 4000) -> Path:
-    path = box.dir / "invoke.json"
-    path.write_text(jsonlib.dumps({"deliver": deliver_config(box, app, http_port)}, indent=2))
-    path.chmod(0o600)  # holds the sandbox cookie
-    return path
-
-
 @task(help={"hosts": "number of deploy hosts (plus one build host)", "port": "sshd port",
             "dir": DIR, "fresh": "wipe the hosts' homes first",
             "first_address": "last octet of the first loopback address (127.0.0.N)",
             "http_port": "HTTP port the app listens on, on every host"})
-def up(c: Any, hosts: int = 2, port: int = 2222, dir: str = "",
+def up(c: Context, hosts: int = 2, port: int = 2222, dir: str = "",
        fresh: bool = False, first_address: int = 2, http_port: int = 4000) -> None:
     """Start N sshd hosts + a build host on loopback and write their deliver config."""
     try:
@@ -85,21 +42,21 @@ def up(c: Any, hosts: int = 2, port: int = 2222, dir: str = "",
     except sb.SandboxError as exc:
         raise Exit(f"sandbox.up failed: {exc}", code=1) from exc
     cfg = write_runtime_config(box, app, http_port)
-    print(f"sandbox up in {box.dir}: build host {box.build.spec}, "
+    say(f"sandbox up in {box.dir}: build host {box.build.spec}, "
           f"hosts {', '.join(h.spec for h in box.hosts)}")
-    print(f"use it with: INVOKE_RUNTIME_CONFIG={cfg} inv <task>   (or inv -f {cfg} <task>)")
+    say(f"use it with: INVOKE_RUNTIME_CONFIG={cfg} inv <task>   (or inv -f {cfg} <task>)")
 
 
 @task(help={"dir": DIR, "port": "sshd port of the sandbox",
             "purge": "also remove the sandbox users, their homes and the dir"})
-def down(c: Any, dir: str = "", port: int = 2222, purge: bool = False) -> None:
+def down(c: Context, dir: str = "", port: int = 2222, purge: bool = False) -> None:
     """Stop exactly what the sandbox started (sshd by pid, and the hosts' nodes and epmds)."""
     for line in sb.down(_dir(dir, port), purge=purge):
-        print(line)
+        say(line)
 
 
 @task(help={"dir": DIR, "port": "sshd port of the sandbox"})
-def status(c: Any, dir: str = "", port: int = 2222) -> None:
+def status(c: Context, dir: str = "", port: int = 2222) -> None:
     """Show each sandbox host, its sshd pid and whether it answers."""
     try:
         rows = sb.status(_dir(dir, port))
@@ -109,7 +66,7 @@ def status(c: Any, dir: str = "", port: int = 2222) -> None:
     for host, pid, answering in rows:
         bad |= not answering
         state = "up" if answering else "DOWN"
-        print(f"{host.name:<6} {host.spec:<32} sshd pid {pid or '-':<8} {state}")
+        say(f"{host.name:<6} {host.spec:<32} sshd pid {pid or '-':<8} {state}")
     if bad:
         raise Exit("some sandbox hosts are down: inv sandbox.up", code=1)
 

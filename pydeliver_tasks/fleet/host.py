@@ -1,0 +1,168 @@
+"""One host of a run: `HostContext.run` is the one place every remote (or local) command goes
+through — dry run, redaction of secrets, the SSH connection reused for the whole run, and a
+`HostFailure` with a hint when the connection itself fails."""
+
+from __future__ import annotations
+
+import atexit
+import shutil
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import paramiko
+from fabric import Connection
+from invoke import Context
+
+from ..config import Settings, SshSettings
+from ..model import Host
+from . import ssh
+from .output import PrefixedWriter, say
+
+_pool: dict[tuple[str, str | None, int | None, str], Connection] = {}
+_pool_lock = threading.Lock()
+_print_lock = threading.Lock()
+
+
+def _connection(host: Host, settings: SshSettings) -> Connection:
+    """The run's connection to `host`, opened once and reused by every step of this process."""
+    key = (host.address, host.user, host.port, repr(settings))
+    with _pool_lock:
+        conn = _pool.get(key)
+        if conn is None or (conn.transport is not None and not conn.transport.is_active()):
+            conn = ssh.connection(host, settings)
+            _pool[key] = conn
+    return conn
+
+
+def close_connections() -> None:
+    with _pool_lock:
+        for conn in _pool.values():
+            conn.close()
+        _pool.clear()
+
+
+atexit.register(close_connections)
+
+
+class HostFailure(Exception):
+    """A step failed on a host: what was checked, what was seen, what to try next."""
+
+    def __init__(self, message: str, detail: str = "", hint: str = "",
+                 data: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.detail = detail
+        self.hint = hint
+        self.data = data or {}
+
+
+@dataclass
+class CommandResult:
+    """What a remote (or local) command returned."""
+
+    stdout: str
+    stderr: str
+    exited: int
+
+    @property
+    def ok(self) -> bool:
+        return self.exited == 0
+
+    def tail(self, lines: int = 15) -> str:
+        text = (self.stdout + ("\n" + self.stderr if self.stderr else "")).strip()
+        return "\n".join(text.splitlines()[-lines:])
+
+
+class HostContext:
+    """Everything a step needs for one host: run/put/get over the run's connection, dry-run aware.
+
+    `local=True` runs on this machine instead (the `build.host: local` case) with the same API.
+    """
+
+    def __init__(self, host: Host, settings: Settings, dry_run: bool, local: bool = False) -> None:
+        self.host = host
+        self.settings = settings
+        self.dry_run = dry_run
+        self.local = local
+        self.prefix = f"[{host.name}] "
+
+    @property
+    def conn(self) -> Connection:
+        return _connection(self.host, self.settings.ssh)
+
+    def redact(self, text: str) -> str:
+        for secret in self.host.secrets:
+            text = text.replace(secret, "***")
+        return text
+
+    def say(self, message: str) -> None:
+        for line in message.splitlines() or [""]:
+            say(f"{self.prefix}{self.redact(line)}")
+
+    def run(
+        self, command: str, *, changes: bool = True, stream: bool = False,
+        timeout: float | None = None, env: dict[str, str] | None = None,
+    ) -> CommandResult:
+        """Run a command built in `commands`/`builders`; in dry-run only print it.
+
+        Read-only commands (changes=False) are printed too: a dry run opens no connection.
+        """
+        if self.dry_run:
+            self.say(("would run: " if changes else "would check: ") + command)
+            return CommandResult("", "", 0)
+        kwargs: dict[str, Any] = {"warn": True, "hide": True, "in_stream": False}
+        if stream:
+            out = PrefixedWriter(self.prefix, self.redact)
+            kwargs.update(hide=False, out_stream=out, err_stream=out)
+        if timeout:
+            kwargs["timeout"] = timeout
+        if env:
+            kwargs["env"] = env
+        runner = Context() if self.local else self.conn
+        try:
+            res = runner.run(command, **kwargs)
+        except (paramiko.SSHException, OSError) as exc:
+            if stream:
+                out.flush()
+            where = "locally" if self.local else f"over SSH to {self.host.address}"
+            raise HostFailure(f"cannot run commands {where}: {exc}", hint=_ssh_hint(exc)) from exc
+        except Exception as exc:  # e.g. invoke's CommandTimedOut: its text carries the reason
+            if stream:
+                out.flush()
+            raise HostFailure(f"command failed to complete: {exc}") from exc
+        if stream:
+            out.flush()
+        return CommandResult(res.stdout, res.stderr, res.exited)
+
+    def put(self, local: Path, remote: str) -> None:
+        if self.dry_run:
+            self.say(f"would upload: {local} -> {remote}")
+            return
+        if self.local:
+            shutil.copyfile(local, Path(remote).expanduser())
+            return
+        self.conn.put(str(local), remote)
+
+    def get(self, remote: str, local: Path) -> None:
+        if self.dry_run:
+            self.say(f"would download: {remote} -> {local}")
+            return
+        if self.local:
+            shutil.copyfile(Path(remote).expanduser(), local)
+            return
+        self.conn.get(remote, str(local))
+
+
+def _ssh_hint(exc: BaseException) -> str:
+    if isinstance(exc, ssh.UnknownHostKey):
+        return ""  # its message already says what to do
+    if isinstance(exc, paramiko.BadHostKeyException):
+        return ("the host's key changed: if that is expected (reinstall), remove the old line "
+                "from known_hosts (ssh-keygen -R); otherwise treat it as an attack")
+    if isinstance(exc, paramiko.AuthenticationException):
+        return "check the SSH user and deliver.ssh.identity_file (or your agent / ssh_config)"
+    return "check that the host is up, its sshd listens on that port, and the address is right"
+
+

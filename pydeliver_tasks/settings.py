@@ -1,0 +1,121 @@
+"""The `deliver` config as the other layers see it: the defaults (every key, declared complete in
+the collection's `ns.configure`) and the typed Settings that config.load makes of them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from . import validation as v
+from .model import Stage
+
+BUILDERS = ("auto", "mix", "rebar3")
+HOST_KEY_POLICIES = ("strict", "accept-new")
+HOOK_STEPS = ("push", "build", "fetch", "upload", "extract", "start", "stop")
+
+DEFAULTS: dict[str, Any] = {
+    "app": "",  # release name (required)
+    "builder": "auto",  # auto | mix | rebar3
+    "mix_env": "prod",
+    "project_dir": ".",  # the git repository to build
+    "stage": "",  # default stage; may be empty when only one stage exists
+    "build": {"host": "local", "path": ""},  # path default: pydeliver-build/<app> ($HOME-relative)
+    "rebar3_profile": "default",
+    "store": ".deliver/releases",
+    "deploy_path": "",  # default for every stage: apps/<app> (relative paths: from $HOME)
+    "env": {},  # env for every bin/<app> call on every stage
+    "stages": {},  # name -> {hosts: [...], deploy_path, env, health}
+    "ssh": {
+        "known_hosts": "",  # default ~/.ssh/known_hosts
+        "host_key_policy": "strict",
+        "identity_file": "",
+        "config_file": "",  # default ~/.ssh/config (when it exists)
+        "connect_timeout": 10,
+    },
+    "parallel": 8,
+    "timeouts": {"start": 60, "stop": 30},
+    # checks: more smoke checks, each {url, status, contains} or {eval: EXPR returning true}
+    "health": {"url": "", "status": 200, "contains": "", "timeout": 5, "checks": []},
+    "hooks": {},  # before_start: ["shell cmd", ...], after_upload: [...], ...
+    "log_files": [],  # more logs for `inv logs`: paths/globs, relative to the release root
+    "keep_releases": 5,  # versions kept on each host after a deploy (cleanup); 0 = no cleanup
+    "strategy": {"kind": "parallel", "batch": "", "pause": 0, "canary": 1},  # stages may override
+    "upgrade": {
+        "on_unsafe": "restart",  # restart | abort: when a hot upgrade is not safe
+        "on_failure": "restart",  # restart | downgrade | abort: when install/verification fails
+        "apps": [],  # more own applications (umbrella/rebar3 apps) to generate appups for
+        "appups_dir": "rel/appups",  # user appups: <appups_dir>/<from>-<to>/<app>.appup
+    },
+}
+ON_UNSAFE = ("restart", "abort")
+ON_FAILURE = ("restart", "downgrade", "abort")
+
+
+@dataclass(frozen=True)
+class UpgradeSettings:
+    on_unsafe: str = "restart"
+    on_failure: str = "restart"
+    apps: tuple[str, ...] = ()
+    appups_dir: str = "rel/appups"
+
+
+@dataclass(frozen=True)
+class SshSettings:
+    known_hosts: str
+    host_key_policy: str
+    identity_file: str
+    config_file: str
+    connect_timeout: int
+
+
+@dataclass(frozen=True)
+class BuildSettings:
+    host: v.HostAddress | None  # None: build on this machine
+    path: str
+
+
+@dataclass(frozen=True)
+class Settings:
+    app: str
+    builder: str  # resolved: mix | rebar3
+    mix_env: str
+    rebar3_profile: str
+    project_dir: Path
+    default_stage: str
+    build: BuildSettings
+    store: Path
+    stages: dict[str, Stage]
+    ssh: SshSettings
+    parallel: int
+    start_timeout: float
+    stop_timeout: float
+    hooks: dict[str, tuple[str, ...]]
+    log_files: tuple[str, ...] = ()
+    upgrade: UpgradeSettings = UpgradeSettings()
+    keep_releases: int = 5
+
+    def stage(self, name: str | None = None, host: str | None = None) -> Stage:
+        """The stage to act on (flag, else config default, else the only one), narrowed by --host."""
+        name = name or self.default_stage
+        if not name:
+            if len(self.stages) != 1:
+                raise v.InvalidInput(
+                    "no stage given: pass --stage NAME or set deliver.stage "
+                    f"(stages: {', '.join(sorted(self.stages)) or 'none configured'})"
+                )
+            name = next(iter(self.stages))
+        v.stage_name(name)
+        if name not in self.stages:
+            raise v.InvalidInput(
+                f"no stage {name!r} in deliver.stages "
+                f"(configured: {', '.join(sorted(self.stages)) or 'none'})"
+            )
+        stage = self.stages[name]
+        if host is None:
+            return stage
+        chosen = tuple(h for h in stage.hosts if host in (h.name, h.address))
+        if not chosen:
+            names = ", ".join(h.name for h in stage.hosts)
+            raise v.InvalidInput(f"no host {host!r} in stage {name!r} (hosts: {names})")
+        return Stage(name=stage.name, hosts=chosen, rollout=stage.rollout)

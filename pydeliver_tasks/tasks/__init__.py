@@ -1,0 +1,33 @@
+"""The Invoke collection (`inv --list`): thin tasks over `steps`, one module per topic — node,
+release, upgrade, retention, lock, ops, sandbox. Every task is made by `flags.deliver_task`
+(docstring = --help, help for every flag, the rollout flags where they apply)."""
+
+from __future__ import annotations
+
+import copy
+
+from invoke import Collection
+
+from ..config import DEFAULTS
+from .lock import history, lock_, lock_status, unlock
+from .node import boot_check, doctor, kill_, ping, restart, start, stop, version
+from .ops import eval_, exec_, logs, remote_console
+from .release import build_release, deploy_release, releases, update
+from .retention import cleanup, releases_collection, rollback
+from .sandbox import sandbox
+from .upgrade import build_upgrade, deploy_upgrade, downgrade, show_ns, upgrade
+
+build = Collection("build")
+build.add_task(build_release, name="release")
+build.add_task(build_upgrade, name="upgrade")
+deploy = Collection("deploy")
+deploy.add_task(deploy_release, name="release")
+deploy.add_task(deploy_upgrade, name="upgrade")
+deploy.add_task(lock_, name="lock")
+deploy.add_task(unlock, name="unlock")
+deploy.add_task(lock_status, name="lock-status")
+
+ns = Collection(start, stop, kill_, restart, ping, version, update, releases_collection(releases),
+                cleanup, rollback, doctor, boot_check, logs, exec_, eval_, remote_console, upgrade,
+                downgrade, build, deploy, show_ns, history, sandbox)
+ns.configure({"deliver": copy.deepcopy(DEFAULTS)})
