@@ -19,7 +19,7 @@ Outcome = tuple[str, dict[str, Any]]
 
 
 @dataclass(frozen=True)
-class Plan:
+class Policy:
     """One upgrade run's choices: from/to, what to do when a host is not hot-safe or fails."""
 
     from_version: str
@@ -29,11 +29,11 @@ class Plan:
     rebuild: bool = False
 
 
-def per_host(settings: Settings, builder: str, plan: Plan, before: dict[str, dict[str, Any]],
+def per_host(settings: Settings, builder: str, policy: Policy, before: dict[str, dict[str, Any]],
              upgrade: Release | None, manifest: UpgradeManifest,
              restart: Callable[[HostContext], str]) -> HostStep:
     """The per-host step of an upgrade run; `before` holds each host's pre-check data."""
-    from_, to = plan.from_version, plan.to_version
+    from_, to = policy.from_version, policy.to_version
     apps = sorted(manifest.changed_apps)
 
     def one(hc: HostContext) -> Outcome:
@@ -60,7 +60,7 @@ def per_host(settings: Settings, builder: str, plan: Plan, before: dict[str, dic
 
     def not_hot(hc: HostContext, why: str, data: dict[str, Any]) -> Outcome:
         data["unsafe"] = why
-        if plan.on_unsafe == "abort":
+        if policy.on_unsafe == "abort":
             raise HostFailure(f"not hot-upgradable: {why}; nothing was changed (--on-unsafe "
                               "abort)", hint=f"inv upgrade ... --on-unsafe restart, or supply "
                               f"appups in {settings.upgrade.appups_dir}/{from_}-{to}/", data=data)
@@ -74,10 +74,10 @@ def per_host(settings: Settings, builder: str, plan: Plan, before: dict[str, dic
         data["failure"] = exc.message
         if isinstance(exc, hot.InstallFailed):
             hc.say(f"{from_} serves again: {hot.settle(hc, builder, from_)}")
-        if plan.on_failure == "restart":
+        if policy.on_failure == "restart":
             done = restart(hc)
             return f"hot upgrade failed ({exc.message}); {done}", {**data, "mode": "restart"}
-        if plan.on_failure == "downgrade":
+        if policy.on_failure == "downgrade":
             back = hot.back_to(hc, builder, from_, to)
         elif isinstance(exc, hot.InstallFailed):
             back = f"{from_} serves (--on-failure abort)"
@@ -88,6 +88,6 @@ def per_host(settings: Settings, builder: str, plan: Plan, before: dict[str, dic
         mark(hc, to, failed=True)  # rollback skips it, cleanup removes it first
         raise HostFailure(f"hot upgrade failed: {exc.message}; {back}", exc.detail,
                           f"fix the upgrade, then run it again (inv show.appup --from "
-                          f"{from_} --to {to})", data={**data, "mode": plan.on_failure}) from exc
+                          f"{from_} --to {to})", data={**data, "mode": policy.on_failure}) from exc
 
     return one

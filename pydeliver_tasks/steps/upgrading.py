@@ -21,7 +21,7 @@ from .build import sha256_of
 from .frame import Ctx, Run, over_stage, target
 from .probe import probe
 from .upgrade_build import build_upgrade, check_user_appups, manifest_path, stored_upgrade
-from .upgrade_host import Plan, per_host
+from .upgrade_host import Policy, per_host
 
 
 def _versions(from_: str, to: str, force: bool) -> None:
@@ -76,30 +76,31 @@ def upgrade(
     settings, st, _ = target(c, stage, host)
     check_user_appups(settings, from_, to)
     rollout = rollout or strategy.resolve(st, keep_going=keep_going)
-    plan = Plan(from_, to, _choice("on-unsafe", on_unsafe, ON_UNSAFE, settings.upgrade.on_unsafe),
-                _choice("on-failure", on_failure, ON_FAILURE, settings.upgrade.on_failure),
-                rebuild)
+    policy = Policy(from_, to,
+                    _choice("on-unsafe", on_unsafe, ON_UNSAFE, settings.upgrade.on_unsafe),
+                    _choice("on-failure", on_failure, ON_FAILURE, settings.upgrade.on_failure),
+                    rebuild)
     with over_stage(c, "upgrade", stage, host, rollout, flow="upgrade", dry_run=dry_run,
                     json_path=json_path, from_version=from_, to_version=to) as run:
-        return _upgrade(c, run, plan)
+        return _upgrade(c, run, policy)
 
 
-def _upgrade(c: Ctx, run: Run, plan: Plan) -> RunResult:
+def _upgrade(c: Ctx, run: Run, policy: Policy) -> RunResult:
     settings, builder = run.settings, run.builder
-    from_, to = plan.from_version, plan.to_version
+    from_, to = policy.from_version, policy.to_version
     pre = run.ask("upgrade: pre-check", lambda hc: hot.precheck(hc, builder, from_, to))
     before = {r.host: r.data for r in pre}
     if before and all(d.get("done") for d in before.values()):
         say(f"every host already runs {to}: nothing to do")
         run.result = pre
         return pre
-    upgrade_rel, manifest = _upgrade_release(c, settings, from_, to, plan.rebuild, run.dry_run)
+    upgrade_rel, manifest = _upgrade_release(c, settings, from_, to, policy.rebuild, run.dry_run)
     if run.dry_run:
         def dry(hc: HostContext) -> str:
             hc.say(f"would stage {to} beside {from_} (sha256-checked), install it through "
                    "release_handler, verify it equals a fresh boot (pid, code, env, supervision "
                    "tree, error reports, health), make it permanent; on an unsafe "
-                   f"upgrade: {plan.on_unsafe}, on a failure: {plan.on_failure}")
+                   f"upgrade: {policy.on_unsafe}, on a failure: {policy.on_failure}")
             return "would hot-upgrade"
 
         return run.each(dry)
@@ -117,7 +118,7 @@ def _upgrade(c: Ctx, run: Run, plan: Plan) -> RunResult:
         with gate.turn(hc.host.name):
             return hot.restart_into(hc, builder, new_rel, old_rel)
 
-    one = per_host(settings, builder, plan, before, upgrade_rel, manifest, restart)
+    one = per_host(settings, builder, policy, before, upgrade_rel, manifest, restart)
     return run.each(one, rollback=lambda hc: hot.back_to(hc, builder, from_, to),
                     finish=(NextStep("upgrade", (("from", from_), ("to", to))),),
                     undo=(NextStep("downgrade", (("to", from_),)),))
