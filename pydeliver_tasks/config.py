@@ -13,7 +13,7 @@ from typing import Any
 
 from . import validation as v
 from .config_reader import Reader, detect_builder, plain
-from .model import HealthCheck, Host, Rollout, Stage
+from .model import SECRET_NAME_RE, SHORT_SECRET, HealthCheck, Host, Rollout, Stage
 from .settings import (
     BUILDERS,
     DEFAULTS,
@@ -29,7 +29,7 @@ from .settings import (
 
 __all__ = ["BUILDERS", "DEFAULTS", "HOOK_STEPS", "HOST_KEY_POLICIES", "ON_FAILURE", "ON_UNSAFE",
            "BuildSettings", "ConfigError", "Settings", "SshSettings", "UpgradeSettings",
-           "detect_builder", "load", "plain"]
+           "detect_builder", "load", "plain", "short_secrets"]
 
 class ConfigError(v.InvalidInput):
     """All problems found in the `deliver` subtree, one per line with its key path."""
@@ -49,7 +49,7 @@ def load(config: Any) -> Settings:
         if isinstance(raw.get(section), dict):
             r.known(section, raw[section], DEFAULTS[section])
 
-    app = r.check("app", v.app_name, data["app"]) or ""
+    app = _read_app(r, data["app"])
     project_dir = _project_dir(str(data["project_dir"] or "."))
     builder = data["builder"]
     if builder not in BUILDERS:
@@ -88,7 +88,8 @@ def load(config: Any) -> Settings:
     health = r.health("health", r.section("health", data), HealthCheck())
     rollout = r.rollout("strategy", r.section("strategy", data), Rollout())
     common_env = r.env("env", data["env"] or {})
-    default_path = str(data["deploy_path"] or (f"apps/{app}" if app else ""))
+    # without a valid app, the default path is a placeholder: its error is the app's, said once
+    default_path = str(data["deploy_path"] or f"apps/{app or 'app'}")
 
     stages: dict[str, Stage] = {}
     if not isinstance(data["stages"], dict):
@@ -253,3 +254,21 @@ def _read_hooks(r: Reader, raw: Any) -> dict[str, tuple[str, ...]]:
             continue
         hooks[key] = tuple(cmds)
     return hooks
+
+
+def _read_app(r: Reader, value: Any) -> str:
+    if value in ("", None):
+        r.problems.append("deliver.app: missing: set it to your release name (the name after "
+                          "`bin/` in the built release)")
+        return ""
+    return r.check("app", v.app_name, value) or ""
+
+
+def short_secrets(settings: Settings) -> list[str]:
+    """Warnings for secret env values shorter than SHORT_SECRET characters: output redacts a
+    secret only where it stands as a whole value, so a short one may show inside other words."""
+    seen = sorted({(st.name, name) for st in settings.stages.values() for h in st.hosts
+                   for name, value in h.env.items()
+                   if SECRET_NAME_RE.search(name) and value and len(value) < SHORT_SECRET})
+    return [f"warning: {name} of stage {stage} is shorter than {SHORT_SECRET} characters: output "
+            "hides it only where it stands alone; use a longer secret" for stage, name in seen]

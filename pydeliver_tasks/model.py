@@ -4,11 +4,23 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 # Env values whose names look like this are secrets: never printed, replaced by *** in output.
 SECRET_NAME_RE = re.compile(r"COOKIE|SECRET|PASSWORD|TOKEN|KEY", re.IGNORECASE)
+SHORT_SECRET = 8  # shorter secret values are warned about: they may stand inside other words
+
+
+def redacted(text: str, secrets: Iterable[str], shown: str = "***") -> str:
+    """TEXT with every secret value replaced where it stands as a whole value (not next to a
+    letter, digit or _): a cookie `x` must not turn `next` into `ne***t`."""
+    for secret in sorted(set(secrets), key=len, reverse=True):
+        if secret:
+            text = re.sub(rf"(?<![A-Za-z0-9_]){re.escape(secret)}(?![A-Za-z0-9_])",
+                          lambda _: shown, text)
+    return text
 
 
 @dataclass(frozen=True)

@@ -59,6 +59,22 @@ def list_versions(builder: str, build_path: str, app: str, profile: str) -> str:
     return f"find {rel} -mindepth 1 -maxdepth 1 -type d -printf '%f\\n'"
 
 
+OUTSIDE_LINKS_RC = 3
+
+
+def outside_links(builder: str, build_path: str, app: str, profile: str) -> str:
+    """Symlinks in the assembled release that point out of it (relx dev mode links lib/ and
+    sys.config into the build tree): the first 5 as `link -> target`, exit OUTSIDE_LINKS_RC when
+    there is any; exit 0 and no output when the release is self-contained."""
+    rel = q(f"{build_path.rstrip('/')}/src/{rel_dir(builder, app, profile)}")
+    return (
+        f"cd {rel} && root=$(pwd -P) && "
+        "found=$(find . -type l | while IFS= read -r l; do t=$(readlink -f \"$l\"); "
+        'case "$t" in "$root"/*) ;; *) printf \'%s -> %s\\n\' "$l" "$t";; esac; done) && '
+        f'if [ -n "$found" ]; then printf \'%s\\n\' "$found" | head -5; exit {OUTSIDE_LINKS_RC}; fi'
+    )
+
+
 def package(builder: str, build_path: str, app: str, profile: str, version: str) -> str:
     """Pack the release as an OTP tarball (bin, erts, lib, releases) and print its sha256.
 

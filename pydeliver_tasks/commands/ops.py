@@ -13,7 +13,7 @@ import shlex
 from collections.abc import Mapping
 
 from ..config import SshSettings
-from ..model import SECRET_NAME_RE, Host
+from ..model import SECRET_NAME_RE, Host, redacted
 from . import env_prefix, node
 
 q = shlex.quote
@@ -134,9 +134,7 @@ def console_shown(host: Host, ssh: SshSettings, app: str, builder: str) -> str:
     env = {k: (_PLACEHOLDER if SECRET_NAME_RE.search(k) and v else v) for k, v in host.env.items()}
     line = shlex.join(ssh_argv(host, ssh, console(host.deploy_path, app, builder, env)))
     line = line.replace(_PLACEHOLDER, SECRET_SHOWN)
-    for secret in host.secrets:  # a secret value that also appears elsewhere (a path...)
-        line = line.replace(secret, SECRET_SHOWN)
-    return line
+    return redacted(line, host.secrets, SECRET_SHOWN)  # a secret that also stands elsewhere
 
 
 def secret_names(host: Host) -> list[str]:

@@ -16,7 +16,7 @@ from fabric import Connection
 from invoke import Context
 
 from ..config import Settings, SshSettings
-from ..model import Host
+from ..model import Host, redacted
 from . import ssh
 from .output import PrefixedWriter, say
 
@@ -93,9 +93,7 @@ class HostContext:
         return _connection(self.host, self.settings.ssh)
 
     def redact(self, text: str) -> str:
-        for secret in self.host.secrets:
-            text = text.replace(secret, "***")
-        return text
+        return redacted(text, self.host.secrets)
 
     def say(self, message: str) -> None:
         for line in message.splitlines() or [""]:

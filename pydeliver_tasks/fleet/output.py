@@ -3,6 +3,7 @@ never mix; every line the tool prints goes through `say`."""
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 from collections.abc import Callable
@@ -12,8 +13,25 @@ _print_lock = threading.Lock()
 
 
 def say(line: str, target: TextIO | None = None) -> None:
+    """Print one line. A reader that went away (`inv eval … | head`) ends the output quietly:
+    the run itself goes on to its end (a deploy is never cut off by a closed pipe)."""
+    out = target or sys.stdout
     with _print_lock:
-        print(line, file=target or sys.stdout, flush=True)
+        try:
+            print(line, file=out, flush=True)
+        except BrokenPipeError:
+            _silence(out)
+
+
+def _silence(out: TextIO) -> None:
+    """Point the closed stream's descriptor at /dev/null: later lines, and the flush at exit,
+    then go nowhere instead of raising (and printing a traceback)."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, out.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):  # not a real file (a test's capture): nothing to redirect
+        pass
 
 
 class PrefixedWriter:

@@ -126,12 +126,30 @@ def build_on_host(hc: HostContext, sha: str, expected: str | None) -> tuple[str,
                 f"the build produced version {version}, but {expected} was expected",
                 hint=f"bump the version in the project to {expected}, or pass --version {version}",
             )
+    self_contained(hc, builder, profile)
     res = hc.run(builders.package(builder, path, s.app, profile, version))
     digest = res.stdout.strip().splitlines()[-1] if res.stdout.strip() else ""
     if not res.ok or (not hc.dry_run and not re.fullmatch(r"[0-9a-f]{64}", digest)):
         raise HostFailure("could not pack the release tarball", res.tail())
     hooks.run(hc, "after", "build", path)
     return version, digest
+
+
+def self_contained(hc: HostContext, builder: str, profile: str) -> None:
+    """Refuse, before anything is packed or fetched, a release that links out of itself (relx
+    dev mode): it would run only where the build tree is."""
+    res = hc.run(builders.outside_links(builder, hc.host.deploy_path, hc.settings.app, profile),
+                 changes=False)
+    if res.exited == builders.OUTSIDE_LINKS_RC:
+        fix = ("build with a production profile: deliver.rebar3_profile: prod (the profile "
+               "`rebar3 new release` makes sets {mode, prod}), or set {mode, prod} in rebar.config's "
+               "relx section" if builder == "rebar3" else
+               "make the release copy its files (no symlinks to the build tree)")
+        raise HostFailure(f"the release is not self-contained: it links out of itself into the "
+                          f"build host's files (relx dev mode), so it runs nowhere else "
+                          f"(profile {profile})", res.stdout.strip(), fix)
+    if not res.ok:
+        raise HostFailure(f"could not check the release's files (exit {res.exited})", res.tail())
 
 
 def fetch_artifact(hc: HostContext, version: str, digest: str, kind: str = "release") -> Path:

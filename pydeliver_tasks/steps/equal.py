@@ -66,8 +66,8 @@ def fresh_env(hc: HostContext, builder: str, vsn: str) -> str:
     if found.get("ok") != "true":
         why = found.get("result") or "the new version's configuration could not be evaluated"
         raise NotHotSafe(f"cannot compute the application env a boot of {vsn} would have: {why}",
-                         tail, "fix the release's runtime configuration (inv boot-check shows "
-                         "what a boot says)")
+                         tail, "fix the release's runtime configuration; what a boot says: "
+                         f"inv boot-check --host {h.name}")
     return found.get("apps", "")
 
 
@@ -153,7 +153,7 @@ def check(hc: HostContext, builder: str, vsn: str, apps: str, before: Tree,
     if errors:
         raise HostFailure(f"the node logged {len(errors)} error report(s) during the upgrade: "
                           f"{errors[0][:300]}", "\n".join(errors[-10:]),
-                          "inv logs shows them in full")
+                          f"all of them: inv logs --host {hc.host.name}")
     return (f"env equals a fresh boot ({found['apps']} apps), {len(before.children)} supervised "
             "processes kept, no error reports")
 

@@ -26,6 +26,7 @@ from ..config import Settings
 from ..fleet import hooks, strategy
 from ..fleet.hooks import Flow
 from ..fleet.lock import Guard, guarded
+from ..fleet.output import say
 from ..fleet.results import HostResult, RunResult, StepFailed
 from ..fleet.run import HostStep, for_each_host
 from ..model import NextStep, Rollout, Stage
@@ -46,6 +47,8 @@ def settings_of(c: Ctx) -> Settings:
         if len(_settings) > 32:
             _settings.clear()
         _settings[key] = config.load(raw)
+        for warning in config.short_secrets(_settings[key]):
+            say(warning)
     return _settings[key]
 
 

@@ -15,6 +15,7 @@ from typing import Any
 from .. import commands, otp
 from ..fleet import HostContext, HostFailure
 from ..model import Release, Replacing
+from ..validation import parsed_version
 from . import equal
 from .control import force_stop_node, start_node, verify_started
 from .deploy import extract, upload
@@ -55,8 +56,7 @@ def precheck(hc: HostContext, builder: str, from_version: str,
     if facts["vsn"] != from_version:
         raise HostFailure(
             f"runs {facts['vsn']}, not {from_version}: refusing (the relup only upgrades from "
-            f"{from_version})",
-            hint=f"inv upgrade --from {facts['vsn']} --to {to_version}",
+            f"{from_version})", hint=_other_version_hint(hc.host.name, facts["vsn"], to_version),
             data={"running": facts["vsn"]},
         )
     rels = releases(hc, builder)
@@ -70,6 +70,16 @@ def precheck(hc: HostContext, builder: str, from_version: str,
     data = {"pid": facts["pid"], "running": from_version, "hot_blocker": blocker}
     note = f"; cannot go hot: {blocker}" if blocker else ""
     return f"runs {from_version} (pid {facts['pid']}){note}", data
+
+
+def _other_version_hint(host: str, running: str, to_version: str) -> str:
+    """What to run on a host that runs neither FROM nor TO: an upgrade from what it runs — or,
+    when it already runs something newer than TO, nothing to upgrade (a rollback goes back)."""
+    now, goal = parsed_version(running), parsed_version(to_version)
+    if now is not None and goal is not None and now > goal:
+        return (f"it already runs {running}, newer than {to_version}: nothing to upgrade; to run "
+                f"{to_version} instead: inv rollback --to {to_version} --host {host}")
+    return f"inv upgrade --from {running} --to {to_version} --host {host}"
 
 
 def stage(hc: HostContext, upgrade: Release, from_version: str, new_lib_dirs: list[str]) -> str:

@@ -49,6 +49,25 @@ def stored_upgrade(store_dir: Path, app: str, from_version: str,
     return (None if manifest.unsafe else rel), manifest
 
 
+def check_sources(settings: Settings, from_version: str, to_version: str, rebuild: bool = False,
+                  tag: str | None = None) -> None:
+    """Before any host is asked: the store has this upgrade, or it can be built — TO has a git
+    tag (or TAG names the ref) and FROM is stored or tagged (InvalidInput, exit 2, otherwise)."""
+    if not rebuild and stored_upgrade(settings.store, settings.app, from_version, to_version):
+        return
+    wanted = [(to_version, tag or to_version)]
+    if store.get(settings.store, settings.app, from_version) is None:
+        wanted.append((from_version, from_version))
+    for version, ref in wanted:
+        try:
+            resolve_ref(settings.project_dir, ref, None, None)
+        except v.InvalidInput as exc:
+            raise v.InvalidInput(f"{exc}, and the release store has no {settings.app} "
+                                 f"{version} to build the upgrade {from_version} -> {to_version} "
+                                 f"from: tag {version} (git tag {version}), or check the versions "
+                                 "(inv releases)") from None
+
+
 def user_appups(settings: Settings, from_version: str, to_version: str) -> dict[str, Path]:
     """Appups the project supplies for this upgrade: <appups_dir>/<old>-<new>/<app>.appup."""
     folder = settings.project_dir / settings.upgrade.appups_dir / f"{from_version}-{to_version}"
@@ -139,6 +158,7 @@ def build_upgrade(c: Ctx, from_: str, to: str, tag: str | None = None, dry_run: 
     v.version(from_)
     v.version(to)
     check_user_appups(settings, from_, to)
+    check_sources(settings, from_, to, rebuild=True, tag=tag)
     from_release = store.get(settings.store, settings.app, from_)
     if from_release is None and not dry_run:
         say(f"{settings.app} {from_} is not in the release store: building it from tag {from_}")

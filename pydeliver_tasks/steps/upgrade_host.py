@@ -62,8 +62,9 @@ def per_host(settings: Settings, builder: str, policy: Policy, before: dict[str,
         data["unsafe"] = why
         if policy.on_unsafe == "abort":
             raise HostFailure(f"not hot-upgradable: {why}; nothing was changed (--on-unsafe "
-                              "abort)", hint=f"inv upgrade ... --on-unsafe restart, or supply "
-                              f"appups in {settings.upgrade.appups_dir}/{from_}-{to}/", data=data)
+                              "abort)", hint=f"supply appups in {settings.upgrade.appups_dir}/"
+                              f"{from_}-{to}/, or restart into {to}: inv upgrade --from {from_} "
+                              f"--to {to} --on-unsafe restart --host {hc.host.name}", data=data)
         hc.say(f"not hot-upgradable: {why}; doing a verified restart into {to} instead")
         return f"not hot-upgradable ({why}): {restart(hc)}", {**data, "mode": "restart"}
 

@@ -20,7 +20,13 @@ from . import hot
 from .build import sha256_of
 from .frame import Ctx, Run, over_stage, target
 from .probe import probe
-from .upgrade_build import build_upgrade, check_user_appups, manifest_path, stored_upgrade
+from .upgrade_build import (
+    build_upgrade,
+    check_sources,
+    check_user_appups,
+    manifest_path,
+    stored_upgrade,
+)
 from .upgrade_host import Policy, per_host
 
 
@@ -75,6 +81,7 @@ def upgrade(
     _versions(from_, to, force)
     settings, st, _ = target(c, stage, host)
     check_user_appups(settings, from_, to)
+    check_sources(settings, from_, to, rebuild)
     rollout = rollout or strategy.resolve(st, keep_going=keep_going)
     policy = Policy(from_, to,
                     _choice("on-unsafe", on_unsafe, ON_UNSAFE, settings.upgrade.on_unsafe),

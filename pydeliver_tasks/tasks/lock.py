@@ -50,6 +50,8 @@ def lock_status(c: Context, stage: str | None = None, host: str | None = None,
                     "stage": STAGE, "host": HOST, "json": JSON})
 def history(c: Context, lines: int = 20, stage: str | None = None, host: str | None = None,
             json: str | None = None) -> None:
-    """Show each host's audit log: time (UTC), who@machine, action, from -> to version, result,
-    duration — one record per locked run, lock and unlock, kept in <deploy path>/.deliver."""
+    """Show each host's audit log, newest records last.
+
+    Per record: time (UTC), who@machine, action, from -> to version, result, duration — one record
+    per locked run, lock and unlock, kept in <deploy path>/.deliver."""
     steps.history(c, lines=lines, stage=stage, host=host, json_path=json)

@@ -44,8 +44,10 @@ def update(c: Context, tag: str | None = None, branch: str | None = None,
            revision: str | None = None, version: str | None = None, stage: str | None = None,
            host: str | None = None, dry_run: bool = False, json: str | None = None,
            rollout: Rollout | None = None) -> None:
-    """Build a release, deploy it, and restart into it (verified); by batches with a rolling
-    or canary strategy."""
+    """Build a release, deploy it and restart into it, verified.
+
+    With a rolling or canary strategy, batch by batch: each batch deployed and restarted before
+    the next one starts."""
     steps.update(c, tag=tag, branch=branch, revision=revision, version=version, stage=stage,
                  host=host, dry_run=dry_run, json_path=json, rollout=rollout)
 

@@ -50,8 +50,9 @@ def build_upgrade(c: Context, from_: str | None = None, to: str | None = None,
 def deploy_upgrade(c: Context, version: str | None = None, from_: str | None = None,
                    stage: str | None = None, host: str | None = None, dry_run: bool = False,
                    json: str | None = None) -> None:
-    """Upload a stored upgrade to every host (sha256-verified) and stage it beside the running
-    release. Nothing that runs or boots changes; inv upgrade installs it."""
+    """Upload a stored upgrade to every host and stage it beside the running release.
+
+    The upload is sha256-verified. Nothing that runs or boots changes; inv upgrade installs it."""
     _need(version=version)
     assert version
     steps.deploy_upgrade(c, version, from_=from_, stage=stage, host=host, dry_run=dry_run,

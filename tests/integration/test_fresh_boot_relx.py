@@ -52,3 +52,18 @@ def test_sys_config_src_value_survives_a_hot_upgrade_equal_to_a_fresh_boot(proje
     fresh = shop.snapshots(project.inv("eval", shop.SNAPSHOT_ERL).ok().out)
     assert len(hot) == 2, hot
     assert hot == fresh, project.inv("eval", shop.SNAPSHOT_ERL_TERM).out
+
+
+def test_a_dev_mode_release_is_refused_before_it_is_packed_or_fetched(project: Project) -> None:
+    """`rebar3 new release` makes the default profile relx dev mode: lib/ and sys.config link
+    into the build tree. Such a release runs only on the build host: refused, with the fix."""
+    dev = project.variant("dev-mode", lambda d: d.update(rebar3_profile="default"))
+    stored = project.dir / ".deliver" / "releases" / f"{shop.ERL_APP}_0.1.0.release.tar.gz"
+    before = stored.stat().st_mtime_ns
+    res = project.inv("build.release", "--tag", "0.1.0", config=dev)
+    assert res.rc == 1, res.out
+    assert "the release is not self-contained" in res.out and "(profile default)" in res.out
+    assert f"./lib/{shop.ERL_APP}-0.1.0 -> " in res.out  # the evidence, from the build host
+    assert "deliver.rebar3_profile: prod" in res.out
+    assert stored.stat().st_mtime_ns == before  # the stored (prod) 0.1.0 is untouched
+    assert "Traceback" not in res.out

@@ -97,3 +97,45 @@ def test_without_keep_going_no_new_host_starts_after_a_failure(capsys) -> None:
     results = for_each_host("upgrade", s, "s", s.stage("s").hosts, fn, raise_on_failure=False,
                             keep_going=True)
     assert ran == ["a", "b", "c"] and [r.ok for r in results] == [True, False, True]
+
+
+def test_secrets_are_redacted_as_whole_values_only() -> None:
+    from pydeliver_tasks.model import redacted
+
+    assert redacted("next: RELEASE_COOKIE=x ok", ["x"]) == "next: RELEASE_COOKIE=*** ok"
+    assert redacted("-setcookie 'c00kie' c00kies c00kie_2 c00kie", ["c00kie"]) == \
+        "-setcookie '***' c00kies c00kie_2 ***"
+    assert redacted("url https://u:s3cret@h/ s3cret.", ["s3cret", ""]) == "url https://u:***@h/ ***."
+    assert redacted("nothing here", []) == "nothing here"
+
+
+def test_short_secrets_are_warned_about_once_at_load(capsys) -> None:
+    from pydeliver_tasks import config
+    from pydeliver_tasks.steps import settings_of
+
+    raw = {"deliver": {"app": "demo", "builder": "mix", "env": {"RELEASE_COOKIE": "x"},
+                       "stages": {"prod": {"hosts": ["a@h1", "a@h2"],
+                                           "env": {"API_TOKEN": "long-enough-token"}}}}}
+    assert config.short_secrets(config.load(raw)) == [
+        "warning: RELEASE_COOKIE of stage prod is shorter than 8 characters: output hides it "
+        "only where it stands alone; use a longer secret"]
+    settings_of(raw)
+    settings_of(raw)
+    assert capsys.readouterr().out.count("warning: RELEASE_COOKIE") == 1
+
+
+def test_a_closed_stdout_pipe_ends_the_output_quietly() -> None:
+    import subprocess
+    import sys
+
+    code = ("from pydeliver_tasks.fleet.output import say\n"
+            "for i in range(20000):\n    say(f'line {i} ' + 'x' * 80)\n"
+            "import sys; sys.stderr.write('went on to the end\\n')\n")
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stdout.readline().startswith(b"line 0")
+    proc.stdout.close()  # like `| head -1`
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert b"Traceback" not in err and b"BrokenPipe" not in err, err
+    assert b"went on to the end" in err

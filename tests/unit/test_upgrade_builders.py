@@ -642,3 +642,47 @@ def test_combined_expressions_answer_in_one_evaluation_with_their_own_variables(
     assert found and found["watching"] == "true" and found["errors"] == "", out.stdout + out.stderr
     assert found["releases"].startswith("error:")  # no release_handler in a bare VM
     assert otp.parse_markers("PDT{a=1;b=2} x PDT{b=3}") == {"a": "1", "b": "3"}
+
+
+def test_an_upgrade_to_a_version_nobody_has_is_refused_before_any_host(tmp_path) -> None:
+    """No tag and nothing stored: exit 2 at once — the hosts (unroutable here) are never asked."""
+    import git
+
+    from pydeliver_tasks import steps
+    from pydeliver_tasks.validation import InvalidInput
+
+    repo = git.Repo.init(tmp_path)
+    (tmp_path / "mix.exs").write_text("# app\n")
+    repo.index.add(["mix.exs"])
+    repo.index.commit("one")
+    repo.create_tag("0.0.1")
+    cfg = {"deliver": {"app": "demo", "builder": "mix", "project_dir": str(tmp_path),
+                       "store": str(tmp_path / "store"),
+                       "stages": {"prod": {"hosts": ["a@203.0.113.7"]}}}}
+    for args, missing in ((("0.0.1", "9.9.9"), "9.9.9"), (("0.0.0", "0.0.1"), "0.0.0")):
+        with pytest.raises(InvalidInput) as err:
+            steps.upgrade(cfg, *args)
+        assert f"no tag '{missing}'" in str(err.value) and "release store has no demo" in str(err.value)
+        with pytest.raises(InvalidInput):
+            steps.build_upgrade(cfg, *args)
+
+
+@pytest.mark.parametrize("shell", ["sh", "bash"])
+def test_outside_links_finds_links_out_of_the_release_only(tmp_path, shell) -> None:
+    import subprocess
+
+    rel = tmp_path / "bp" / "src" / "_build" / "default" / "rel" / "myrel"
+    (rel / "lib" / "own-1").mkdir(parents=True)
+    (rel / "releases" / "0.1.0").mkdir(parents=True)
+    outside = tmp_path / "buildtree" / "myrel-0.1.0"
+    outside.mkdir(parents=True)
+    cmd = builders.outside_links("rebar3", str(tmp_path / "bp"), "myrel", "default")
+    (rel / "lib" / "inner").symlink_to("own-1")  # inside the release: fine
+    clean = subprocess.run([shell, "-c", cmd], capture_output=True, text=True)
+    assert (clean.returncode, clean.stdout) == (0, "")
+    (rel / "lib" / "myrel-0.1.0").symlink_to(outside)  # what relx dev mode makes
+    (rel / "releases" / "0.1.0" / "sys.config").symlink_to(tmp_path / "gone" / "sys.config")
+    dev = subprocess.run([shell, "-c", cmd], capture_output=True, text=True)
+    assert dev.returncode == builders.OUTSIDE_LINKS_RC, dev
+    assert f"./lib/myrel-0.1.0 -> {outside}" in dev.stdout
+    assert "./releases/0.1.0/sys.config -> " in dev.stdout and "inner" not in dev.stdout

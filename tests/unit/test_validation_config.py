@@ -153,3 +153,22 @@ def test_bad_health_checks_are_refused_with_their_path(checks, message: str) -> 
     with pytest.raises(ConfigError) as err:
         load(cfg(health={"checks": checks}))
     assert message in str(err.value), str(err.value)
+
+
+def test_a_missing_app_is_one_problem_not_a_cascade() -> None:
+    with pytest.raises(ConfigError) as err:
+        config.load({"deliver": {"app": "", "builder": "mix",
+                                 "stages": {"prod": {"hosts": ["a@h1"]}}}})
+    assert err.value.problems == ["deliver.app: missing: set it to your release name (the name "
+                                  "after `bin/` in the built release)"]
+
+
+def test_the_documented_known_keys_are_the_real_ones() -> None:
+    from pathlib import Path
+
+    from pydeliver_tasks.settings import DEFAULTS
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "configuration.md").read_text()
+    line = next(x for x in text.splitlines() if "deliver.stagse: unknown key (known: " in x)
+    listed = line.split("(known: ", 1)[1].split(")", 1)[0].split(", ")
+    assert listed == sorted(DEFAULTS)
