@@ -111,9 +111,11 @@ class HostContext:
             self.say(("would run: " if changes else "would check: ") + command)
             return CommandResult("", "", 0)
         kwargs: dict[str, Any] = {"warn": True, "hide": True, "in_stream": False}
-        if stream:
-            out = PrefixedWriter(self.prefix, self.redact)
-            kwargs.update(hide=False, out_stream=out, err_stream=out)
+        # stdout and stderr arrive on two threads: each stream keeps its own partial line, so a
+        # line is printed whole, never cut by a chunk of the other stream
+        writers = [PrefixedWriter(self.prefix, self.redact) for _ in range(2)] if stream else []
+        if writers:
+            kwargs.update(hide=False, out_stream=writers[0], err_stream=writers[1])
         if timeout:
             kwargs["timeout"] = timeout
         if env:
@@ -122,16 +124,13 @@ class HostContext:
         try:
             res = runner.run(command, **kwargs)
         except (paramiko.SSHException, OSError) as exc:
-            if stream:
-                out.flush()
             where = "locally" if self.local else f"over SSH to {self.host.address}"
             raise HostFailure(f"cannot run commands {where}: {exc}", hint=_ssh_hint(exc)) from exc
         except Exception as exc:  # e.g. invoke's CommandTimedOut: its text carries the reason
-            if stream:
-                out.flush()
             raise HostFailure(f"command failed to complete: {exc}") from exc
-        if stream:
-            out.flush()
+        finally:
+            for w in writers:
+                w.finish()
         return CommandResult(res.stdout, res.stderr, res.exited)
 
     def put(self, local: Path, remote: str) -> None:

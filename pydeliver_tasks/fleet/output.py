@@ -51,6 +51,10 @@ class PrefixedWriter:
         return len(text)
 
     def flush(self) -> None:
+        """Invoke flushes after every chunk it writes: a partial line waits for its end."""
+
+    def finish(self) -> None:
+        """The command ended: print what is left of its last line."""
         if self.buf:
             say(f"{self.prefix}{self.redact(self.buf)}", self.target)
             self.buf = ""

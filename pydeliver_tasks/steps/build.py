@@ -106,10 +106,11 @@ def build_on_host(hc: HostContext, sha: str, expected: str | None) -> tuple[str,
     if not res.ok:
         raise HostFailure(f"could not check out {sha[:12]} on the build host", res.tail())
     hc.say(f"building {s.app} with {builder} (output follows)")
-    res = hc.run(builders.build(builder, path, s.app, profile), stream=True)
-    if not res.ok:
-        raise HostFailure(f"{builder} build failed (exit {res.exited})", res.tail(),
-                          "run the same build locally; the output above shows the error")
+    command = builders.build(builder, path, s.app, profile)
+    res = hc.run(command, stream=True)
+    if not res.ok:  # its output was streamed above: not repeated as the failure's detail
+        raise HostFailure(f"{builder} build failed (exit {res.exited}); its output is above", "",
+                          f"the same build, by hand on the build host: {command}")
     if hc.dry_run:
         version = expected or "<version>"
     else:

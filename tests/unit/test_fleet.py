@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import copy
 import json
+import re
+import shlex
 
 import pytest
 
@@ -139,3 +141,20 @@ def test_a_closed_stdout_pipe_ends_the_output_quietly() -> None:
     assert proc.returncode == 0, err
     assert b"Traceback" not in err and b"BrokenPipe" not in err, err
     assert b"went on to the end" in err
+
+
+def test_streamed_output_keeps_whole_lines_when_stdout_and_stderr_interleave(capsys) -> None:
+    """A build writes stdout and stderr at once (in pieces): every printed line is one whole
+    line of one stream, with the host prefix — never `*WARNING* kernel: So` + `urce code`."""
+    from pydeliver_tasks.fleet import HostContext
+
+    s = settings()
+    hc = HostContext(s.stage("s").hosts[0], s, dry_run=False, local=True)
+    script = ("i=0; while [ $i -lt 300 ]; do i=$((i+1)); printf 'out-%s-' $i; printf 'err-%s-' $i >&2; "
+              "printf 'end\\n'; printf 'end\\n' >&2; done")
+    res = hc.run(f"sh -c {shlex.quote(script)}", stream=True)
+    assert res.ok
+    lines = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("[a] ")]
+    assert len(lines) == 600
+    assert all(re.fullmatch(r"\[a\] (out|err)-\d+-end", ln) for ln in lines), \
+        [ln for ln in lines if not re.fullmatch(r"\[a\] (out|err)-\d+-end", ln)][:5]
