@@ -151,9 +151,11 @@ class UpgradeManifest:
     suspended_modules: list[str] = field(default_factory=list)  # processes the relup updates
 
     def replacing(self) -> Replacing:
-        """What the relup replaces, for the per-host checks of a hot install."""
-        user = tuple(a for a, up in sorted(self.appups.items()) if up.get("source") == "user")
-        return Replacing(tuple(self.replaced_modules), tuple(self.suspended_modules), user)
+        """What the relup replaces, for the per-host checks of a hot install. An appup someone
+        wrote (the project's, or one a library ships) may restart processes on purpose."""
+        written = tuple(a for a, up in sorted(self.appups.items())
+                        if up.get("source") in ("user", "shipped"))
+        return Replacing(tuple(self.replaced_modules), tuple(self.suspended_modules), written)
 
     @property
     def new_lib_dirs(self) -> list[str]:

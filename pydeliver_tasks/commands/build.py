@@ -137,6 +137,15 @@ def install_appup(builder: str, build_path: str, app: str, profile: str, name: s
                     app_vsn, file)
 
 
+def dep_appups(builder: str, build_path: str, app: str, profile: str, to_version: str,
+               own_apps: list[str]) -> str:
+    """Install the appups the release's dependencies ship in the build tree (src/ or ebin/ of
+    _build, deps, _checkouts, apps, vendor; `.appup.src` evaluated) into their ebin, and say for each
+    dependency without one where it was looked for (see the escript)."""
+    return _escript(build_path, "depappups", release_dir(builder, build_path, app, profile), app,
+                    to_version, f"{build_path.rstrip('/')}/src", profile, ",".join(own_apps))
+
+
 def make_relup(builder: str, build_path: str, app: str, profile: str, from_version: str,
                to_version: str) -> str:
     return _escript(build_path, "relup", release_dir(builder, build_path, app, profile), app,

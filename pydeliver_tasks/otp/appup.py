@@ -9,6 +9,7 @@ upgrade would be unsafe (then the caller falls back to a verified restart, or ab
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 # Behaviours whose processes are suspended and upgraded in place (release_handler finds them by
@@ -59,6 +60,20 @@ class ReleaseFacts:
     erts: str = ""
     apps: dict[str, AppFacts] = field(default_factory=dict)
     consolidated: dict[str, str] = field(default_factory=dict)
+
+
+def parse_dep_appups(text: str) -> tuple[dict[str, str], dict[str, str]]:
+    """From the escript's `depappups` output: ({app: the appup file it ships, installed},
+    {app: the build-tree dirs looked in, for those without one})."""
+    found: dict[str, str] = {}
+    missing: dict[str, str] = {}
+    for line in text.splitlines():
+        w = line.split(maxsplit=4)
+        if len(w) == 5 and w[0] == "appup" and w[3] == "found":
+            found[w[1]] = w[4]
+        elif len(w) == 5 and w[0] == "appup" and w[3] == "none":
+            missing[w[1]] = "no build-tree dir of it" if w[4] == "-" else w[4].replace(",", ", ")
+    return found, missing
 
 
 def parse_facts(text: str) -> dict[str, ReleaseFacts]:
@@ -178,12 +193,13 @@ def _boot_work_changes(name: str, o: AppFacts, n: AppFacts) -> list[str]:
 
 
 def plan(old: ReleaseFacts, new: ReleaseFacts, own_apps: set[str] | frozenset[str],
-         overridden: set[str] | frozenset[str] = frozenset()) -> UpgradePlan:
+         overridden: set[str] | frozenset[str] = frozenset(),
+         looked_in: Mapping[str, str] | None = None) -> UpgradePlan:
     """Classify the upgrade old -> new and generate appups for own changed apps.
 
     own_apps: the project's applications (appups are generated for them unless they ship one);
     overridden: apps with a user-supplied appup. Any other changed application needs an appup
-    it ships itself.
+    it ships itself; looked_in: where that was looked for, per dependency (for the reason).
     """
     p = UpgradePlan(old.vsn, new.vsn)
     if old.erts != new.erts:
@@ -220,8 +236,10 @@ def plan(old: ReleaseFacts, new: ReleaseFacts, own_apps: set[str] | frozenset[st
                     p.unsafe.append(f"supervisor {m} of {name} changes its init/1 (child specs) "
                                     "and no appup was supplied")
         else:
+            where = (looked_in or {}).get(name)
             p.unsafe.append(f"dependency {name} changes version ({o.vsn} -> {n.vsn}) and "
-                            "ships no appup")
+                            f"ships no appup (looked in its ebin/" + (f", {where}" if where else "")
+                            + "; or supply one: <appups_dir>/<from>-<to>/" + f"{name}.appup)")
     if not p.changed_apps and not p.unsafe:
         p.unsafe.append(f"no application changes version between {old.vsn} and {new.vsn}: a "
                         "relup would load nothing (bump your application's version)")

@@ -82,6 +82,25 @@ def check_user_appups(settings: Settings, from_version: str,
     return {app: appup_file.read(path) for app, path in found.items()}
 
 
+def shipped_appups(hc: HostContext, builder: str, profile: str, from_version: str,
+                   to_version: str) -> tuple[dict[str, str], dict[str, str]]:
+    """Put the appups the dependencies ship in their sources (src/, `.appup.src` evaluated) where
+    systools reads them (not for our own apps, nor where the project supplies one); -> ({dep: its
+    appup file}, {dep without one: where one was looked for})."""
+    s = hc.settings
+    skip = {s.app, *s.upgrade.apps, *user_appups(s, from_version, to_version)}
+    res = hc.run(builders.dep_appups(builder, hc.host.deploy_path, s.app, profile, to_version,
+                                     sorted(skip)))
+    if not res.ok:
+        raise HostFailure(f"a dependency's appup cannot be read: {res.tail(3)}",
+                          hint=f"supply your own for it: {s.upgrade.appups_dir}/{from_version}-"
+                          f"{to_version}/<app>.appup")
+    found, missing = appup.parse_dep_appups(res.stdout)
+    for name, file in sorted(found.items()):
+        hc.say(f"appup for {name}: the one it ships, {file}")
+    return found, missing
+
+
 def prepare_on_host(hc: HostContext, from_release: Release, to_version: str) -> UpgradeManifest:
     """With the new release built in the build dir: overlay the old one, plan, appups, relup."""
     s = hc.settings
@@ -97,6 +116,7 @@ def prepare_on_host(hc: HostContext, from_release: Release, to_version: str) -> 
         raise HostFailure(f"could not extract {from_release.file_name} beside the new build",
                           res.tail(), f"check the stored release; rebuild it: inv build.release "
                           f"--tag {from_version}")
+    shipped, looked_in = shipped_appups(hc, builder, profile, from_version, to_version)
     res = hc.run(builders.upgrade_facts(builder, path, s.app, profile, from_version, to_version),
                  changes=False)
     if not res.ok:
@@ -113,7 +133,8 @@ def prepare_on_host(hc: HostContext, from_release: Release, to_version: str) -> 
                    f, set(after[a].modules), set(before[a].modules) if a in before else set())]
     if missing:  # reported as bad input (exit 2) once the build host is done
         raise BadAppup("\n".join(missing))
-    p = appup.plan(facts[from_version], facts[to_version], {s.app, *s.upgrade.apps}, set(overrides))
+    p = appup.plan(facts[from_version], facts[to_version], {s.app, *s.upgrade.apps}, set(overrides),
+                   looked_in)
     manifest = UpgradeManifest(
         s.app, from_version, to_version, p.unsafe, {a: list(vs) for a, vs in p.changed_apps.items()},
         lib_dirs=[f"{a.name}-{a.vsn}" for a in facts[to_version].apps.values()],
@@ -138,6 +159,9 @@ def prepare_on_host(hc: HostContext, from_release: Release, to_version: str) -> 
                 raise HostFailure(f"the {source} appup for {name} is not valid", res.tail(),
                                   "fix it (an appup starts with one {Vsn, UpFrom, DownTo} term)")
             manifest.appups[name] = {"source": source, "text": text}
+    for name, file in sorted(shipped.items()):  # installed by the escript, as the library wrote it
+        if name in p.changed_apps:
+            manifest.appups[name] = {"source": "shipped", "text": f"%% {file}\n"}
     res = hc.run(builders.make_relup(builder, path, s.app, profile, from_version, to_version))
     if not res.ok:
         raise HostFailure("systools:make_relup failed", res.tail(),

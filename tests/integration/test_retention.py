@@ -63,11 +63,11 @@ def shared_libs_everywhere(project: Project) -> bool:
 
 
 def mark_failed(project: Project, vsn: str) -> None:
-    """What a deploy or upgrade that failed verification calls: steps.retention.mark_failed."""
+    """What a deploy or upgrade that failed verification calls: steps.retention.mark."""
     settings = config.load({"deliver": {**project.settings(), "app": APP,
                                         "project_dir": str(project.dir)}})
     for host in settings.stage("sandbox").hosts:
-        retention.mark_failed(fleet.HostContext(host, settings, dry_run=False), vsn)
+        retention.mark(fleet.HostContext(host, settings, dry_run=False), vsn, failed=True)
     fleet.close_connections()
 
 

@@ -588,3 +588,48 @@ def test_plan_lists_replaced_and_suspended_modules() -> None:
     assert p.replaced == sorted(["Elixir.Demo.Sup", "Elixir.Demo.Worker", "demo_gone",
                                  "demo_plain", "demo_server", "demo_soft", "demo_sup"])
     assert p.suspended == ["Elixir.Demo.Worker", "demo_server", "demo_soft"]
+
+
+def test_dependency_appups_shipped_in_sources_are_found_installed_and_named(tmp_path: Path) -> None:
+    """erlang.mk libraries keep their appup in src/ (rebar3 3.19 does not copy it to ebin/), some
+    as .appup.src; a multi-term appup is read as OTP reads it (first term)."""
+    rel, src = tmp_path / "rel", tmp_path / "src"
+    (rel / "releases" / "2").mkdir(parents=True)
+    (rel / "releases" / "2" / "demo.rel").write_text(
+        '{release, {"demo", "2"}, {erts, "13.1.5"}, [{kernel, "8.5.3"}, {ranch, "2.1.0"}, '
+        '{gen, "1.0"}, {bare, "0.3"}, {demo, "2"}]}.\n')
+    for lib in ("ranch-2.1.0", "gen-1.0", "bare-0.3", "demo-2"):
+        (rel / "lib" / lib / "ebin").mkdir(parents=True)
+    (src / "deps" / "ranch" / "src").mkdir(parents=True)
+    (src / "deps" / "ranch" / "src" / "ranch.appup").write_text(
+        '{"2.1.0", [{"2.0.0", [{load_module, ranch}]}], [{"2.0.0", [{load_module, ranch}]}]}.\n'
+        '%% an older release line, ignored as OTP ignores it\n{"2.0.0", [], []}.\n')
+    (src / "_build" / "prod" / "lib" / "gen" / "src").mkdir(parents=True)
+    (src / "_build" / "prod" / "lib" / "gen" / "src" / "gen.appup.src").write_text(
+        'Vsn = "1.0", {Vsn, [{"0.9", [{load_module, gen}]}], [{"0.9", []}]}.\n')
+    (src / "_build" / "prod" / "lib" / "bare" / "src").mkdir(parents=True)
+    (src / "apps" / "demo" / "src").mkdir(parents=True)
+    (src / "apps" / "demo" / "src" / "demo.appup").write_text("{\"2\", [], []}.\n")  # our own: kept out
+    res = escript("depappups", rel, "demo", "2", src, "prod", "demo")
+    assert res.returncode == 0, res.stderr
+    found, missing = appup.parse_dep_appups(res.stdout)
+    assert found == {"ranch": f"{src}/deps/ranch/src/ranch.appup",
+                     "gen": f"{src}/_build/prod/lib/gen/src/gen.appup.src"}
+    assert missing == {"bare": "_build/prod/lib/bare/src"}
+    ranch = (rel / "lib" / "ranch-2.1.0" / "ebin" / "ranch.appup").read_text()
+    assert ranch.startswith('{"2.1.0",') and '"2.0.0",[],[]' not in ranch
+    assert (rel / "lib" / "gen-1.0" / "ebin" / "gen.appup").read_text().startswith('{"1.0",')
+    assert not (rel / "lib" / "demo-2" / "ebin" / "demo.appup").exists()
+    (src / "deps" / "ranch" / "src" / "ranch.appup").write_text("not a term")
+    (rel / "lib" / "ranch-2.1.0" / "ebin" / "ranch.appup").unlink()
+    bad = escript("depappups", rel, "demo", "2", src, "prod", "demo")
+    assert bad.returncode == 1 and "ranch.appup: 1: syntax error" in bad.stderr
+
+
+def test_a_dependency_without_an_appup_says_where_it_was_looked_for() -> None:
+    old = appup.parse_facts("rel 1 13.1.5\napp 1 demo 1 - 0\napp 1 bare 0.2 - 0\n")["1"]
+    new = appup.parse_facts("rel 2 13.1.5\napp 2 demo 2 - 0\napp 2 bare 0.3 - 0\n")["2"]
+    p = appup.plan(old, new, {"demo"}, looked_in={"bare": "_build/prod/lib/bare/src"})
+    assert ("dependency bare changes version (0.2 -> 0.3) and ships no appup (looked in its "
+            "ebin/, _build/prod/lib/bare/src; or supply one: <appups_dir>/<from>-<to>/"
+            "bare.appup)") in p.unsafe

@@ -10,6 +10,13 @@
 %%          START_HASH(or -)
 %%     cons VSN MODULE MD5              (mix's consolidated protocols)
 %%   appup RELDIR APP APPVSN FILE    check FILE's first term is an appup, copy it into the ebin
+%%                                   (FILE.appup.src: evaluated first, as rebar3 does)
+%%   depappups RELDIR NAME VSN SRC PROFILE OWN
+%%                                   for each application of release VSN that is not one of OWN
+%%                                   (comma list) and has no ebin/APP.appup: find the appup it
+%%                                   ships in the build tree (src/ or ebin/ of _build, deps,
+%%                                   _checkouts, apps, vendor), install it like `appup`, say:
+%%     appup APP APPVSN found PATH  |  appup APP APPVSN none DIR,DIR...
 %%   relup RELDIR NAME OLD NEW       systools:make_relup into releases/NEW/relup
 %%
 %% Facts, not decisions: which upgrade is safe and what the appup says is decided in Python,
@@ -20,16 +27,16 @@ main(["facts", RelDir, Name | Vsns]) ->
     lists:foreach(fun(V) -> facts(RelDir, Name, V) end, Vsns),
     halt(0);
 main(["appup", RelDir, App, AppVsn, File]) ->
-    case file:consult(File) of
-        {ok, [{_, Up, Down} = Term | _]} when is_list(Up), is_list(Down) ->  % OTP reads the first
-            Dest = filename:join([RelDir, "lib", App ++ "-" ++ AppVsn, "ebin", App ++ ".appup"]),
-            ok = file:write_file(Dest, io_lib:format("~p.~n", [Term])),
-            halt(0);
-        {ok, Other} ->
-            fail("~s: expected a {Vsn, UpFrom, DownTo} term first, got ~P", [File, Other, 8]);
-        {error, Reason} ->
-            fail("~s: ~s", [File, file:format_error(Reason)])
+    case install_appup(RelDir, App, AppVsn, File) of
+        ok -> halt(0);
+        {error, Why} -> fail("~s", [Why])
     end;
+main(["depappups", RelDir, Name, Vsn, Src, Profile, Own]) ->
+    RelFile = filename:join([RelDir, "releases", Vsn, Name ++ ".rel"]),
+    {ok, [{release, _, _, Apps}]} = file:consult(RelFile),
+    Mine = string:tokens(Own, ","),
+    lists:foreach(fun(A) -> dep_appup(RelDir, Src, Profile, Mine, A) end, Apps),
+    halt(0);
 main(["relup", RelDir, Name, Old, New]) ->
     Rel = fun(V) -> filename:join([RelDir, "releases", V, Name]) end,
     Path = filelib:wildcard(filename:join([RelDir, "lib", "*", "ebin"])),
@@ -42,7 +49,60 @@ main(["relup", RelDir, Name, Old, New]) ->
             fail("make_relup: ~s", [Mod:format_error(Reason)])
     end;
 main(_) ->
-    fail("usage: facts RELDIR NAME VSN... | appup RELDIR APP APPVSN FILE | relup RELDIR NAME OLD NEW", []).
+    fail("usage: facts RELDIR NAME VSN... | appup RELDIR APP APPVSN FILE | "
+         "depappups RELDIR NAME VSN SRC PROFILE OWN | relup RELDIR NAME OLD NEW", []).
+
+%% OTP reads an appup's first term: check it has the shape, write it into the release's ebin.
+install_appup(RelDir, App, AppVsn, File) ->
+    Read = case lists:suffix(".src", File) of
+               true -> case file:script(File) of
+                           {ok, T} -> {ok, [T]};
+                           Error -> Error
+                       end;
+               false -> file:consult(File)
+           end,
+    case Read of
+        {ok, [{_, Up, Down} = Term | _]} when is_list(Up), is_list(Down) ->
+            Dest = filename:join([RelDir, "lib", App ++ "-" ++ AppVsn, "ebin", App ++ ".appup"]),
+            ok = file:write_file(Dest, io_lib:format("~p.~n", [Term]));
+        {ok, Other} ->
+            {error, io_lib:format("~s: expected a {Vsn, UpFrom, DownTo} term first, got ~P",
+                                  [File, Other, 8])};
+        {error, Reason} ->  % a posix atom, or {Line, Module, Description} from the parser
+            {error, io_lib:format("~s: ~s", [File, file:format_error(Reason)])}
+    end.
+
+dep_appup(RelDir, Src, Profile, Own, AppSpec) ->
+    App = atom_to_list(element(1, AppSpec)),
+    AppVsn = element(2, AppSpec),
+    Ebin = filename:join([RelDir, "lib", App ++ "-" ++ AppVsn, "ebin"]),
+    Shipped = filelib:is_regular(filename:join(Ebin, App ++ ".appup")),
+    case lists:member(App, Own) orelse Shipped orelse not filelib:is_dir(Ebin) of
+        true -> ok;
+        false ->
+            Dirs = [filename:join([Src | Parts]) ||
+                       Parts <- [["_build", Profile, "lib", App, "src"],
+                                 ["_build", Profile, "lib", App, "ebin"],
+                                 ["_build", "default", "lib", App, "src"],  % rebar3's deps
+                                 ["deps", App, "src"], ["deps", App, "ebin"],  % mix's deps
+                                 ["_checkouts", App, "src"], ["apps", App, "src"],
+                                 ["vendor", App, "src"]]],  % a vendored path dependency
+            Files = [F || D <- Dirs, Ext <- [".appup", ".appup.src"],
+                          F <- [filename:join(D, App ++ Ext)], filelib:is_regular(F)],
+            case Files of
+                [File | _] ->
+                    case install_appup(RelDir, App, AppVsn, File) of
+                        ok -> out("appup ~s ~s found ~s", [App, AppVsn, File]);
+                        {error, Why} -> fail("~s", [Why])
+                    end;
+                [] ->
+                    Shown = [string:prefix(D, Src ++ "/") || D <- Dirs, filelib:is_dir(D)],
+                    out("appup ~s ~s none ~s", [App, AppVsn, case Shown of
+                                                                  [] -> "-";
+                                                                  _ -> lists:join(",", Shown)
+                                                              end])
+            end
+    end.
 
 fail(Fmt, Args) ->
     io:format(standard_error, Fmt ++ "~n", Args),
