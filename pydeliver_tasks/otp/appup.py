@@ -62,6 +62,14 @@ class ReleaseFacts:
     consolidated: dict[str, str] = field(default_factory=dict)
 
 
+def appup_helps(reason: str) -> bool:
+    """Whether supplying an appup can make a hot upgrade of this refusal reason safe (a changed
+    supervisor or start/2, a dependency without one) — not an added or removed application, an
+    ERTS or core change, unchanged versions, consolidated protocols or a host's state."""
+    return reason.startswith(("supervisor ", "dependency ")) or \
+        " changes (the children it starts" in reason
+
+
 def parse_dep_appups(text: str) -> tuple[dict[str, str], dict[str, str]]:
     """From the escript's `depappups` output: ({app: the appup file it ships, installed},
     {app: the build-tree dirs looked in, for those without one})."""

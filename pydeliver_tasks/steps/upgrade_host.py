@@ -11,6 +11,7 @@ from typing import Any
 from ..config import Settings
 from ..fleet import HostContext, HostFailure, HostStep
 from ..model import Release, UpgradeManifest
+from ..otp.appup import appup_helps
 from . import hot
 from .equal import NotHotSafe
 from .retention import mark
@@ -44,7 +45,7 @@ def per_host(settings: Settings, builder: str, policy: Policy, before: dict[str,
             return f"already runs {to} (pid {pid}): nothing to do", {**data, "mode": "none"}
         reasons = list(manifest.unsafe) + ([seen["hot_blocker"]] if seen.get("hot_blocker") else [])
         if reasons:
-            return not_hot(hc, "; ".join(reasons), data)
+            return not_hot(hc, "; ".join(reasons), data, all(map(appup_helps, reasons)))
         assert upgrade is not None
         hc.say(f"staging {to}: {hot.stage(hc, upgrade, from_, manifest.new_lib_dirs)}")
         try:
@@ -58,13 +59,15 @@ def per_host(settings: Settings, builder: str, policy: Policy, before: dict[str,
         return (f"hot-upgraded {from_} -> {to}, same pid {pid}; {checked}",
                 {**data, "mode": "hot", "pid_after": pid})
 
-    def not_hot(hc: HostContext, why: str, data: dict[str, Any]) -> Outcome:
+    def not_hot(hc: HostContext, why: str, data: dict[str, Any], appups_help: bool = True) -> Outcome:
         data["unsafe"] = why
         if policy.on_unsafe == "abort":
+            restart = (f"restart into {to}: inv upgrade --from {from_} --to {to} --on-unsafe "
+                       f"restart --host {hc.host.name}")
             raise HostFailure(f"not hot-upgradable: {why}; nothing was changed (--on-unsafe "
                               "abort)", hint=f"supply appups in {settings.upgrade.appups_dir}/"
-                              f"{from_}-{to}/, or restart into {to}: inv upgrade --from {from_} "
-                              f"--to {to} --on-unsafe restart --host {hc.host.name}", data=data)
+                              f"{from_}-{to}/, or {restart}" if appups_help else restart,
+                              data=data)
         hc.say(f"not hot-upgradable: {why}; doing a verified restart into {to} instead")
         return f"not hot-upgradable ({why}): {restart(hc)}", {**data, "mode": "restart"}
 

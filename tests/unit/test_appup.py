@@ -239,6 +239,8 @@ def test_unsafe_reasons(old_line: str, new_line: str, reason: str) -> None:
     assert not p.safe
     assert len(p.unsafe) == 1, p.unsafe
     assert reason in p.unsafe[0]
+    # the refusal's hint suggests appups only where an appup can make it hot
+    assert appup.appup_helps(p.unsafe[0]) == reason.startswith(("dependency", "supervisor"))
 
 
 def test_elixir_core_app_change_is_unsafe() -> None:
@@ -557,6 +559,7 @@ APP_CB_NEW = "mod 2 demo demo_app c2 application 0 - 222\n"
 def test_changed_application_start_is_unsafe_with_the_reason() -> None:
     old, new = both(OLD + APP_CB_OLD, NEW + APP_CB_NEW)
     p = plan(old, new, {"demo"})
+    assert appup.appup_helps(p.unsafe[0])
     assert p.unsafe == ["demo_app.start/2 of demo changes (the children it starts, or other work "
                         "done at boot): a relup does not run it again"]
 
