@@ -60,12 +60,7 @@ def load(config: Any) -> Settings:
     if not mix_env.isidentifier():
         r.problems.append(f"deliver.mix_env: invalid {mix_env!r}")
 
-    build = r.section("build", data)
-    build_host = None
-    if str(build["host"]) != "local":
-        build_host = r.check("build.host", v.host_address, str(build["host"]))
-    build_path = str(build["path"] or f"pydeliver-build/{app or 'app'}")
-    r.check("build.path", _safe_path, build_path)
+    build = _read_build(r, r.section("build", data), app)
     profile = str(data["rebar3_profile"])
     if not profile.isidentifier():
         r.problems.append(f"deliver.rebar3_profile: invalid {profile!r}")
@@ -114,7 +109,7 @@ def load(config: Any) -> Settings:
         rebar3_profile=profile,
         project_dir=project_dir,
         default_stage=default_stage,
-        build=BuildSettings(host=build_host, path=build_path),
+        build=build,
         store=project_dir / str(data["store"]),  # relative: to the project, not the cwd
         stages=stages,
         ssh=ssh,
@@ -147,13 +142,17 @@ def _read_upgrade(r: Reader, raw: dict[str, Any]) -> UpgradeSettings:
 
 
 def _project_dir(value: str) -> Path:
-    """'.' means the project containing the current directory (its git top level), so `inv`
-    run from a subdirectory still finds mix.exs / rebar.config and the release store."""
+    """'.' means the project containing the current directory: the nearest directory up to the
+    git top level that holds mix.exs or rebar.config (a project may sit in a subdirectory of a
+    bigger repository), else that top level — so `inv` works from anywhere inside the project."""
     here = Path(value).expanduser().resolve()
-    if value == ".":
-        for d in (here, *here.parents):
-            if (d / ".git").exists():
-                return d
+    if value != ".":
+        return here
+    for d in (here, *here.parents):
+        if (d / "mix.exs").exists() or (d / "rebar.config").exists():
+            return d
+        if (d / ".git").exists():
+            return d
     return here
 
 
@@ -254,6 +253,18 @@ def _read_hooks(r: Reader, raw: Any) -> dict[str, tuple[str, ...]]:
             continue
         hooks[key] = tuple(cmds)
     return hooks
+
+
+def _read_build(r: Reader, raw: dict[str, Any], app: str) -> BuildSettings:
+    host = None
+    if str(raw["host"]) != "local":
+        host = r.check("build.host", v.host_address, str(raw["host"]))
+    path = str(raw["path"] or f"pydeliver-build/{app or 'app'}")
+    r.check("build.path", _safe_path, path)
+    subdir = str(raw.get("subdir") or "")
+    if subdir:
+        subdir = r.check("build.subdir", v.subdir, subdir) or ""
+    return BuildSettings(host=host, path=path, subdir=subdir)
 
 
 def _read_app(r: Reader, value: Any) -> str:

@@ -20,7 +20,8 @@ DEFAULTS: dict[str, Any] = {
     "mix_env": "prod",
     "project_dir": ".",  # the git repository to build
     "stage": "",  # default stage; may be empty when only one stage exists
-    "build": {"host": "local", "path": ""},  # path default: pydeliver-build/<app> ($HOME-relative)
+    "build": {"host": "local", "path": "", "subdir": ""},  # path default: pydeliver-build/<app>
+    # ($HOME-relative); subdir default: where project_dir sits in its git repository
     "rebar3_profile": "default",
     "store": ".deliver/releases",
     "deploy_path": "",  # default for every stage: apps/<app> (relative paths: from $HOME)
@@ -73,6 +74,7 @@ class SshSettings:
 class BuildSettings:
     host: v.HostAddress | None  # None: build on this machine
     path: str
+    subdir: str = ""  # the project's directory inside the repository ("" = auto, see steps.build)
 
 
 @dataclass(frozen=True)

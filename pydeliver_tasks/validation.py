@@ -162,3 +162,13 @@ def lines_count(lines: object) -> int:
     if isinstance(lines, bool) or not isinstance(lines, int) or not 0 < lines <= MAX_LINES:
         raise InvalidInput(f"invalid --lines {lines!r}: expected a whole number 1-{MAX_LINES}")
     return lines
+
+
+def subdir(value: str) -> str:
+    """deliver.build.subdir: a relative path inside the repository (no `..`, no leading /)."""
+    parts = value.strip("/").split("/")
+    if value.startswith("/") or any(x in ("", ".", "..") for x in parts) or \
+            not all(_REF_RE.fullmatch(x) for x in parts):
+        raise InvalidInput(f"invalid subdir {value!r}: a relative path inside the repository, "
+                           "e.g. services/shop (letters, digits, . _ + - per part; no ..)")
+    return "/".join(parts)

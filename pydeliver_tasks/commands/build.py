@@ -23,12 +23,19 @@ def init_repo(build_path: str) -> str:
     return f"mkdir -p {q(build_path)} && git init -q --bare {q(repo_dir(build_path))}"
 
 
-def checkout(build_path: str, sha: str) -> str:
-    """A brand-new work tree at exactly `sha`: the clean tree every build starts from."""
+def checkout(build_path: str, sha: str, subdir: str = "") -> str:
+    """A brand-new work tree at exactly `sha`: the clean tree every build starts from. `src` is
+    the project: the clone itself, or (subdir) a link to that directory inside the clone."""
     root = q(build_path)
+    if not subdir:
+        return (
+            f"cd {root} && rm -rf src checkout out && mkdir -p out && git clone -q repo.git src "
+            f"&& git -C src checkout -q --detach {q(sha)} && git -C src log -1 --format=%H"
+        )
     return (
-        f"cd {root} && rm -rf src out && mkdir -p out && git clone -q repo.git src "
-        f"&& git -C src checkout -q --detach {q(sha)} && git -C src log -1 --format=%H"
+        f"cd {root} && rm -rf src checkout out && mkdir -p out && git clone -q repo.git checkout "
+        f"&& git -C checkout checkout -q --detach {q(sha)} && test -d checkout/{q(subdir)} "
+        f"&& ln -s checkout/{q(subdir)} src && git -C checkout log -1 --format=%H"
     )
 
 

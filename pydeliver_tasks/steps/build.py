@@ -96,13 +96,26 @@ def push_source(hc: HostContext, sha: str, ref: str, local: bool) -> None:
     hooks.run(hc, "after", "push", hc.host.deploy_path)
 
 
+def project_subdir(settings: Settings) -> str:
+    """Where the project sits in its git repository: deliver.build.subdir, else project_dir's
+    place under the repository's top level ("" at the top)."""
+    if settings.build.subdir:
+        return settings.build.subdir
+    try:
+        top = Path(git.Repo(settings.project_dir, search_parent_directories=True).working_dir)
+    except (git.InvalidGitRepositoryError, git.NoSuchPathError):
+        return ""  # resolve_ref says so, before anything runs
+    inside = settings.project_dir.resolve().relative_to(top.resolve()).as_posix()
+    return "" if inside == "." else v.subdir(inside)
+
+
 def build_on_host(hc: HostContext, sha: str, expected: str | None) -> tuple[str, str]:
     """Check out sha in a clean tree, build, find the single version, pack; -> (version, sha256)."""
     s = hc.settings
     builder, path = builder_of(s), hc.host.deploy_path
     profile = s.mix_env if builder == "mix" else s.rebar3_profile
     hooks.run(hc, "before", "build", path)
-    res = hc.run(builders.checkout(path, sha))
+    res = hc.run(builders.checkout(path, sha, project_subdir(s)))
     if not res.ok:
         raise HostFailure(f"could not check out {sha[:12]} on the build host", res.tail())
     hc.say(f"building {s.app} with {builder} (output follows)")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import shlex
 import subprocess
 
+import pytest
+
 from pydeliver_tasks import commands, otp
 from pydeliver_tasks.commands import build as builders
 from pydeliver_tasks.config import SshSettings
@@ -76,3 +78,53 @@ def test_git_ssh_command_enforces_the_host_key_policy() -> None:
     assert "IdentitiesOnly=yes" in strict and "BatchMode=yes" in strict
     tofu = git_ssh_command(SshSettings("", "accept-new", "", "", 7), None)
     assert "StrictHostKeyChecking=accept-new" in tofu
+
+
+@pytest.mark.parametrize("subdir", ["", "services/shop"])
+def test_checkout_makes_src_the_project_even_in_a_subdirectory(tmp_path, subdir) -> None:
+    """A project inside a bigger repository: `src` is its directory in a clean clone at sha."""
+    import git
+
+    work = tmp_path / "mono"
+    project = work / subdir if subdir else work
+    project.mkdir(parents=True)
+    (project / "mix.exs").write_text("v1\n")
+    (work / "README").write_text("the monorepo\n")
+    repo = git.Repo.init(work)
+    repo.index.add([str(p.relative_to(work)) for p in work.rglob("*") if p.is_file()
+                    and ".git" not in p.parts])
+    sha = repo.index.commit("one").hexsha
+    build = tmp_path / "build"
+    build.mkdir()
+    git.Repo.clone_from(work, build / "repo.git", bare=True)
+    (build / "src").mkdir()
+    (build / "src" / "leftover").write_text("from the last build")
+    res = subprocess.run(["sh", "-c", builders.checkout(str(build), sha, subdir)],
+                         capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip() == sha
+    assert (build / "src" / "mix.exs").read_text() == "v1\n"
+    assert not (build / "src" / "leftover").exists()
+    bad = subprocess.run(["sh", "-c", builders.checkout(str(build), sha, "no/such/dir")],
+                         capture_output=True, text=True)
+    assert bad.returncode != 0
+
+
+def test_project_dir_is_the_nearest_project_inside_the_repository(tmp_path, monkeypatch) -> None:
+    from pydeliver_tasks import config
+
+    (tmp_path / ".git").mkdir()
+    shop = tmp_path / "services" / "shop"
+    (shop / "lib").mkdir(parents=True)
+    (shop / "mix.exs").write_text("")
+    cfg = {"deliver": {"app": "shop", "stages": {"s": {"hosts": ["a@h"]}}}}
+    monkeypatch.chdir(shop / "lib")
+    s = config.load(cfg)
+    assert (s.project_dir, s.builder, s.store) == (shop, "mix", shop / ".deliver/releases")
+    monkeypatch.chdir(tmp_path / "services")
+    assert config.load(cfg).project_dir == tmp_path  # no project here: the top level
+    for bad in ("../x", "/abs", "a/../b", "a b"):
+        with pytest.raises(config.ConfigError, match="deliver.build.subdir"):
+            config.load({"deliver": {**cfg["deliver"], "build": {"subdir": bad}}})
+    assert config.load({"deliver": {**cfg["deliver"], "build": {"subdir": "services/shop/"}}}
+                       ).build.subdir == "services/shop"
