@@ -269,8 +269,7 @@ def _read_build(r: Reader, raw: dict[str, Any], app: str) -> BuildSettings:
 
 def _read_app(r: Reader, value: Any) -> str:
     if value in ("", None):
-        r.problems.append("deliver.app: missing: set it to your release name (the name after "
-                          "`bin/` in the built release)")
+        r.problems.append("deliver.app is empty: set it in invoke.yaml (the release name)")
         return ""
     return r.check("app", v.app_name, value) or ""
 

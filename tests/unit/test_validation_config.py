@@ -94,7 +94,7 @@ def test_every_problem_is_reported_with_its_key_path() -> None:
                  stages={"prod": {"hosts": ["a b@c", "ok", "ok"], "env": {"1X": "y"}},
                          "bad stage": {"hosts": ["x"]}, "empty": {"hosts": []}}))
     text = str(err.value)
-    for expected in ["deliver.app:", "deliver.builder:", "deliver.parallel:", "deliver.stage: 'qa'",
+    for expected in ["deliver.app is empty", "deliver.builder:", "deliver.parallel:", "deliver.stage: 'qa'",
                      "deliver.ssh.host_key_policy", "deliver.hooks.before_lunch", "deliver.timeouts.start",
                      "deliver.stages.prod.hosts[0]: invalid host 'a b@c'", "'ok' is listed twice",
                      "deliver.stages.prod.env.1X", "deliver.stages.bad stage", "deliver.stages.empty.hosts"]:
@@ -159,8 +159,7 @@ def test_a_missing_app_is_one_problem_not_a_cascade() -> None:
     with pytest.raises(ConfigError) as err:
         config.load({"deliver": {"app": "", "builder": "mix",
                                  "stages": {"prod": {"hosts": ["a@h1"]}}}})
-    assert err.value.problems == ["deliver.app: missing: set it to your release name (the name "
-                                  "after `bin/` in the built release)"]
+    assert err.value.problems == ["deliver.app is empty: set it in invoke.yaml (the release name)"]
 
 
 def test_the_documented_known_keys_are_the_real_ones() -> None:
