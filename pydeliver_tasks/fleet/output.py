@@ -20,10 +20,10 @@ def say(line: str, target: TextIO | None = None) -> None:
         try:
             print(line, file=out, flush=True)
         except BrokenPipeError:
-            _silence(out)
+            silence(out)
 
 
-def _silence(out: TextIO) -> None:
+def silence(out: TextIO) -> None:
     """Point the closed stream's descriptor at /dev/null: later lines, and the flush at exit,
     then go nowhere instead of raising (and printing a traceback)."""
     try:

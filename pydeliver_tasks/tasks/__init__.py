@@ -5,10 +5,13 @@ release, upgrade, retention, lock, ops, sandbox. Every task is made by `flags.de
 from __future__ import annotations
 
 import copy
+import sys
+from types import TracebackType
 
 from invoke import Collection
 
 from ..config import DEFAULTS
+from ..fleet.output import silence
 from .lock import history, lock_, lock_status, unlock
 from .node import boot_check, doctor, kill_, ping, restart, start, stop, version
 from .ops import eval_, exec_, logs, remote_console
@@ -31,3 +34,19 @@ ns = Collection(start, stop, kill_, restart, ping, version, update, releases_col
                 cleanup, rollback, doctor, boot_check, logs, exec_, eval_, remote_console, upgrade,
                 downgrade, build, deploy, show_ns, history, sandbox)
 ns.configure({"deliver": copy.deepcopy(DEFAULTS)})
+
+
+_previous_hook = sys.excepthook
+
+
+def _quiet_broken_pipe(kind: type[BaseException], exc: BaseException,
+                       tb: TracebackType | None) -> None:
+    """`inv --list | head`: Invoke's own print meets a closed pipe; end quietly, no traceback
+    (our own output already does: fleet.output.say)."""
+    if issubclass(kind, BrokenPipeError):
+        silence(sys.stdout)
+        return
+    _previous_hook(kind, exc, tb)
+
+
+sys.excepthook = _quiet_broken_pipe
