@@ -35,26 +35,58 @@ def silence(out: TextIO) -> None:
 
 
 class PrefixedWriter:
-    """A stream that writes complete lines prefixed with the host name (for live output)."""
+    """A stream that writes complete lines prefixed with the host name (for live output).
 
-    def __init__(self, prefix: str, redact: Callable[[str], str], target: TextIO | None = None) -> None:
+    Invoke hands it chunks (cut anywhere) and flushes after each: a partial line waits for its
+    end, so lines are printed whole — unless nothing more comes for PARTIAL_WAIT seconds (a
+    prompt, a log line still being written), then it is shown as it is."""
+
+    PARTIAL_WAIT = 0.3
+
+    def __init__(self, prefix: str, redact: Callable[[str], str],
+                 target: TextIO | None = None) -> None:
         self.prefix = prefix
         self.redact = redact
         self.target = target or sys.stdout
         self.buf = ""
+        self._lock = threading.Lock()
+        self._timer: threading.Timer | None = None
 
     def write(self, text: str) -> int:
-        self.buf += text
-        while "\n" in self.buf:
-            line, self.buf = self.buf.split("\n", 1)
-            say(f"{self.prefix}{self.redact(line)}", self.target)
+        with self._lock:
+            self._cancel()
+            self.buf += text
+            while "\n" in self.buf:
+                line, self.buf = self.buf.split("\n", 1)
+                say(f"{self.prefix}{self.redact(line)}", self.target)
         return len(text)
 
     def flush(self) -> None:
-        """Invoke flushes after every chunk it writes: a partial line waits for its end."""
+        """Called after every chunk: a partial line is shown only if it stays partial."""
+        with self._lock:
+            if self.buf and self._timer is None:
+                self._timer = threading.Timer(self.PARTIAL_WAIT, self._partial, [self.buf])
+                self._timer.daemon = True
+                self._timer.start()
 
     def finish(self) -> None:
         """The command ended: print what is left of its last line."""
+        with self._lock:
+            self._cancel()
+            self._emit()
+
+    def _partial(self, seen: str) -> None:
+        with self._lock:
+            self._timer = None
+            if self.buf == seen:  # nothing came since: show it as it is
+                self._emit()
+
+    def _emit(self) -> None:
         if self.buf:
             say(f"{self.prefix}{self.redact(self.buf)}", self.target)
             self.buf = ""
+
+    def _cancel(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None

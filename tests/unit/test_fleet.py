@@ -158,3 +158,22 @@ def test_streamed_output_keeps_whole_lines_when_stdout_and_stderr_interleave(cap
     assert len(lines) == 600
     assert all(re.fullmatch(r"\[a\] (out|err)-\d+-end", ln) for ln in lines), \
         [ln for ln in lines if not re.fullmatch(r"\[a\] (out|err)-\d+-end", ln)][:5]
+
+
+def test_a_partial_line_that_stays_partial_is_shown(capsys) -> None:
+    """`logs --follow` on run_erl's log ends in a prompt (`1> `, no newline): it must show, and
+    what the node logs next must start its own line."""
+    import time
+
+    from pydeliver_tasks.fleet import PrefixedWriter
+
+    w = PrefixedWriter("[h] ", lambda x: x)
+    w.write("hello wor")
+    w.flush()
+    w.write("ld\n1> ")
+    w.flush()
+    time.sleep(w.PARTIAL_WAIT * 3)
+    w.write("marker\n")
+    w.flush()
+    w.finish()
+    assert capsys.readouterr().out.splitlines() == ["[h] hello world", "[h] 1> ", "[h] marker"]
