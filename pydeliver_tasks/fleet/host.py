@@ -102,6 +102,7 @@ class HostContext:
     def run(
         self, command: str, *, changes: bool = True, stream: bool = False,
         timeout: float | None = None, env: dict[str, str] | None = None,
+        whole_lines: bool = True,
     ) -> CommandResult:
         """Run a command built in `commands`/`builders`; in dry-run only print it.
 
@@ -113,7 +114,10 @@ class HostContext:
         kwargs: dict[str, Any] = {"warn": True, "hide": True, "in_stream": False}
         # stdout and stderr arrive on two threads: each stream keeps its own partial line, so a
         # line is printed whole, never cut by a chunk of the other stream
-        writers = [PrefixedWriter(self.prefix, self.redact) for _ in range(2)] if stream else []
+        # (whole_lines=False: a partial line shows at once, e.g. a prompt in a followed log)
+        wait = PrefixedWriter.PARTIAL_WAIT if whole_lines else 0.0
+        writers = [PrefixedWriter(self.prefix, self.redact, partial_wait=wait)
+                   for _ in range(2)] if stream else []
         if writers:
             kwargs.update(hide=False, out_stream=writers[0], err_stream=writers[1])
         if timeout:

@@ -38,16 +38,18 @@ class PrefixedWriter:
     """A stream that writes complete lines prefixed with the host name (for live output).
 
     Invoke hands it chunks (cut anywhere) and flushes after each: a partial line waits for its
-    end, so lines are printed whole — unless nothing more comes for PARTIAL_WAIT seconds (a
-    prompt, a log line still being written), then it is shown as it is."""
+    end, so lines are printed whole — unless nothing more comes for `partial_wait` seconds (a
+    prompt, a log line still being written), then it is shown as it is. partial_wait=0: every
+    flush shows the partial line at once (following a log, where a prompt must show now)."""
 
     PARTIAL_WAIT = 0.3
 
     def __init__(self, prefix: str, redact: Callable[[str], str],
-                 target: TextIO | None = None) -> None:
+                 target: TextIO | None = None, partial_wait: float = PARTIAL_WAIT) -> None:
         self.prefix = prefix
         self.redact = redact
         self.target = target or sys.stdout
+        self.partial_wait = partial_wait
         self.buf = ""
         self._lock = threading.Lock()
         self._timer: threading.Timer | None = None
@@ -64,8 +66,10 @@ class PrefixedWriter:
     def flush(self) -> None:
         """Called after every chunk: a partial line is shown only if it stays partial."""
         with self._lock:
-            if self.buf and self._timer is None:
-                self._timer = threading.Timer(self.PARTIAL_WAIT, self._partial, [self.buf])
+            if self.buf and not self.partial_wait:
+                self._emit()
+            elif self.buf and self._timer is None:
+                self._timer = threading.Timer(self.partial_wait, self._partial, [self.buf])
                 self._timer.daemon = True
                 self._timer.start()
 

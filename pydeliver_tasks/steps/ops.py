@@ -75,7 +75,7 @@ def show_log(hc: HostContext, lines: int) -> str:
 def follow_log(hc: HostContext, lines: int, stopped: threading.Event) -> str:
     root = hc.host.deploy_path
     try:
-        res = hc.run(cmds.follow_logs(root, lines), changes=False, stream=True)
+        res = hc.run(cmds.follow_logs(root, lines), changes=False, stream=True, whole_lines=False)
     except HostFailure:
         if stopped.is_set():
             return "stopped following (interrupted)"

@@ -177,3 +177,15 @@ def test_a_partial_line_that_stays_partial_is_shown(capsys) -> None:
     w.flush()
     w.finish()
     assert capsys.readouterr().out.splitlines() == ["[h] hello world", "[h] 1> ", "[h] marker"]
+
+
+def test_a_followed_log_shows_a_partial_line_at_once(capsys) -> None:
+    from pydeliver_tasks.fleet import PrefixedWriter
+
+    w = PrefixedWriter("[h] ", lambda x: x, partial_wait=0)
+    w.write("log line\n(node@h)1> ")
+    w.flush()  # no wait: the prompt is shown now
+    assert capsys.readouterr().out.splitlines() == ["[h] log line", "[h] (node@h)1> "]
+    w.write("next\n")
+    w.finish()
+    assert capsys.readouterr().out.splitlines() == ["[h] next"]
