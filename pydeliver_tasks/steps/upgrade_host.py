@@ -62,11 +62,11 @@ def per_host(settings: Settings, builder: str, policy: Policy, before: dict[str,
     def not_hot(hc: HostContext, why: str, data: dict[str, Any], appups_help: bool = True) -> Outcome:
         data["unsafe"] = why
         if policy.on_unsafe == "abort":
-            restart = (f"restart into {to}: inv upgrade --from {from_} --to {to} --on-unsafe "
-                       f"restart --host {hc.host.name}")
+            by_restart = (f"restart into {to}: inv upgrade --from {from_} --to {to} --on-unsafe "
+                          f"restart --host {hc.host.name}")
             raise HostFailure(f"not hot-upgradable: {why}; nothing was changed (--on-unsafe "
                               "abort)", hint=f"supply appups in {settings.upgrade.appups_dir}/"
-                              f"{from_}-{to}/, or {restart}" if appups_help else restart,
+                              f"{from_}-{to}/, or {by_restart}" if appups_help else by_restart,
                               data=data)
         hc.say(f"not hot-upgradable: {why}; doing a verified restart into {to} instead")
         return f"not hot-upgradable ({why}): {restart(hc)}", {**data, "mode": "restart"}

@@ -686,3 +686,31 @@ def test_outside_links_finds_links_out_of_the_release_only(tmp_path, shell) -> N
     assert dev.returncode == builders.OUTSIDE_LINKS_RC, dev
     assert f"./lib/myrel-0.1.0 -> {outside}" in dev.stdout
     assert "./releases/0.1.0/sys.config -> " in dev.stdout and "inner" not in dev.stdout
+
+
+@pytest.mark.parametrize("on_unsafe", ["restart", "abort"])
+def test_a_host_that_is_not_hot_safe_goes_by_the_policy(on_unsafe) -> None:
+    """upgrade_host.per_host before anything touches the host: the plan's reasons decide."""
+    from pydeliver_tasks.fleet import HostContext, HostFailure
+    from pydeliver_tasks.model import UpgradeManifest
+    from pydeliver_tasks.steps.upgrade_host import Policy, per_host
+
+    s = config.load({"deliver": {"app": "demo", "builder": "mix",
+                                 "stages": {"prod": {"hosts": ["a@h1"]}}}})
+    hc = HostContext(s.stage("prod").hosts[0], s, dry_run=False)
+    restarted: list[str] = []
+    for reason, appups_help in (("application extra is added: the relup cannot start it", False),
+                                ("dependency x changes version (1 -> 2) and ships no appup", True)):
+        manifest = UpgradeManifest("demo", "1", "2", unsafe=[reason])
+        one = per_host(s, "mix", Policy("1", "2", on_unsafe, "restart"), {"a@h1": {"pid": "7"}},
+                       None, manifest, lambda hc: restarted.append(hc.host.name) or "restarted")
+        if on_unsafe == "restart":
+            message, data = one(hc)
+            assert message == f"not hot-upgradable ({reason}): restarted" and data["mode"] == "restart"
+            continue
+        with pytest.raises(HostFailure) as err:
+            one(hc)
+        assert "nothing was changed (--on-unsafe abort)" in err.value.message
+        assert err.value.hint.endswith("inv upgrade --from 1 --to 2 --on-unsafe restart --host a@h1")
+        assert ("supply appups in rel/appups/1-2/" in err.value.hint) == appups_help
+    assert restarted == (["a@h1", "a@h1"] if on_unsafe == "restart" else [])
