@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import pwd
+import secrets
 import shutil
 import subprocess
 import time
@@ -36,6 +37,7 @@ from .parts import (  # noqa: F401  (re-exported: part of the sandbox's API)
     known_hosts_line,
     render_ssh_config,
     render_sshd_config,
+    sandbox_uid,
     sandbox_user,
 )
 from .procs import (  # noqa: F401  (re-exported: part of the sandbox's API)
@@ -43,6 +45,7 @@ from .procs import (  # noqa: F401  (re-exported: part of the sandbox's API)
     _alive,
     _read,
     _terminate,
+    descendants,
     end_sandbox_processes,
     environ_has,
     is_sshd_cmdline,
@@ -58,6 +61,7 @@ class Sandbox:
     identity_file: Path
     known_hosts: Path
     ssh_config: Path
+    tag: str = ""  # ENV_VAR's value on everything this sandbox starts: its dir and a random id
 
     @property
     def all_hosts(self) -> tuple[SandboxHost, ...]:
@@ -82,7 +86,11 @@ def load(dir: Path) -> Sandbox:
         raise SandboxError(f"no sandbox in {dir} (state.json missing): run up() first")
     hosts = [SandboxHost(**h) for h in st["hosts"]]
     return Sandbox(dir, hosts[0], tuple(hosts[1:]), Path(st["identity_file"]),
-                   Path(st["known_hosts"]), Path(st["ssh_config"]))
+                   Path(st["known_hosts"]), Path(st["ssh_config"]), _tag(dir, st))
+
+
+def _tag(dir: Path, state: dict) -> str:
+    return f"{dir}#{state.get('id', '')}"
 
 
 def up(dir: Path, hosts: int = 2, port: int = 2222, first_address: int = 2,
@@ -104,17 +112,18 @@ def up(dir: Path, hosts: int = 2, port: int = 2222, first_address: int = 2,
         _check_traversable(dir)
         Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
     made: list[SandboxHost] = []
+    sid = old.get("id") or secrets.token_hex(8)
     for i, name in enumerate(host_names(hosts)):
         if root:
             user = sandbox_user(port, name)
-            home = _ensure_user(user)
+            home = _ensure_user(user, sandbox_uid(port, i))
             users += [user] if user not in users else []
         else:
             user, home = pwd.getpwuid(os.geteuid()).pw_name, str(dir / "homes" / name)
             Path(home).mkdir(parents=True, exist_ok=True)
         made.append(SandboxHost(name, host_address(first_address, i), port, user, home))
     if fresh:
-        end_sandbox_processes(dir, users, root)
+        end_sandbox_processes(dir, users, root, _tag(dir, {"id": sid}))
         for h in made:
             _wipe_home(Path(h.home))
     identity = dir / "keys" / "client_ed25519"
@@ -128,10 +137,11 @@ def up(dir: Path, hosts: int = 2, port: int = 2222, first_address: int = 2,
         known.append(known_hosts_line(h.address, port, _keygen(key, f"pdt-sandbox-{h.name}")))
         cfg, pid_file, _ = _paths(dir, h.name)
         cfg.write_text(render_sshd_config(h.address, port, key, pid_file, dir / "authorized_keys"))
-    sb = Sandbox(dir, made[0], tuple(made[1:]), identity, dir / "known_hosts", dir / "ssh_config")
+    sb = Sandbox(dir, made[0], tuple(made[1:]), identity, dir / "known_hosts", dir / "ssh_config",
+                 _tag(dir, {"id": sid}))
     sb.known_hosts.write_text("\n".join(known) + "\n")
     sb.ssh_config.write_text(render_ssh_config(made, identity, sb.known_hosts))
-    state = {"version": 1, "port": port, "first_address": first_address, "root": root,
+    state = {"version": 1, "id": sid, "port": port, "first_address": first_address, "root": root,
              "users": users, "hosts": [asdict(h) for h in made],
              **{k: str(getattr(sb, k)) for k in ("identity_file", "known_hosts", "ssh_config")}}
     (dir / "state.json").write_text(json.dumps(state, indent=2) + "\n")
@@ -181,6 +191,9 @@ def down(dir: Path, purge: bool = False) -> list[str]:
     if (st := _read_state(dir)) is None:
         return [f"no sandbox state in {dir}; nothing done"]
     lines: list[str] = []
+    sshds = {p for h in st["hosts"] for p in [*_sshd_pids_by_config(dir, h["name"]),
+                                              _our_sshd_pid(dir, h["name"])] if p is not None}
+    sessions = descendants(sshds)  # found before the sshds go: their sessions are ours too
     for h in st["hosts"]:
         pids = set(_sshd_pids_by_config(dir, h["name"]))
         if (pid := _our_sshd_pid(dir, h["name"])) is not None:
@@ -189,7 +202,7 @@ def down(dir: Path, purge: bool = False) -> list[str]:
             _terminate(sorted(pids))
             lines.append(f"stopped sshd {h['name']} (pid {', '.join(map(str, sorted(pids)))})")
         _paths(dir, h["name"])[1].unlink(missing_ok=True)
-    lines += end_sandbox_processes(dir, st["users"], st["root"])
+    lines += end_sandbox_processes(dir, st["users"], st["root"], _tag(dir, st), sessions)
     if purge:
         for user in st["users"] if st["root"] else []:
             r = subprocess.run(["userdel", "-r", user], capture_output=True, text=True, timeout=60)

@@ -38,7 +38,7 @@ def deliver_config(box: Sandbox, app: str, http_port: int = 4000) -> dict[str, A
         "ssh": {"known_hosts": str(box.known_hosts), "identity_file": str(box.identity_file),
                 "host_key_policy": "strict"},
         "stages": {"sandbox": {
-            "env": {"PYDELIVER_SANDBOX": str(box.dir), "RELEASE_DISTRIBUTION": "name",
+            "env": {"PYDELIVER_SANDBOX": box.tag, "RELEASE_DISTRIBUTION": "name",
                     "RELEASE_COOKIE": cookie, "COOKIE": cookie, "LANG": "C.UTF-8"},
             "health": {"url": "http://{host}:{env[HTTP_PORT]}/health", "contains": "ok"},
             "hosts": hosts,

@@ -52,6 +52,18 @@ def sandbox_user(port: int, name: str) -> str:
     return f"pdt{port}-{name}"
 
 
+UID_BASE = 3_000_000  # far above ordinary users (1000-59999) and the usual subuid ranges
+UIDS_PER_PORT = 64
+
+
+def sandbox_uid(port: int, index: int) -> int:
+    """The uid (and gid) of a sandbox's index-th host user (build = 0): from a range derived
+    from the port, so it never is an ordinary user's, nor another port's sandbox's."""
+    if not 0 <= index < UIDS_PER_PORT:
+        raise SandboxError(f"a sandbox has at most {UIDS_PER_PORT - 1} deploy hosts")
+    return UID_BASE + int(port) * UIDS_PER_PORT + index
+
+
 def _q(path: Path | str) -> str:
     """Double-quote a path for ssh(d)_config, which cannot escape a quote itself."""
     if '"' in str(path) or "\n" in str(path):
@@ -160,12 +172,19 @@ def _keygen(path: Path, comment: str) -> str:
     return Path(f"{path}.pub").read_text()
 
 
-def _ensure_user(user: str) -> str:
-    """Create the host's user if missing; '*' password since sshd without PAM refuses '!'."""
+def _ensure_user(user: str, uid: int) -> str:
+    """Create the host's user (uid = gid = `uid`) if missing, or move an existing one to that
+    uid; '*' password since sshd without PAM refuses '!'."""
     try:
-        pwd.getpwnam(user)
+        pw = pwd.getpwnam(user)
     except KeyError:
-        _must(["useradd", "-m", "-d", f"/home/{user}", "-s", "/bin/bash", user])
+        _must(["groupadd", "-g", str(uid), user])
+        _must(["useradd", "-m", "-d", f"/home/{user}", "-s", "/bin/bash", "-u", str(uid),
+               "-g", str(uid), user])
+    else:
+        if pw.pw_uid != uid:  # made by an older sandbox: its files move along
+            _must(["groupmod", "-g", str(uid), user])
+            _must(["usermod", "-u", str(uid), "-g", str(uid), user])
     _must(["usermod", "-p", "*", user])
     pw = pwd.getpwnam(user)
     Path(pw.pw_dir).mkdir(mode=0o700, parents=True, exist_ok=True)

@@ -11,6 +11,7 @@ import os
 import pwd
 import signal
 import time
+from collections.abc import Iterable
 from pathlib import Path
 
 ENV_VAR = "PYDELIVER_SANDBOX"  # exported by the deploy tool on node commands in sandbox stages
@@ -81,34 +82,49 @@ def ancestors(pid: int) -> set[int]:
     return seen
 
 
-def end_sandbox_processes(dir: Path, users: list[str], root: bool) -> list[str]:
-    """End processes of sandbox users (root) or tagged ENV_VAR=dir (non-root), by pid."""
+def descendants(pids: set[int]) -> set[int]:
+    """Every process below these (a session of our sshd and what it started)."""
+    parent_of: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            fields = _stat_fields(int(entry.name))
+            if len(fields) > 1 and fields[1].isdigit():
+                parent_of[int(entry.name)] = int(fields[1])
+    found: set[int] = set()
+    frontier = set(pids)
+    while frontier:
+        frontier = {p for p, parent in parent_of.items() if parent in frontier and p not in found}
+        found |= frontier
+    return found
+
+
+def end_sandbox_processes(dir: Path, users: list[str], root: bool, tag: str,
+                          sessions: Iterable[int] = ()) -> list[str]:
+    """End, by pid, the processes this sandbox started: those carrying ENV_VAR=tag (every node,
+    epmd and run_erl a deploy started: the stage env exports it) and `sessions` (below our
+    sshds); as root only when they also run as one of its users. A uid alone never decides: a
+    sandbox in a chroot sees outside processes (their /proc root reads "/" there too), and
+    another sandbox's users may share a uid."""
     uids: dict[int, str] = {}
     for user in users if root else []:
         try:
             uids[pwd.getpwnam(user).pw_uid] = user
         except KeyError:
             pass
-    spare, lines = ancestors(os.getpid()), []
-    # A sandbox in a chroot sees the same pids, and its users may have our users' uids: only
-    # processes that share our root directory can be this sandbox's.
-    our_root = os.readlink("/proc/self/root")
+    spare, lines, sessions = ancestors(os.getpid()), [], set(sessions)
     for _ in range(3):  # a dying parent may have spawned more: rescan
         victims: dict[int, str] = {}
         for pid in (int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit()):
             if pid in spare or not _alive(pid):  # zombies cannot be ended, only reaped
                 continue
-            try:
-                if os.readlink(f"/proc/{pid}/root") != our_root:
-                    continue
-            except OSError:
+            uid = parse_status_uid((_read(Path(f"/proc/{pid}/status")) or b"").decode())
+            if root and uid not in uids:
                 continue
-            if root:
-                uid = parse_status_uid((_read(Path(f"/proc/{pid}/status")) or b"").decode())
-                if uid in uids:
-                    victims[pid] = f"user {uids[uid]}"
-            elif environ_has(_read(Path(f"/proc/{pid}/environ")) or b"", ENV_VAR, str(dir)):
-                victims[pid] = f"{ENV_VAR}={dir}"
+            owner = f"user {uids[uid]}, " if root and uid is not None else ""
+            if environ_has(_read(Path(f"/proc/{pid}/environ")) or b"", ENV_VAR, tag):
+                victims[pid] = f"{owner}{ENV_VAR}={tag}"
+            elif pid in sessions:
+                victims[pid] = f"{owner}a session of the sandbox's sshd"
         if not victims:
             break
         names = {p: (_read(Path(f"/proc/{p}/comm")) or b"?").decode().strip() for p in victims}

@@ -106,6 +106,9 @@ def test_layout(sandbox: sbx.Sandbox, port: int) -> None:
     if ROOT:
         assert sandbox.hosts[0].user == f"pdt{port}-h1"
         assert sandbox.hosts[0].home == f"/home/pdt{port}-h1"
+        for i, h in enumerate(sandbox.all_hosts):  # far from ordinary users, one range per port
+            pw = pwd.getpwnam(h.user)
+            assert pw.pw_uid == pw.pw_gid == sbx.sandbox_uid(port, i) >= 3_000_000
     else:
         assert sandbox.hosts[0].home == str(sandbox.dir / "homes" / "h1")
     assert sbx.load(sandbox.dir) == sandbox
@@ -185,14 +188,31 @@ def test_other_host_count_restarts(sandbox: sbx.Sandbox, port: int) -> None:
 
 
 def test_down_ends_sshd_and_host_processes(sandbox: sbx.Sandbox, port: int) -> None:
-    tag = f"{sbx.ENV_VAR}={sandbox.dir}"  # non-root mode finds host processes by this
+    """down ends what the sandbox started (tagged with its id, or a session of its sshd), and
+    not a process that merely runs under one of its users' uids (as a process outside a chroot
+    would: the uid alone never decides)."""
+    tag = f"{sbx.ENV_VAR}={sandbox.tag}"  # every node a deploy starts carries it
+    assert sandbox.tag.startswith(f"{sandbox.dir}#") and len(sandbox.tag) > len(str(sandbox.dir)) + 8
     r = _ssh(sandbox, "h1", f"{tag} nohup sleep 300 >/dev/null 2>&1 & echo $!")
     assert r.returncode == 0, r.stderr
     sleep_pid = int(r.stdout.strip())
     assert not _gone(sleep_pid)
+    stranger = None
+    if ROOT:  # same uid as h1's user, started by this test, not by the sandbox: must survive
+        pw = pwd.getpwnam(sandbox.hosts[0].user)
+        stranger = subprocess.Popen(["setpriv", f"--reuid={pw.pw_uid}", f"--regid={pw.pw_gid}",
+                                     "--clear-groups", "sleep", "300"],
+                                    env={"PATH": os.environ["PATH"],
+                                         sbx.ENV_VAR: str(sandbox.dir)})  # an old-style tag
     sshd_pids = sandbox.pids()
 
     lines = sbx.down(sandbox.dir)
+    if stranger is not None:
+        try:
+            assert stranger.poll() is None, f"down ended a process it did not start: {lines}"
+        finally:
+            stranger.kill()
+            stranger.wait()
 
     assert f"stopped sshd h1 (pid {sshd_pids['h1']})" in lines
     assert any(line.startswith(f"ended sleep pid {sleep_pid} ") for line in lines), lines

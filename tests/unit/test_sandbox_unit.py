@@ -33,6 +33,9 @@ def test_sandbox_user_includes_port() -> None:
     assert sbx.sandbox_user(2222, "h1") == "pdt2222-h1"
     assert sbx.sandbox_user(2301, "build") == "pdt2301-build"
     assert len(sbx.sandbox_user(65535, "h99")) <= 32  # useradd limit
+    uids = {sbx.sandbox_uid(port, i) for port in (2222, 2223) for i in range(4)}
+    assert len(uids) == 8 and min(uids) >= 3_000_000 and max(uids) < 2**31
+    assert sbx.sandbox_uid(65535, 63) < sbx.sandbox_uid(65536, 0) < 2**31
 
 
 def test_spec() -> None:
