@@ -48,7 +48,7 @@ def _lock_dir(root: str) -> str:
 
 # Print the holder: its info line (waiting briefly for a lock being taken right now to get its
 # details) and the host's clock next to the lock dir's mtime, so its age needs no clock agreement.
-_REPORT = (
+REPORT = (
     'i=0; while [ ! -f lock/info ] && [ -d lock ] && [ "$i" -lt 3 ]; do sleep 1; i=$((i+1)); done',
     f'echo "{HELD_MARK}$(head -n 1 lock/info 2>/dev/null)"',
     f'echo "{CLOCK_MARK}$(date +%s) $(stat -c %Y lock 2>/dev/null || echo -)"',
@@ -64,7 +64,7 @@ def acquire(root: str, info: dict[str, Any], token: str) -> str:
         f"mkdir -p {q(_lock_dir(root))} && cd {q(_lock_dir(root))} || exit 1",
         "n=0",
         "until mkdir lock 2>/dev/null; do",
-        f"  if [ -d lock ]; then {'; '.join(_REPORT)}; exit {HELD_RC}; fi",
+        f"  if [ -d lock ]; then {'; '.join(REPORT)}; exit {HELD_RC}; fi",
         "  n=$((n+1)); [ \"$n\" -lt 5 ] || { echo 'cannot create the lock dir' >&2; exit 1; }",
         "done",
         f"{{ printf '%s\\n' {q(flat(token))} > lock/token && "
@@ -87,7 +87,7 @@ def release(root: str, token: str = "", force: bool = False) -> str:
         '  g="lock.gone.$$" && mv lock "$g" && rm -rf "$g" || exit 1',
         f"  echo {RELEASED}; exit 0",
         "fi",
-        *_REPORT,
+        *REPORT,
         f"exit {NOT_OWNER_RC}",
     ])
 
@@ -95,14 +95,18 @@ def release(root: str, token: str = "", force: bool = False) -> str:
 def status(root: str) -> str:
     """The holder (HELD_MARK + info, CLOCK_MARK line) or UNLOCKED; exit 0 either way."""
     return (f"cd {q(_lock_dir(root))} 2>/dev/null && [ -d lock ] || {{ echo {UNLOCKED}; exit 0; }}"
-            f"\n{chr(10).join(_REPORT)}")
+            f"\n{chr(10).join(REPORT)}")
+
+
+STARTED = "started"
 
 
 def audit_line(time: str, who: str, action: str, from_version: str | None,
-               to_version: str | None, result: str, seconds: float) -> str:
-    """One audit record: the AUDIT_FIELDS, tab-separated, each flattened; '-' for no version."""
+               to_version: str | None, result: str, seconds: float, run: str = "") -> str:
+    """One audit record: the AUDIT_FIELDS, tab-separated, each flattened; '-' for no version;
+    then the run's id, which ties a run's `started` line to its end line."""
     values = (time, who, action, from_version or "-", to_version or "-", result, f"{seconds:.1f}s")
-    return "\t".join(flat(v, 200) or "-" for v in values)
+    return "\t".join([*(flat(v, 200) or "-" for v in values), *([flat(run, 64)] if run else [])])
 
 
 def audit_append(root: str, line: str) -> str:
@@ -153,9 +157,27 @@ def parse_holder(output: str) -> Holder | None:
 
 
 def parse_audit(line: str) -> dict[str, str] | None:
-    """An audit line as a dict of AUDIT_FIELDS, or None when it is not one of ours."""
+    """An audit line as a dict of AUDIT_FIELDS (and `run` when it has one), or None when it is not
+    one of ours."""
     parts = line.rstrip("\n").split("\t")
-    return dict(zip(AUDIT_FIELDS, parts, strict=True)) if len(parts) == len(AUDIT_FIELDS) else None
+    if len(parts) not in (len(AUDIT_FIELDS), len(AUDIT_FIELDS) + 1):
+        return None
+    return {**dict(zip(AUDIT_FIELDS, parts, strict=False)), "run": "".join(parts[7:])}
+
+
+def ended(records: list[dict[str, str]], holder_run: str = "") -> list[dict[str, str]]:
+    """The records as history shows them: a run's `started` line is dropped once its end line
+    is there; without one it says the run was interrupted (or still runs: it holds the lock)."""
+    closed = {r["run"] for r in records if r.get("run") and r.get("result") != STARTED}
+    shown = []
+    for r in records:
+        if r.get("result") == STARTED:
+            if r["run"] in closed:
+                continue
+            r = {**r, "result": "running (holds the lock)" if r["run"] == holder_run
+                 else "INTERRUPTED (started, no end recorded)"}
+        shown.append(r)
+    return shown
 
 
 # ---- saying it to people (pure: the caller passes this machine's name and a pid check) ---------
@@ -163,21 +185,33 @@ def parse_audit(line: str) -> dict[str, str] | None:
 UNLOCK_FORCE = "inv deploy.unlock --force"
 
 
+HEARTBEAT = 60  # seconds: a run touches its lock this often
+HEARTBEAT_LOST = 5 * HEARTBEAT  # no touch for this long: the run is gone
+
+
+def heartbeat(root: str, token: str) -> str:
+    """Touch the lock while this run (its token) holds it: the lock dir's mtime is the beat."""
+    d = q(_lock_dir(root))
+    return f'[ "$(head -n 1 {d}/lock/token 2>/dev/null)" = {q(token)} ] && touch {d}/lock || true'
+
+
 def stale_reason(holder: Holder, machine: str, alive: Callable[[int], bool],
-                 stale_after: float = 24 * 3600) -> str:
-    """Why nobody holds this lock any more ("" when it may be live): its run's pid is gone from
-    `machine` (this one), or it is older than stale_after. A manual lock is never stale: it is
-    meant to stay until someone unlocks it."""
+                 heartbeat_lost: float = HEARTBEAT_LOST) -> str:
+    """Why nobody holds this lock any more ("" when it may be live). Age alone never decides: on
+    this machine its run's pid decides; from elsewhere, a heartbeat (the lock touched every
+    HEARTBEAT s) stopped for heartbeat_lost s. A manual lock is never stale: it is meant to stay
+    until someone unlocks it."""
     info, age = holder.info, holder.age
     if not info:
         return "it has no details and is over a minute old" if (age or 0) > 60 else ""
     if info.get("action") == "manual":
         return ""
-    if age is not None and age > stale_after:
-        return f"it is {ago(age)} old (over {int(stale_after // 3600)} h)"
     pid = info.get("pid")
-    if info.get("machine") == machine and isinstance(pid, int) and not alive(pid):
-        return f"its run (pid {pid} on this machine) no longer runs"
+    if info.get("machine") == machine and isinstance(pid, int):
+        return "" if alive(pid) else f"its run (pid {pid} on this machine) no longer runs"
+    if age is not None and age > heartbeat_lost:
+        return (f"its run's heartbeat stopped {ago(age)} ago (a run touches its lock every "
+                f"{HEARTBEAT}s)")
     return ""
 
 

@@ -31,7 +31,6 @@ from .output import say
 from .results import HostResult, RunResult, StepFailed
 from .run import for_each_host
 
-STALE_AFTER = 24 * 3600  # seconds: a run's lock older than this is stale
 MAX_MESSAGE = 500
 _held: dict[tuple[str, str | None, int | None, str], str] = {}  # host key -> token, this process
 _held_lock = threading.Lock()
@@ -100,7 +99,7 @@ def pid_alive(pid: int) -> bool:
 
 def stale_reason(holder: cmds.Holder) -> str:
     """Why nobody holds this lock any more ("" when it may be live), judged from this machine."""
-    return cmds.stale_reason(holder, who()[1], pid_alive, STALE_AFTER)
+    return cmds.stale_reason(holder, who()[1], pid_alive)
 
 
 def describe(holder: cmds.Holder) -> str:
@@ -216,7 +215,13 @@ def guarded(settings: Settings, stage: Stage, action: str, *, from_version: str 
     info = holder_info(action, to_version or from_version, message, stage.name)
     taken = take(settings, stage, info, lock_wait)
     started, begun, outcome = utc_now(), time.monotonic(), "ok"
+    user_at, run = "@".join(who()), info["token"]
+    beating = _heartbeat(settings, taken, run)
     try:
+        # written first, so a run killed before its end still shows in the history
+        for_each_host("audit", settings, stage.name, stage.hosts, lambda hc: append_audit(
+            hc, cmds.audit_line(started, user_at, action, from_version, to_version, cmds.STARTED,
+                                0.0, run)), raise_on_failure=False, quiet=True)
         yield guard
     except StepFailed as exc:
         guard.record(exc.results)
@@ -226,16 +231,35 @@ def guarded(settings: Settings, stage: Stage, action: str, *, from_version: str 
         outcome = "interrupted" if isinstance(exc, KeyboardInterrupt) else "error"
         raise
     finally:
-        seconds, user_at = time.monotonic() - begun, "@".join(who())
+        seconds = time.monotonic() - begun
 
         def finish(hc: HostContext) -> str:
             result = guard.result(hc.host, outcome)
             append_audit(hc, cmds.audit_line(started, user_at, action, from_version, to_version,
-                                       result, seconds))
+                                             result, seconds, run))
             return result
 
+        beating.set()
         for_each_host("audit", settings, stage.name, stage.hosts, finish, raise_on_failure=False,
                       quiet=True)
         _release(settings, stage.name, taken, info["token"])
+
+
+def _heartbeat(settings: Settings, hosts: list[Host], token: str) -> threading.Event:
+    """Touch our lock on `hosts` every HEARTBEAT s until the returned event is set, so another
+    machine can tell a live run from a dead one (a host that cannot be reached just misses a
+    beat)."""
+    stop = threading.Event()
+
+    def beat() -> None:
+        while not stop.wait(cmds.HEARTBEAT):
+            for h in hosts:
+                try:
+                    HostContext(h, settings, dry_run=False).run(cmds.heartbeat(h.deploy_path, token))
+                except Exception:  # noqa: BLE001 - a missed beat is what the reader judges
+                    pass
+
+    threading.Thread(target=beat, name="lock-heartbeat", daemon=True).start()
+    return stop
 
 

@@ -107,7 +107,10 @@ def history(c: Ctx, lines: int = 20, stage: str | None = None, host: str | None 
             return "no audit log yet: nothing recorded on this host", {"entries": []}
         if not res.ok:
             raise HostFailure(f"could not read the audit log (exit {res.exited})", res.tail())
-        entries = [cmds.parse_audit(text) or {"raw": text} for text in res.stdout.splitlines()]
+        parsed = [cmds.parse_audit(text) or {"raw": text, "result": ""}
+                  for text in res.stdout.splitlines()]
+        holder = cmds.parse_holder(hc.run(cmds.status(hc.host.deploy_path), changes=False).stdout)
+        entries = cmds.ended(parsed, holder.get("token", "") if holder else "")
         for e in entries:
             hc.say(e["raw"] if "raw" in e else cmds.shown_audit(e))
         return f"{len(entries)} record(s) of {hc.host.deploy_path}/{cmds.AUDIT}", {"entries": entries}

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import subprocess
 from pathlib import Path
 
@@ -138,22 +139,56 @@ def test_audit_lines_are_appended_and_the_last_ones_tailed(tmp_path: Path) -> No
     assert tail.returncode == 0 and tail.stdout == f"{second}\n"
     rec = cmds.parse_audit(tail.stdout)
     assert rec == {"time": "2024-05-01T11:00:00Z", "who": "bob@ci", "action": "upgrade",
-                   "from": "0.0.1", "to": "0.0.2", "result": "failed", "duration": "3.0s"}
+                   "from": "0.0.1", "to": "0.0.2", "result": "failed", "duration": "3.0s",
+                   "run": ""}
     assert cmds.shown_audit(rec) == "2024-05-01T11:00:00Z  bob@ci  upgrade  0.0.1 -> 0.0.2  failed  3.0s"
     odd = cmds.audit_line("t", "w", "a\tb\nc", None, None, "ok", 0)
     assert len(odd.split("\t")) == 7 and cmds.parse_audit(odd)["action"] == "a b c"
 
 
-def test_stale_locks_dead_pid_here_or_older_than_a_day_but_never_manual() -> None:
+def test_stale_locks_by_pid_here_or_a_lost_heartbeat_elsewhere_never_by_age_or_manual() -> None:
     dead, alive = (lambda pid: False), (lambda pid: True)
     run = cmds.Holder(info(machine="here"), age=10)
     assert "pid 4242 on this machine" in cmds.stale_reason(run, "here", dead)
     assert cmds.stale_reason(run, "here", alive) == ""
     assert cmds.stale_reason(run, "elsewhere", dead) == "", "another machine's pid says nothing"
-    old = cmds.Holder(info(machine="elsewhere"), age=25 * 3600)
-    assert "1d old" in cmds.stale_reason(old, "here", alive)
+    long_run = cmds.Holder(info(machine="here"), age=30 * 86400)
+    assert cmds.stale_reason(long_run, "here", alive) == "", "age alone never decides"
+    beating = cmds.Holder(info(machine="elsewhere"), age=cmds.HEARTBEAT + 5)
+    assert cmds.stale_reason(beating, "here", alive) == ""
+    lost = cmds.Holder(info(machine="elsewhere"), age=cmds.HEARTBEAT_LOST + 60)
+    assert "heartbeat stopped 6m ago" in cmds.stale_reason(lost, "here", alive)
     manual = cmds.Holder(info(machine="here", action="manual"), age=30 * 86400)
     assert cmds.stale_reason(manual, "here", dead) == ""
+
+
+def test_heartbeat_touches_only_the_lock_its_run_holds(tmp_path: Path) -> None:
+    assert sh(tmp_path, cmds.acquire(ROOT, info(), "t1")).returncode == 0
+    lock = tmp_path / ROOT / cmds.LOCK
+    os.utime(lock, (1_000_000, 1_000_000))
+    assert sh(tmp_path, cmds.heartbeat(ROOT, "other'; touch pwned; '")).returncode == 0
+    assert lock.stat().st_mtime == 1_000_000 and not list(tmp_path.rglob("pwned"))
+    assert sh(tmp_path, cmds.heartbeat(ROOT, "t1")).returncode == 0
+    assert lock.stat().st_mtime > 1_000_000
+    holder = cmds.parse_holder(sh(tmp_path, cmds.status(ROOT)).stdout)
+    assert holder is not None and holder.age is not None and holder.age < 60
+
+
+def test_a_run_without_an_end_line_shows_as_interrupted_or_running() -> None:
+    """Each run writes `started` first and its result at the end (same run id)."""
+    def rec(result: str, run: str) -> dict[str, str]:
+        line = cmds.audit_line("t", "w", "upgrade", "0.0.1", "0.0.2", result, 1.0, run)
+        parsed = cmds.parse_audit(line)
+        assert parsed is not None
+        return parsed
+
+    records = [rec(cmds.STARTED, "r1"), rec("ok", "r1"), rec(cmds.STARTED, "r2"),
+               rec(cmds.STARTED, "r3")]
+    shown = cmds.ended(records, holder_run="r3")
+    assert [r["result"] for r in shown] == ["ok", "INTERRUPTED (started, no end recorded)",
+                                            "running (holds the lock)"]
+    old = "t\tw\tdeploy.release\t-\t0.0.1\tok\t1.0s"  # written before runs had ids
+    assert cmds.ended([cmds.parse_audit(old)])[0]["result"] == "ok"
 
 
 def test_the_holder_is_described_for_people() -> None:
