@@ -27,24 +27,46 @@ def tarball_path(root: str, app: str, version: str, kind: str = "release") -> st
     return f"{tarball_dir(root)}/{release_file_name(app, version, kind)}"
 
 
+# The stage/host env lives on the host in this file (mode 0600, in the release root), written
+# by HostContext before the first command that sources it: no size limit from a command line,
+# and no secret in `ps`. The same values as Erlang terms serve expressions run on the node.
+ENV_FILE = ".deliver/env"
+ENV_TERMS = ".deliver/env.eterm"
+
+
+def env_file_text(env: Mapping[str, str]) -> str:
+    """The env file: one `export NAME='value'` line per entry (sourced by sh)."""
+    return "".join(f"export {k}={q(val)}\n" for k, val in env.items())
+
+
+def _codes(text: str) -> str:
+    return "[" + ",".join(str(ord(ch)) for ch in text) + "]"
+
+
+def env_terms_text(env: Mapping[str, str]) -> str:
+    """The env as `{"NAME", "value"}.` terms (file:consult), strings as lists of code points."""
+    return "".join(f"{{{_codes(k)}, {_codes(val)}}}.\n" for k, val in env.items())
+
+
 def env_prefix(env: Mapping[str, str]) -> str:
-    """`env K=V ... ` (values quoted) to put before a command; empty for no env."""
-    return ("env " + " ".join(f"{k}={q(val)}" for k, val in env.items()) + " ") if env else ""
+    """Source the env file (in the release root) before a command; empty for no env."""
+    return f". ./{ENV_FILE} && " if env else ""
 
 
-def _node_env(builder: str, env: Mapping[str, str]) -> str:
-    """`env K=V ...` for a bin/<app> call; relx gets per-root pipe and log dirs unless set.
+def _node_env(builder: str, env: Mapping[str, str], **extra: str) -> str:
+    """The env for a bin/<app> call: the env file, `extra` values (never secrets), and for relx
+    per-root pipe and log dirs unless set.
 
     relx's default pipe dir /tmp/erl_pipes/<node> is shared by every user and release on a host,
     so two releases with one node name would collide; a per-root dir avoids that.
     """
-    parts = [f"{k}={q(val)}" for k, val in env.items()]
+    parts = [f"{k}={q(val)}" for k, val in extra.items()]
     if builder == "rebar3":
         if "PIPE_DIR" not in env:
             parts.append('PIPE_DIR="$PWD/tmp/pipe/"')
         if "RUNNER_LOG_DIR" not in env:
             parts.append('RUNNER_LOG_DIR="$PWD/log"')
-    return ("env " + " ".join(parts) + " ") if parts else ""
+    return env_prefix(env) + (("env " + " ".join(parts) + " ") if parts else "")
 
 
 def node(root: str, app: str, builder: str, env: Mapping[str, str], *args: str) -> str:
@@ -63,8 +85,8 @@ def node_eval(root: str, app: str, builder: str, env: Mapping[str, str], erlang_
 def fresh_eval(root: str, app: str, env: Mapping[str, str], vsn: str, erlang_expr: str) -> str:
     """Evaluate an Erlang expression in a fresh, un-booted VM of mix release `vsn` (`eval`): its
     config providers (runtime.exs) run there with the stage's env, as at boot."""
-    return node(root, app, "mix", {**env, "RELEASE_VSN": vsn}, "eval",
-                otp.elixir_wrapper(erlang_expr))
+    argv = " ".join(q(a) for a in ("eval", otp.elixir_wrapper(erlang_expr)))
+    return f"cd {q(root)} && {_node_env('mix', env, RELEASE_VSN=vsn)}bin/{q(app)} {argv}"
 
 
 def probe(root: str, app: str, builder: str, env: Mapping[str, str]) -> str:
@@ -128,15 +150,19 @@ def remote_sha256(path: str) -> str:
     return f"test -f {q(path)} && sha256sum {q(path)} | cut -d' ' -f1 || true"
 
 
+def free_kb(path: str) -> str:
+    """KiB available to the SSH user on the filesystem holding `path` (POSIX df)."""
+    return f"df -P -k {q(path)} | tail -n 1 | awk '{{print $4}}'"
+
+
 def mkdir(path: str) -> str:
     return f"mkdir -p {q(path)}"
 
 
-def _checked_extract(root: str, tarball: str, sha256: str, stage: str, uploaded: bool) -> list[str]:
-    """Script lines: check the uploaded tarball's sha256 on the host, extract it into `stage`."""
+def checked_extract(root: str, tarball: str, sha256: str, stage: str, uploaded: bool) -> list[str]:
+    """Script lines (run in the root under `set -eu`): check the uploaded tarball's sha256 on the
+    host (a `.part` is the upload's own name until it is checked), extract it into `stage`."""
     return [
-        "set -eu",
-        f"cd {q(root)}",
         f"t={q(tarball.removeprefix(root.rstrip('/') + '/'))}",
         # a .part left by an interrupted upload is stale when this run uploaded nothing
         "" if uploaded else 'rm -f "$t.part"',
@@ -148,7 +174,8 @@ def _checked_extract(root: str, tarball: str, sha256: str, stage: str, uploaded:
         "fi",
         f'echo {q(sha256)}"  $t" | sha256sum --check --status || '
         '{ echo "sha256 mismatch: $t on this host is not the built release" >&2; exit 3; }',
-        f"rm -rf {q(stage)} && mkdir -p {q(stage)}",
+        f"rm -rf {q(stage)}",
+        f"mkdir -p {q(stage)}",
         f'tar -xzf "$t" -C {q(stage)}',
     ]
 
@@ -159,113 +186,43 @@ def bin_dir(version: str) -> str:
     return f".deliver/bin/{version}"
 
 
-# Write releases/RELEASES for the release that boots next, with absolute lib paths: mix ships
-# none (downgrades then fail) and relx's lists only the first version it built.
+# Write RELEASES for the release that boots next, with absolute lib paths (mix ships none, so
+# downgrades would fail, and relx's lists only the first version it built) into PDT_DIR.
 _CREATE_RELEASES = (
-    'R = os:getenv("PDT_ROOT"), V = os:getenv("PDT_VSN"), A = os:getenv("PDT_APP"), '
-    'ok = release_handler:create_RELEASES(R, R ++ "/releases", '
-    'R ++ "/releases/" ++ V ++ "/" ++ A ++ ".rel", []), halt().'
+    'R = os:getenv("PDT_ROOT"), ok = release_handler:create_RELEASES(R, os:getenv("PDT_DIR"), '
+    'os:getenv("PDT_REL"), []), halt().'
 )
 
 
-def _releases_file(app: str, version: str) -> list[str]:
-    """Script lines: (re)create releases/RELEASES naming `version` permanent (needs sasl)."""
+RELEASES_RC = 6
+
+
+def releases_file(app: str, version: str, rel_word: str = "") -> list[str]:
+    """Script lines: write releases/RELEASES.new naming `version` permanent (exit RELEASES_RC when
+    that fails; a release without sasl gets a warning, and the host's RELEASES stays).
+    `rel_word`: a shell word for where releases/<version> is now (a staging dir during a
+    deploy); `$erts` must be set."""
+    rel = rel_word or q(f"releases/{version}")
     return [
         "set -- lib/sasl-*/ebin",
+        "rm -rf .deliver/releases-file",
+        "mkdir -p .deliver/releases-file",
         'if [ -d "$1" ] && [ -x "erts-$erts/bin/erl" ]; then',
-        f'  PDT_ROOT="$(pwd -P)" PDT_VSN={q(version)} PDT_APP={q(app)} "erts-$erts/bin/erl" '
-        f'-noshell -boot releases/{q(version)}/start_clean -boot_var RELEASE_LIB "$(pwd -P)/lib" '
-        f'-pa "$1" -eval {q(_CREATE_RELEASES)} >/dev/null 2>&1 && mv -f releases/RELEASES '
-        "releases/RELEASES.pdt && mv -f releases/RELEASES.pdt releases/RELEASES "
-        '|| echo "warning: could not write releases/RELEASES (hot upgrades need it)" >&2',
+        f'  if PDT_ROOT="$(pwd -P)" PDT_DIR="$(pwd -P)/.deliver/releases-file" '
+        f'PDT_REL="$(pwd -P)"/{rel}/{q(app + ".rel")} "erts-$erts/bin/erl" '
+        f'-noshell -boot {rel}/start_clean -boot_var RELEASE_LIB "$(pwd -P)/lib" '
+        f'-pa "$1" -eval {q(_CREATE_RELEASES)} >.deliver/releases-file/log 2>&1; then',
+        "    mv -f .deliver/releases-file/RELEASES releases/RELEASES.new",
+        "  else",
+        "    tail -n 5 .deliver/releases-file/log >&2",
+        f'    echo "could not write releases/RELEASES for {version}" >&2; exit {RELEASES_RC}',
+        "  fi",
+        "else",
+        '  echo "warning: no sasl or erts in this release: no releases/RELEASES '
+        '(hot upgrades need it)" >&2',
         "fi",
+        "rm -rf .deliver/releases-file",
     ]
-
-
-def install_release(root: str, app: str, version: str, sha256: str, uploaded: bool = True,
-                    kind: str = "release") -> str:
-    """Verify the uploaded tarball's sha256 on the host, then extract it so `version` boots next.
-
-    Extraction goes to a staging dir first; only a complete, checked tree is moved into the root,
-    and start_erl.data — what decides the next boot — is replaced last, atomically (rename).
-    """
-    tarball = tarball_path(root, app, version, kind)
-    stage = f".deliver/staging/{version}"
-    rel = f"{stage}/releases/{version}"
-    return "\n".join(
-        _checked_extract(root, tarball, sha256, stage, uploaded)
-        + [
-            f"test -d {q(rel)} && test -x {q(stage)}/bin/{q(app)} || "
-            f"{{ echo {q(f'tarball lacks releases/{version} or bin/{app}')} >&2; exit 4; }}",
-            "mkdir -p lib releases .deliver/trash .deliver/bin",
-            f"for d in {q(stage)}/lib/*; do",
-            '  n=${d##*/}; if [ -e "lib/$n" ]; then rm -rf ".deliver/trash/$n"; '
-            'mv "lib/$n" ".deliver/trash/$n"; fi; mv "$d" "lib/$n"',
-            "done",
-            f"for d in {q(stage)}/erts-*; do",
-            '  [ -e "$d" ] || continue; n=${d##*/}; [ -e "$n" ] || mv "$d" "$n"',
-            "done",
-            f"for f in {q(stage)}/releases/*; do",
-            '  n=${f##*/}',
-            '  case "$n" in',
-            "    start_erl.data) ;;",
-            '    COOKIE|RELEASES) [ -e "releases/$n" ] || mv "$f" "releases/$n" ;;',
-            '    *) rm -rf ".deliver/trash/$n"; [ ! -e "releases/$n" ] || '
-            'mv "releases/$n" ".deliver/trash/$n"; mv "$f" "releases/$n" ;;',
-            "  esac",
-            "done",
-            f"erts=$(cut -d' ' -f1 {q(stage)}/releases/start_erl.data 2>/dev/null || true)",
-            f'[ -n "$erts" ] || erts=$(ls -d {q(stage)}/erts-* erts-* 2>/dev/null | head -n 1 '
-            "| sed 's/.*erts-//')",
-            f"rm -rf {q(bin_dir(version))} && cp -a {q(stage)}/bin {q(bin_dir(version))}",
-            "rm -rf bin.new bin.old",
-            f'mv {q(stage)}/bin bin.new && {{ [ ! -d bin ] || mv bin bin.old; }} && mv bin.new bin',
-            *_releases_file(app, version),
-            f'echo "$erts {version}" > releases/start_erl.data.new',
-            "mv -f releases/start_erl.data.new releases/start_erl.data",
-            f"rm -rf bin.old .deliver/trash {q(stage)}",
-            f"echo {q(f'PDT{{installed={version}}}')}",
-        ]
-    )
-
-
-def stage_upgrade(root: str, app: str, old: str, new: str, sha256: str, uploaded: bool,
-                  new_lib_dirs: list[str]) -> str:
-    """Put release `new` beside the running `old` without touching what `old` uses, so that
-    release_handler can install it hot: lib dirs `new` adds (new_lib_dirs, never in use by
-    `old`) are replaced, other lib dirs are only added when missing; releases/<new> is replaced;
-    bin/ is kept aside for the switch after make_permanent. Nothing here changes what boots.
-    """
-    tarball = tarball_path(root, app, new, "upgrade")
-    stage = f".deliver/staging/{new}"
-    fresh = " ".join(q(d) for d in new_lib_dirs if d and "/" not in d and d not in (".", ".."))
-    return "\n".join(
-        _checked_extract(root, tarball, sha256, stage, uploaded)
-        + [
-            f"test -f {q(stage)}/releases/{q(new)}/relup && test -x {q(stage)}/bin/{q(app)} || "
-            f"{{ echo {q(f'upgrade tarball lacks releases/{new}/relup or bin/{app}')} >&2; exit 4; }}",
-            "mkdir -p .deliver/bin",
-            # roots deployed before bin/ was kept per version: the running version's is bin/
-            f"[ -d {q(bin_dir(old))} ] || cp -a bin {q(bin_dir(old))}",
-            f"for n in {fresh}; do rm -rf \"lib/$n\"; done" if fresh else ":",
-            f"for d in {q(stage)}/lib/*; do",
-            '  n=${d##*/}; [ -e "lib/$n" ] || mv "$d" "lib/$n"',
-            "done",
-            f"rm -rf releases/{q(new)} && mv {q(stage)}/releases/{q(new)} releases/{q(new)}",
-            f"rm -rf {q(bin_dir(new))} && mv {q(stage)}/bin {q(bin_dir(new))}",
-            f"rm -rf {q(stage)}",
-            f"echo {q(f'PDT{{staged={new}}}')}",
-        ]
-    )
-
-
-def activate_bin(root: str, version: str) -> str:
-    """Make `version`'s start script the one bin/ holds (after a hot upgrade or downgrade)."""
-    src = bin_dir(version)
-    return (
-        f"cd {q(root)} && test -d {q(src)} && rm -rf bin.new bin.old && cp -a {q(src)} bin.new "
-        "&& mv bin bin.old && mv bin.new bin && rm -rf bin.old"
-    )
 
 
 def hook(root: str, env: Mapping[str, str], shell_command: str) -> str:

@@ -8,22 +8,20 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from . import _node_env, q
+from . import _node_env, env_prefix, lock, q
 
 # Marker prefixes of the survey's lines.
-MARKS = ("PDT_NOROOT", "PDT_BOOT", "PDT_VM", "PDT_RUNERL", "PDT_EPMD", "PDT_DISK", "PDT_PIPE",
+MARKS = ("PDT_NOROOT", "PDT_LEFT", "PDT_BOOT", "PDT_VM", "PDT_RUNERL", "PDT_EPMD", "PDT_DISK", "PDT_PIPE",
          "PDT_CRASH", "PDT_LOGFILE", "PDT_LOG", "PDT_NOW")
-
-
-def _exports(env: Mapping[str, str]) -> str:
-    return "".join(f"export {k}={q(v)}\n" for k, v in env.items())
 
 
 def survey(root: str, env: Mapping[str, str], log_lines: int = 20) -> str:
     """Processes of this root (VMs by `-root ROOT `, run_erl by its pipe path), epmd's names,
     the version that boots next, free disk, the pipe dir, a crash dump, and the log tail."""
-    return _exports(env) + "\n".join([
-        f"cd {q(root)} 2>/dev/null || {{ echo PDT_NOROOT; exit 0; }}",
+    return "\n".join([
+        # a root holding no releases/ (only the tool's env file, say) has nothing deployed
+        f"cd {q(root)} 2>/dev/null && [ -d releases ] || {{ echo PDT_NOROOT; exit 0; }}",
+        env_prefix(env) + "true",
         'r="$(pwd -P)"',
         "echo PDT_NOW $(date +%s)",
         'echo "PDT_BOOT $(cat releases/start_erl.data 2>/dev/null)"',
@@ -42,6 +40,10 @@ def survey(root: str, env: Mapping[str, str], log_lines: int = 20) -> str:
         'else echo "PDT_PIPE $p missing"; fi',
         'if [ -f erl_crash.dump ]; then echo "PDT_CRASH $(stat -c %Y erl_crash.dump) '
         '$(grep -m 1 "^Slogan" erl_crash.dump | cut -c 1-300)"; fi',
+        # what an interrupted run left (the next deploy removes or reuses it) and the lock
+        "for f in .deliver/releases/*.part .deliver/staging/* .deliver/journal.*; do "
+        '[ ! -e "$f" ] || echo "PDT_LEFT $(du -sk "$f" | cut -f1) $f"; done',
+        f"if [ -d {lock.LOCK} ]; then cd .deliver; {'; '.join(lock.REPORT)}; cd ..; fi",
         'f=$(ls -t log/erlang.log.* tmp/log/erlang.log.* 2>/dev/null | head -n 1)',
         f'if [ -n "$f" ]; then echo "PDT_LOGFILE $f $(stat -c %Y "$f")"; '
         f'tail -n {int(log_lines)} "$f" | sed "s/^/PDT_LOG /"; fi',
@@ -65,8 +67,8 @@ def alive(pids: Iterable[int]) -> str:
 def clear_pipes(root: str, env: Mapping[str, str]) -> str:
     """Remove run_erl's pipe files: left behind by a killed node, they block the next start."""
     return (
-        _exports(env)
-        + f'cd {q(root)} && p="${{PIPE_DIR:-$(pwd -P)/tmp/pipe/}}" && '
+        f"cd {q(root)} && {env_prefix(env)}"
+        + 'p="${{PIPE_DIR:-$(pwd -P)/tmp/pipe/}}" && '
         + 'rm -f "$p"/erlang.pipe.* && echo "cleared $p"'
     )
 

@@ -17,7 +17,8 @@ bodies are constant text.
 
 from __future__ import annotations
 
-from . import _releases_file, q
+from . import q
+from .activation import activate_version as _activate
 
 # Marker lines the scripts print (parsed by steps.retention).
 VSN_MARK = "PDT_VSN "
@@ -159,8 +160,7 @@ def remove_version(root: str, app: str, version: str) -> str:
     return _head(root, app, version) + _REL_APPS + _REMOVE
 
 
-_ACTIVATE = r"""set -eu
-if [ ! -d "releases/$v" ]; then echo "releases/$v is not on the host" >&2; exit 4; fi
+_ACTIVATE_CHECKS = r"""if [ ! -d "releases/$v" ]; then echo "releases/$v is not on the host" >&2; exit 4; fi
 if [ ! -x ".deliver/bin/$v/$a" ]; then echo ".deliver/bin/$v/$a is not on the host" >&2; exit 4; fi
 set -- "releases/$v"/*.rel
 if [ ! -f "$1" ]; then echo "releases/$v has no .rel file" >&2; exit 4; fi
@@ -173,25 +173,16 @@ if [ -z "$erts" ] || [ ! -d "erts-$erts" ]; then
   erts=$(cut -d' ' -f1 releases/start_erl.data 2>/dev/null || true)
 fi
 [ -n "$erts" ] || erts=$(ls -d erts-* 2>/dev/null | head -n 1 | sed 's/.*erts-//')
-rm -rf bin.new bin.old
-cp -a ".deliver/bin/$v" bin.new
-if [ -d bin ]; then mv bin bin.old; fi
-mv bin.new bin
 """
 
 
 def activate_version(root: str, app: str, version: str) -> str:
     """Make an on-disk version boot next without its tarball (cold rollback): check releases/<vsn>,
     its `.rel`, every lib dir it names and `.deliver/bin/<vsn>` are there (else exit 4, nothing
-    changed), switch bin/ to that version's start script, write releases/RELEASES naming it
-    permanent, and replace start_erl.data last, atomically — the same order as a deploy."""
-    return _head(root, app, version) + _REL_APPS + _ACTIVATE + "\n".join([
-        *_releases_file(app, version),
-        'echo "$erts $v" > releases/start_erl.data.new',
-        "mv -f releases/start_erl.data.new releases/start_erl.data",
-        "rm -rf bin.old",
-        'echo "PDT{activated=$v}"',
-    ])
+    changed), then switch bin/, releases/RELEASES and start_erl.data by the activation journal —
+    the same transaction as a deploy."""
+    checks = f"a={q(app)}\nv={q(version)}\n" + _REL_APPS + _ACTIVATE_CHECKS
+    return _activate(root, version, checks, app)
 
 
 def mark_failed(root: str, version: str) -> str:

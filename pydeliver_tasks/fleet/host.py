@@ -5,6 +5,9 @@ through — dry run, redaction of secrets, the SSH connection reused for the who
 from __future__ import annotations
 
 import atexit
+import hashlib
+import logging
+import os
 import shutil
 import threading
 from dataclasses import dataclass
@@ -15,13 +18,21 @@ import paramiko
 from fabric import Connection
 from invoke import Context
 
+from .. import commands
 from ..config import Settings, SshSettings
 from ..model import Host, redacted
 from . import ssh
 from .output import PrefixedWriter, say
 
+# paramiko logs a dropped connection ("Socket exception: ...") through logging's last-resort
+# handler straight to stderr; we say it once, in the host's result line, instead.
+logging.getLogger("paramiko").addHandler(logging.NullHandler())
+logging.getLogger("paramiko").propagate = False
+
 _pool: dict[tuple[str, str | None, int | None, str], Connection] = {}
 _pool_lock = threading.Lock()
+# (address, port, user, root) -> sha256 of the env file this process wrote there
+_env_written: dict[tuple[str, int | None, str | None, str], str] = {}
 _print_lock = threading.Lock()
 
 
@@ -34,6 +45,18 @@ def _connection(host: Host, settings: SshSettings) -> Connection:
             conn = ssh.connection(host, settings)
             _pool[key] = conn
     return conn
+
+
+def _drop(host: Host, settings: SshSettings) -> None:
+    """Forget (and close) the pooled connection to `host`: the next command opens a new one."""
+    key = (host.address, host.user, host.port, repr(settings))
+    with _pool_lock:
+        conn = _pool.pop(key, None)
+    if conn is not None:
+        try:
+            conn.close()
+        except Exception:  # noqa: BLE001 - a broken connection may fail to close; it is dropped
+            pass
 
 
 def close_connections() -> None:
@@ -56,6 +79,24 @@ class HostFailure(Exception):
         self.detail = detail
         self.hint = hint
         self.data = data or {}
+
+
+class UploadLost(Exception):
+    """An upload stopped part way: how far it got (the `.part` keeps those bytes)."""
+
+    def __init__(self, sent: int, size: int, reason: str, connected: bool = False) -> None:
+        super().__init__(reason)
+        self.sent, self.size, self.reason = sent, size, reason
+        self.connected = connected  # the host refused a write (full disk?), the link is up
+
+    def sentence(self, name: str) -> str:
+        what = ("the host refused a write (SFTP said: {r}; a full disk or a read-only directory "
+                "does this)" if self.connected else "the connection was lost ({r})")
+        return (f"{what.format(r=self.reason)} during the upload of {name} "
+                f"({self.sent / 1e6:.1f} of {self.size / 1e6:.1f} MB)")
+
+
+_CHUNK = 1 << 18
 
 
 @dataclass
@@ -92,6 +133,11 @@ class HostContext:
     def conn(self) -> Connection:
         return _connection(self.host, self.settings.ssh)
 
+    def reconnect(self) -> None:
+        """After a lost connection: the next command logs in again."""
+        if not self.local:
+            _drop(self.host, self.settings.ssh)
+
     def redact(self, text: str) -> str:
         return redacted(text, self.host.secrets)
 
@@ -126,16 +172,57 @@ class HostContext:
             kwargs["env"] = env
         runner = Context() if self.local else self.conn
         try:
+            if commands.ENV_FILE in command:
+                self._write_env(runner)
             res = runner.run(command, **kwargs)
-        except (paramiko.SSHException, OSError) as exc:
+        except (paramiko.SSHException, OSError, EOFError) as exc:
             where = "locally" if self.local else f"over SSH to {self.host.address}"
-            raise HostFailure(f"cannot run commands {where}: {exc}", hint=_ssh_hint(exc)) from exc
+            raise HostFailure(f"cannot run commands {where}: {exc or type(exc).__name__}",
+                              hint=_ssh_hint(exc)) from exc
         except Exception as exc:  # e.g. invoke's CommandTimedOut: its text carries the reason
             raise HostFailure(f"command failed to complete: {exc}") from exc
         finally:
             for w in writers:
                 w.finish()
         return CommandResult(res.stdout, res.stderr, res.exited)
+
+    def write_env(self) -> None:
+        """Write the env files now (before a command run outside this context, e.g. a console)."""
+        if self.host.env and not self.dry_run:
+            try:
+                self._write_env(Context() if self.local else self.conn)
+            except (paramiko.SSHException, OSError) as exc:
+                raise HostFailure(f"cannot write the env file over SSH to {self.host.address}: "
+                                  f"{exc}", hint=_ssh_hint(exc)) from exc
+
+    def _write_env(self, runner: Context | Connection) -> None:
+        """Put the host's env on the host as files (0600) before a command sources them; once
+        per process unless it changed. A secret never stands on a command line this way."""
+        env = self.host.env
+        root = self.host.deploy_path.rstrip("/")
+        files = {commands.ENV_FILE: commands.env_file_text(env),
+                 commands.ENV_TERMS: commands.env_terms_text(env)}
+        digest = hashlib.sha256(repr(sorted(files.items())).encode()).hexdigest()
+        key = (self.host.address, self.host.port, self.host.user, root)
+        if _env_written.get(key) == digest:
+            return
+        res = runner.run(commands.mkdir(f"{root}/.deliver"), warn=True, hide=True,
+                         in_stream=False)
+        if res.exited != 0:
+            raise HostFailure(f"cannot create {root}/.deliver for the env file",
+                              (res.stdout + res.stderr)[-800:],
+                              "check deliver deploy_path and the SSH user's permissions")
+        for name, text in files.items():
+            path = f"{root}/{name}"
+            if self.local:
+                _write_private(Path(path).expanduser(), text)
+            else:
+                sftp = self.conn.sftp()
+                with sftp.open(path + ".tmp", "w") as fh:
+                    sftp.chmod(path + ".tmp", 0o600)  # before a byte of it is written
+                    fh.write(text.encode())
+                sftp.posix_rename(path + ".tmp", path)
+        _env_written[key] = digest
 
     def put(self, local: Path, remote: str) -> None:
         if self.dry_run:
@@ -146,6 +233,36 @@ class HostContext:
             return
         self.conn.put(str(local), remote)
 
+    def put_resuming(self, local: Path, remote: str) -> int:
+        """Upload to `remote`, going on from the bytes an interrupted upload left there (a
+        shorter file); -> the byte it started at. A lost connection is an UploadLost."""
+        size = local.stat().st_size
+        if self.dry_run or self.local:
+            self.put(local, remote)
+            return 0
+        sent = start = 0
+        try:
+            sftp = self.conn.sftp()
+            try:
+                have = sftp.stat(remote).st_size or 0
+            except OSError:
+                have = 0
+            start = have if 0 < have < size else 0
+            sent = start
+            with local.open("rb") as src, sftp.open(remote, "ab" if start else "wb") as dst:
+                dst.set_pipelined(True)
+                src.seek(start)
+                while chunk := src.read(_CHUNK):
+                    dst.write(chunk)
+                    sent += len(chunk)
+        except (EOFError, OSError, paramiko.SSHException) as exc:
+            transport = self.conn.transport
+            alive = transport is not None and transport.is_active()
+            why = str(exc) or ("the server closed it" if isinstance(exc, EOFError)
+                               else type(exc).__name__)
+            raise UploadLost(sent, size, why, alive) from exc
+        return start
+
     def get(self, remote: str, local: Path) -> None:
         if self.dry_run:
             self.say(f"would download: {remote} -> {local}")
@@ -154,6 +271,14 @@ class HostContext:
             shutil.copyfile(Path(remote).expanduser(), local)
             return
         self.conn.get(remote, str(local))
+
+
+def _write_private(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
+    os.replace(tmp, path)
 
 
 def _ssh_hint(exc: BaseException) -> str:

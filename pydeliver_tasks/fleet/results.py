@@ -81,7 +81,8 @@ class RunResult:
         lines = [title, f"  {'host':<{width}}  result  time    message"]
         for r in self.hosts:
             verdict = "ok" if r.ok else "FAILED"
-            lines.append(f"  {r.host:<{width}}  {verdict:<6}  {r.seconds:5.1f}s  {r.message}")
+            message = " ".join(r.message.split())  # one row per host, whatever a reply held
+            lines.append(f"  {r.host:<{width}}  {verdict:<6}  {r.seconds:5.1f}s  {message}")
         return "\n".join(lines)
 
     def as_json(self) -> dict[str, Any]:

@@ -8,6 +8,7 @@ host never hides the others.
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 import traceback
@@ -15,11 +16,16 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import paramiko
+
 from ..config import Settings
 from ..model import Host
 from .host import HostContext, HostFailure
 from .output import say
 from .results import HostResult, RunResult, StepFailed
+
+# errors of a broken SSH connection (SFTP or channel), said in one line, never as a traceback
+TRANSPORT_ERRORS = (EOFError, ConnectionError, paramiko.SSHException, socket.timeout)
 
 HostStep = Callable[[HostContext], "str | tuple[str, dict[str, Any]] | None"]
 
@@ -66,6 +72,10 @@ def for_each_host(
             text = exc.message + (f" — next: {exc.hint}" if exc.hint else "")
             result = HostResult(host.name, False, hc.redact(text), time.monotonic() - start,
                                 hc.redact(exc.detail), exc.data)
+        except TRANSPORT_ERRORS as exc:  # the connection broke inside a library call
+            text = (f"the connection to {host.address} was lost ({type(exc).__name__}: {exc}); "
+                    f"what the host did since is unknown — next: inv doctor --host {host.name}")
+            result = HostResult(host.name, False, hc.redact(text), time.monotonic() - start)
         except Exception as exc:  # an unexpected error still becomes this host's result
             text = f"{type(exc).__name__}: {exc}"
             result = HostResult(host.name, False, hc.redact(text), time.monotonic() - start,

@@ -15,6 +15,7 @@ from .. import commands
 from ..commands import diagnose as dcmd
 from ..fleet import hooks
 from ..fleet.host import HostContext, HostFailure
+from . import activation
 from .health import health
 from .probe import POLL_SECONDS, log_tail, probe, survey
 
@@ -49,6 +50,8 @@ def start_node(hc: HostContext, builder: str, expect: str | None = None) -> str:
                 before.output[-1500:],
                 "check the node name/cookie in the stage env, or stop that process, then start",
             )
+    if not hc.dry_run:
+        activation.recover(hc)  # an interrupted activation is finished or rolled back first
     hooks.run(hc, "before", "start", h.deploy_path)
     wait = int(min(hc.settings.start_timeout, 20))
     res = hc.run(commands.start(h.deploy_path, app, builder, h.env, wait), timeout=wait + 10)

@@ -2,26 +2,66 @@
 
 from __future__ import annotations
 
+import functools
+import tarfile
 from pathlib import Path
 
 from .. import commands, store
 from .. import validation as v
+from ..commands import activation as acmd
 from ..commands import retention as rcmd
 from ..fleet import hooks
-from ..fleet.host import HostContext, HostFailure
+from ..fleet.host import HostContext, HostFailure, UploadLost
 from ..fleet.results import RunResult
 from ..model import NextStep, Release, Rollout, release_file_name
+from . import activation
 from .build import sha256_of
 from .frame import Ctx, over_stage, settings_of
 from .retention import cleanup_host, parse_listing
 
+# Room asked for beyond the upload and the extracted files: the copies of bin/ and RELEASES made
+# beside the live ones, and what the filesystem itself needs to stay usable.
+MARGIN_BYTES = 32 * 1024 * 1024
+MARGIN_SHARE = 0.10
+
+
+@functools.cache
+def extracted_size(path: Path, sha256: str) -> int:
+    """The bytes the tarball's files take once extracted (read from its member headers; once
+    per release and process)."""
+    with tarfile.open(path, "r:gz") as tar:
+        return sum(m.size for m in tar.getmembers() if m.isfile())
+
+
+def room(hc: HostContext, release: Release, upload_bytes: int) -> None:
+    """Refuse before any upload or extract when the host's filesystem lacks the room for
+    `upload_bytes` more of the tarball, its extracted files and a margin."""
+    if hc.dry_run:
+        return
+    where = commands.tarball_dir(hc.host.deploy_path)
+    out = hc.run(commands.free_kb(where), changes=False).stdout.strip()
+    if not out.isdigit():
+        hc.say(f"could not read the free space of {where} (df said {out[-80:]!r}): going on")
+        return
+    need = upload_bytes + extracted_size(release.path, release.sha256)
+    need += int(need * MARGIN_SHARE) + MARGIN_BYTES
+    free = int(out) * 1024
+    if free < need:
+        raise HostFailure(
+            f"not enough disk space for {release.file_name}: {where} has {free} bytes free, "
+            f"the upload and extract need {need} (with a margin); nothing was changed",
+            hint=f"free space on the host (inv cleanup --keep N), then inv deploy.release "
+                 f"--version {release.version}")
+
 
 def upload(hc: HostContext, release: Release) -> bool:
-    """Put the tarball on the host unless the same sha256 is already there; -> uploaded?"""
+    """Put the tarball on the host unless the same sha256 is already there (checking the room
+    first); -> uploaded?"""
     root = hc.host.deploy_path
     remote = commands.tarball_path(root, release.app, release.version, release.kind)
     have = hc.run(commands.remote_sha256(remote), changes=False).stdout.strip()
     if have == release.sha256:
+        room(hc, release, 0)
         hc.say(f"{release.file_name} already on host with the same sha256: upload skipped")
         return False
     hooks.run(hc, "before", "upload", root)
@@ -29,23 +69,56 @@ def upload(hc: HostContext, release: Release) -> bool:
     if not res.ok:
         raise HostFailure(f"cannot create {commands.tarball_dir(root)}", res.tail(),
                           "check deliver deploy_path and the SSH user's permissions")
+    room(hc, release, release.path.stat().st_size)
     if not hc.dry_run:
         hc.say(f"uploading {release.file_name} ({release.path.stat().st_size / 1e6:.1f} MB)")
-    hc.put(release.path, remote + ".part")
+    try:
+        start = hc.put_resuming(release.path, remote + ".part")
+    except UploadLost as exc:
+        raise HostFailure(f"{exc.sentence(release.file_name)}; nothing activated; a re-run "
+                          "resumes", hint=f"inv deploy.release --version {release.version}"
+                          ) from exc
+    if start:
+        hc.say(f"resumed an interrupted upload at {start / 1e6:.1f} MB")
     hooks.run(hc, "after", "upload", root)
     return True
 
 
 def extract(hc: HostContext, release: Release, uploaded: bool = True) -> None:
-    """Verify the sha256 on the host, then extract so that this version boots next."""
+    """Verify the sha256 on the host, then extract and activate it (one journaled transaction)
+    so that this version boots next. After a failure the host is read back before reporting."""
     root = hc.host.deploy_path
+    before = "" if hc.dry_run else activation.recover(hc).boots
     hooks.run(hc, "before", "extract", root)
-    res = hc.run(commands.install_release(root, release.app, release.version, release.sha256,
-                                          uploaded, release.kind))
-    if not res.ok:
-        what = "sha256 check failed" if res.exited == 3 else f"extract failed (exit {res.exited})"
-        raise HostFailure(f"{what} for {release.file_name}", res.tail(),
-                          "run deploy.release again; nothing of this version was activated")
+    script = acmd.install_release(root, release.app, release.version, release.sha256, uploaded,
+                                  release.kind)
+    try:
+        res = hc.run(script)
+    except HostFailure as exc:  # the connection dropped: the script may have gone on
+        activated, text = activation.after_failure(
+            hc, release.version, before, f"connection lost during the install of "
+            f"{release.file_name} ({exc.message})")
+        if not activated:
+            raise HostFailure(text, hint=f"inv deploy.release --version {release.version}") from exc
+        hc.say(text)
+    else:
+        if not res.ok:
+            what = ("sha256 check failed" if res.exited == 3
+                    else "the connection was lost (no exit status)" if res.exited < 0
+                    else f"install failed (exit {res.exited})")
+            activated, text = activation.after_failure(hc, release.version, before,
+                                                       f"{what} for {release.file_name}")
+            if not activated:
+                raise HostFailure(text, res.tail(),
+                                  f"inv deploy.release --version {release.version}")
+            hc.say(text)
+            hooks.run(hc, "after", "extract", root)
+            return
+        boots = activation.parse(res.stdout).boots
+        if not hc.dry_run and boots != release.version:
+            raise HostFailure(f"the install of {release.file_name} ended but start_erl.data names "
+                              f"{boots or 'nothing'}", res.tail(),
+                              f"inv doctor --host {hc.host.name}")
     hooks.run(hc, "after", "extract", root)
 
 

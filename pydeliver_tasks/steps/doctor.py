@@ -14,9 +14,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..commands import diagnose as dcmd
+from ..fleet import lock
 from ..fleet.host import HostContext, HostFailure
 from ..fleet.results import RunResult
 from ..fleet.run import for_each_host
+from . import activation
 from .equal import drift
 from .frame import Ctx, target
 from .health import health
@@ -46,7 +48,7 @@ def classify(s: Survey, p: Probe, seen_health: tuple[bool, str] | None, env: dic
     """The verdict for one host from what was seen; pure, so every branch is unit-tested.
     drift: how the running node differs from a fresh boot of its version (equal.drift)."""
     if not s.deployed:
-        return Diagnosis("not deployed", ["the deploy path does not exist"],
+        return Diagnosis("not deployed", ["the deploy path does not exist or holds no releases/"],
                          "inv deploy.release --version VERSION")
     f = _findings(s, p)
     h = f"--host {host}"
@@ -140,12 +142,20 @@ def _down(s: Survey, f: list[str], h: str) -> Diagnosis:
 
 def doctor_host(hc: HostContext, builder: str) -> tuple[str, dict[str, Any]]:
     h = hc.host
+    journal = activation.recover(hc) if not hc.dry_run else None  # says it when it acted
     p = probe(hc, builder)
     s = parse_survey(hc.run(dcmd.survey(h.deploy_path, h.env), changes=False).stdout)
     seen = health(hc) if (p.app_started and h.health.enabled) else None
     running = p.facts.get("vsn") if p.facts and p.app_started else None
     found = drift(hc, builder, running) if running and running == s.boot_version else []
     d = classify(s, p, seen, h.env, hc.settings.app, h.name, hc.settings.start_timeout, found)
+    if journal is not None and journal.recovered:
+        d.findings.append(f"activation: {journal.sentence()}")
+    for path, kb in s.leftovers:
+        d.findings.append(f"leftover of an interrupted run: {path} ({kb // 1024} MB; the next "
+                          "deploy removes or resumes it)")
+    if s.lock is not None:
+        d.findings.append(f"deploy lock: {lock.describe(s.lock)}")
     hc.say(f"verdict: {d.verdict}")
     for line in d.findings:
         hc.say(f"  {line}")

@@ -12,24 +12,22 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from .. import commands, otp
+from .. import otp
+from ..commands import activation as acmd
 from ..fleet import HostContext, HostFailure
 from ..model import Release, Replacing
 from ..validation import parsed_version
-from . import equal
+from . import activation, equal
 from .control import force_stop_node, start_node, verify_started
 from .deploy import extract, upload
 from .equal import ask
+from .evidence import InstallFailed, NodeDied, dead
 from .health import health
 from .probe import boot_version, log_tail, probe
 from .retention import mark
 
 # A downgrade or a way back has no plan: no module list for the old-code check.
 NOTHING_KNOWN = Replacing()
-
-
-class InstallFailed(HostFailure):
-    """release_handler refused or failed the install (the node may restart: see settle)."""
 
 
 def releases(hc: HostContext, builder: str) -> dict[str, str]:
@@ -87,7 +85,7 @@ def stage(hc: HostContext, upgrade: Release, from_version: str, new_lib_dirs: li
     beside the running release; nothing that boots or runs changes."""
     uploaded = upload(hc, upgrade)
     root = hc.host.deploy_path
-    res = hc.run(commands.stage_upgrade(root, upgrade.app, from_version, upgrade.version, upgrade.sha256,
+    res = hc.run(acmd.stage_upgrade(root, upgrade.app, from_version, upgrade.version, upgrade.sha256,
                                         uploaded, new_lib_dirs))
     if not res.ok:
         what = "sha256 check failed" if res.exited == 3 else f"staging failed (exit {res.exited})"
@@ -102,6 +100,9 @@ def verify_code(hc: HostContext, builder: str, apps: list[str], pid: str, vsn: s
     every module of `apps` is loaded from the new beams with no old code left, health passes."""
     p = probe(hc, builder)
     facts = p.facts or {}
+    if not p.facts and not p.beams:
+        raise NodeDied(f"the node died (no BEAM of this release runs) before {vsn} was verified",
+                       log_tail(hc))
     if facts.get("pid") != pid:
         raise HostFailure(f"the node's OS pid changed ({pid} -> {facts.get('pid', 'gone')}): "
                           "it was restarted, not upgraded", log_tail(hc))
@@ -141,6 +142,7 @@ def install(hc: HostContext, builder: str, to_version: str, pid: str, apps: list
     r = equal.watch_and(hc, builder, otp.hot_install_expr(app, to_version))
     try:
         if r.get("ok") != "true":
+            dead(hc, builder, f"during the install of {to_version}")
             raise InstallFailed(f"release_handler could not install {to_version}: "
                                 f"{r.get('result') or r.get('no_answer', 'no answer')}",
                                 log_tail(hc))
@@ -154,10 +156,14 @@ def install(hc: HostContext, builder: str, to_version: str, pid: str, apps: list
     checked += "; " + equal.check(hc, builder, to_version, env_apps, before, replacing)
     r = ask(hc, builder, otp.make_permanent_expr(to_version))
     if r.get("ok") != "true":
+        dead(hc, builder, f"before make_permanent({to_version})")
         raise HostFailure(f"make_permanent({to_version}) failed: {r.get('result') or r}")
-    res = hc.run(commands.activate_bin(root, to_version))
-    if not res.ok:
-        raise HostFailure(f"could not switch bin/ to {to_version}'s start script", res.tail())
+    res = hc.run(acmd.activate_bin(root, to_version))
+    if not res.ok:  # the journal finishes or undoes the switch; say what the host has now
+        state = activation.read_back(hc)
+        now = state.sentence() if state else "the host could not be reached again"
+        raise HostFailure(f"could not switch bin/ to {to_version}'s start script ({now})",
+                          res.tail())
     status = releases(hc, builder).get(to_version)
     boots = boot_version(hc)
     if status != "permanent" or boots != to_version:

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 from .. import commands, otp
 from ..commands import diagnose as dcmd
+from ..commands import lock as lcmd
 from ..fleet.host import HostContext
 
 POLL_SECONDS = 0.5
@@ -95,6 +96,8 @@ class Survey:
     crash: tuple[int, str] | None = None
     logfile: tuple[str, int] | None = None
     log: list[str] = field(default_factory=list)
+    leftovers: list[tuple[str, int]] = field(default_factory=list)  # (path, KB)
+    lock: lcmd.Holder | None = None
 
     @property
     def epmd_running(self) -> bool:
@@ -142,6 +145,10 @@ def parse_survey(output: str) -> Survey:
             s.logfile = (path, int(when) if when.isdigit() else 0)
         elif mark == "PDT_LOG":
             s.log.append(rest)
+        elif mark == "PDT_LEFT":
+            kb, _, path = rest.strip().partition(" ")
+            s.leftovers.append((path, int(kb) if kb.isdigit() else 0))
+    s.lock = lcmd.parse_holder(output)
     return s
 
 

@@ -14,6 +14,7 @@ from ..model import Release, UpgradeManifest
 from ..otp.appup import appup_helps
 from . import hot
 from .equal import NotHotSafe
+from .evidence import InstallFailed, NodeDied, cause
 from .retention import mark
 
 Outcome = tuple[str, dict[str, Any]]
@@ -72,18 +73,22 @@ def per_host(settings: Settings, builder: str, policy: Policy, before: dict[str,
         return f"not hot-upgradable ({why}): {restart(hc)}", {**data, "mode": "restart"}
 
     def failed(hc: HostContext, exc: HostFailure, data: dict[str, Any]) -> Outcome:
+        exc = cause(hc, builder, exc)
         hc.say(f"hot upgrade failed: {exc.message}")
         if exc.detail:
             hc.say(exc.detail)
         data["failure"] = exc.message
-        if isinstance(exc, hot.InstallFailed):
+        if isinstance(exc, InstallFailed):
             hc.say(f"{from_} serves again: {hot.settle(hc, builder, from_)}")
         if policy.on_failure == "restart":
             done = restart(hc)
             return f"hot upgrade failed ({exc.message}); {done}", {**data, "mode": "restart"}
-        if policy.on_failure == "downgrade":
+        if isinstance(exc, NodeDied):  # said as read back: nothing runs to go back hot
+            back = (f"left as it is (--on-failure {policy.on_failure}): "
+                    f"{hot.as_it_is(hc, builder)}; inv start --host {hc.host.name} boots it")
+        elif policy.on_failure == "downgrade":
             back = hot.back_to(hc, builder, from_, to)
-        elif isinstance(exc, hot.InstallFailed):
+        elif isinstance(exc, InstallFailed):
             back = f"{from_} serves (--on-failure abort)"
         else:  # said as read back: the node may have died since the check failed
             back = (f"left as it is (--on-failure abort): {hot.as_it_is(hc, builder)}; {to} "

@@ -5,7 +5,11 @@ version serves again; each --on-failure), and a damaged stored upgrade refused."
 
 from __future__ import annotations
 
+import http.server
+import os
 import re
+import signal
+import threading
 
 import pytest
 
@@ -178,6 +182,55 @@ def test_failed_verification_downgrades_hot_and_keeps_the_pid(project: Project) 
         for line in left), res.out
     project.inv("downgrade", "--to", "0.0.1").ok()
     assert pids(project) == before and boots_next(project) == {"0.0.1"}
+
+
+def test_node_killed_during_verification_is_reported_down_from_evidence(project: Project) -> None:
+    """The health check's URL is a test server that ends both nodes (kill -9 of the pids
+    `inv ping` showed) when asked, i.e. mid-verification: the checks after it fail because the
+    node is gone, and the report says so from evidence — the node died, DOWN, what boots next,
+    how to start it — never that it runs. Then a start and the same upgrade complete."""
+    before = pids(project)
+    killed: list[int] = []
+
+    class Health(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - http.server's name
+            for pid in before.values():
+                if pid not in killed:
+                    killed.append(pid)
+                    os.kill(pid, signal.SIGKILL)
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(b"ok")
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Health)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/"
+    config = project.variant("killing-health", lambda d: d["stages"]["sandbox"].update(
+        health={"url": url}))
+    try:
+        res = project.inv("upgrade", "--from", "0.0.1", "--to", "0.0.2", "--on-failure", "abort",
+                          config=config)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert res.rc == 1, res.out
+    assert sorted(killed) == sorted(before.values()), res.out
+    assert not any(beam_alive(pid) for pid in before.values())
+    failed = [line for line in res.out.splitlines() if "] upgrade FAILED: " in line]
+    assert len(failed) == 2, res.out
+    for line in failed:
+        assert "the node died" in line and "the node is DOWN (no BEAM of this release runs); " \
+            "0.0.1 boots next; inv start --host" in line, line
+        assert "runs 0.0.2" not in line and "UNVERIFIED" not in line, line
+    assert boots_next(project) == {"0.0.1"}
+    project.inv("start").ok()
+    assert all(t.startswith(f"Hello from {project.app} 0.0.1") for t in pages(project).values())
+    project.inv("upgrade", "--from", "0.0.1", "--to", "0.0.2").ok()
+    assert all(t.startswith(f"Howdy from {project.app} 0.0.2") for t in pages(project).values())
+    project.inv("downgrade", "--to", "0.0.1").ok()
 
 
 def test_broken_appup_leaves_the_old_version_serving(project: Project) -> None:

@@ -4,30 +4,45 @@ from __future__ import annotations
 
 import shlex
 import subprocess
+from pathlib import Path
 
 import pytest
 
 from pydeliver_tasks import commands, otp
+from pydeliver_tasks.commands import activation as acmd
 from pydeliver_tasks.commands import build as builders
 from pydeliver_tasks.config import SshSettings
 from pydeliver_tasks.fleet.ssh import git_ssh_command
+from pydeliver_tasks.steps import activation
 from pydeliver_tasks.steps.probe import parse_probe
 
 NASTY = "a b;$(touch /tmp/pwned)'\""
 
 
-def test_node_command_quotes_env_and_root() -> None:
+def test_node_command_sources_the_env_file_and_shows_no_value() -> None:
     cmd = commands.node("/srv/my app", "hello", "mix", {"RELEASE_COOKIE": NASTY}, "daemon")
-    assert cmd == f"cd '/srv/my app' && env RELEASE_COOKIE={shlex.quote(NASTY)} bin/hello daemon"
-    words = shlex.split(cmd)
-    assert f"RELEASE_COOKIE={NASTY}" in words
+    assert cmd == "cd '/srv/my app' && . ./.deliver/env && bin/hello daemon"
+    assert commands.node("r", "hello", "mix", {}, "daemon") == "cd r && bin/hello daemon"
+
+
+def test_env_file_round_trips_every_value_through_sh(tmp_path: Path) -> None:
+    """What the node sees is the configured value, byte for byte: quotes, $(...), newlines,
+    a 100 KB value (no command line carries it)."""
+    env = {"A": NASTY, "B": "line1\nline2 $HOME `id`", "C": "x" * 100_000, "D": ""}
+    (tmp_path / ".deliver").mkdir()
+    (tmp_path / ".deliver" / "env").write_text(commands.env_file_text(env))
+    script = 'printf "%s\\0" "$A" "$B" "$C" "$D"'
+    cmd = f"cd {shlex.quote(str(tmp_path))} && {commands.env_prefix(env)}sh -c {shlex.quote(script)}"
+    assert len(cmd) < 300
+    out = subprocess.run(["sh", "-c", cmd], capture_output=True, check=True).stdout
+    assert out.decode().split("\0")[:4] == [env["A"], env["B"], env["C"], ""]
 
 
 def test_relx_gets_per_root_pipe_and_log_dirs_unless_set() -> None:
     cmd = commands.node("r", "hello", "rebar3", {}, "ping")
     assert 'PIPE_DIR="$PWD/tmp/pipe/"' in cmd and 'RUNNER_LOG_DIR="$PWD/log"' in cmd
     cmd = commands.node("r", "hello", "rebar3", {"PIPE_DIR": "/p/"}, "ping")
-    assert "PIPE_DIR=/p/" in cmd and "$PWD/tmp/pipe" not in cmd
+    assert "$PWD/tmp/pipe" not in cmd and ". ./.deliver/env && " in cmd  # the file sets it
 
 
 def test_eval_uses_rpc_for_mix_and_eval_for_relx() -> None:
@@ -54,11 +69,15 @@ def test_parse_marker_and_probe() -> None:
 
 
 def test_install_release_script_is_valid_shell_and_quotes_values() -> None:
-    script = commands.install_release("apps/my app", "hello", "0.0.1", "ab" * 32)
+    script = acmd.install_release("apps/my app", "hello", "0.0.1", "ab" * 32)
     assert subprocess.run(["bash", "-n", "-c", script]).returncode == 0
     assert "cd 'apps/my app'" in script
     assert "sha256sum --check" in script.split("tar -xzf")[0], "verify before extracting"
-    assert script.index("mv -f releases/start_erl.data.new") > script.index("mv \"$f\" \"releases/$n\"")
+    body = script.split("pdt_recover\n", 2)[-1]  # after the shell functions and the recovery
+    commit = body.index("mv .deliver/journal.prepare .deliver/journal.commit")
+    assert max(body.index("cp -a"), body.index("> releases/start_erl.data.new")) < commit, \
+        "every write is prepared before the commit point"
+    assert body.index("pdt_finish") > commit
 
 
 def test_build_commands() -> None:
@@ -128,3 +147,14 @@ def test_project_dir_is_the_nearest_project_inside_the_repository(tmp_path, monk
             config.load({"deliver": {**cfg["deliver"], "build": {"subdir": bad}}})
     assert config.load({"deliver": {**cfg["deliver"], "build": {"subdir": "services/shop/"}}}
                        ).build.subdir == "services/shop"
+
+
+def test_activation_state_is_read_from_every_marker_line() -> None:
+    """recover prints one marker per fact; all of them count (what was done, what boots, the
+    journal), and the sentence says what the host said."""
+    state = activation.parse("PDT{recovered=finished=0.0.2}\nPDT{boots=0.0.2}\nPDT{journal=none}\n")
+    assert (state.recovered, state.boots, state.journal) == ("finished=0.0.2", "0.0.2", "none")
+    assert state.sentence() == ("an interrupted activation of 0.0.2 was completed; "
+                                "0.0.2 boots next")
+    left = activation.parse("PDT{boots=0.0.1}\nPDT{journal=commit}\n")
+    assert "journal (commit) is still on the host" in left.sentence()

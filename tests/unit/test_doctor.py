@@ -109,3 +109,25 @@ def test_tree_not_running_lists_only_permanent_children_that_do_not_run() -> Non
                                                                       "permanent"),
               "app/d": ("restarting", "worker", "permanent")})
     assert t.not_running() == ["app/a", "app/d"]
+
+
+def test_survey_reports_leftovers_and_the_lock_from_a_real_root(tmp_path) -> None:
+    """What a killed run leaves (an upload's .part, a staging dir, a journal) and a held lock are
+    seen by the survey script run on a real directory; a root without releases/ is not deployed."""
+    root = tmp_path / "root"
+    (root / ".deliver" / "releases").mkdir(parents=True)
+    out = subprocess.run(["sh", "-c", diagnose.survey(str(root), {})], capture_output=True,
+                         text=True, check=True).stdout
+    assert parse_survey(out).deployed is False, "only the tool's .deliver: nothing deployed"
+    (root / "releases").mkdir()
+    (root / ".deliver" / "releases" / "app_1.release.tar.gz.part").write_bytes(b"x" * 3000)
+    (root / ".deliver" / "staging" / "1" / "lib").mkdir(parents=True)
+    (root / ".deliver" / "journal.commit").write_text("version=1\n")
+    (root / ".deliver" / "lock").mkdir()
+    (root / ".deliver" / "lock" / "info").write_text('{"user":"bob","machine":"m","pid":7}\n')
+    s = parse_survey(subprocess.run(["sh", "-c", diagnose.survey(str(root), {})],
+                                    capture_output=True, text=True, check=True).stdout)
+    assert s.deployed
+    assert [p for p, _ in s.leftovers] == [".deliver/releases/app_1.release.tar.gz.part",
+                                           ".deliver/staging/1", ".deliver/journal.commit"]
+    assert s.lock is not None and s.lock.info["user"] == "bob" and s.lock.age is not None

@@ -10,7 +10,8 @@ import shlex
 import pytest
 
 from pydeliver_tasks import config
-from pydeliver_tasks.fleet import HostFailure, StepFailed, for_each_host
+from pydeliver_tasks.fleet import HostFailure, HostResult, RunResult, StepFailed, for_each_host
+from pydeliver_tasks.fleet.host import UploadLost
 
 
 def settings(parallel: int = 4):
@@ -189,3 +190,23 @@ def test_a_followed_log_shows_a_partial_line_at_once(capsys) -> None:
     w.write("next\n")
     w.finish()
     assert capsys.readouterr().out.splitlines() == ["[h] next"]
+
+
+def test_a_multi_line_failure_stays_one_row_of_the_summary() -> None:
+    """A node's reply with newlines (release_handler's error term) never splits a host's row."""
+    table = RunResult("upgrade", "prod", [
+        HostResult("web1", False, "could not install 0.0.2: {error,\n  {badrpc,nodedown}}", 1.0),
+        HostResult("web2", True, "hot-upgraded", 2.0)]).table()
+    rows = table.splitlines()
+    assert len(rows) == 4, table
+    assert rows[2].endswith("could not install 0.0.2: {error, {badrpc,nodedown}}")
+
+
+def test_an_interrupted_upload_says_how_far_it_got_and_why() -> None:
+    lost = UploadLost(12_000_000, 14_000_000, "Socket is closed")
+    assert lost.sentence("app_1.release.tar.gz") == (
+        "the connection was lost (Socket is closed) during the upload of app_1.release.tar.gz "
+        "(12.0 of 14.0 MB)")
+    refused = UploadLost(5_000_000, 14_000_000, "Failure", connected=True)
+    assert refused.sentence("x").startswith("the host refused a write (SFTP said: Failure; a full "
+                                            "disk or a read-only directory does this)")

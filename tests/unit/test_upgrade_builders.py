@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from pydeliver_tasks import commands, config, otp
+from pydeliver_tasks.commands import activation as acmd
 from pydeliver_tasks.commands import build as builders
 from pydeliver_tasks.config import ConfigError, load
 
@@ -33,10 +34,13 @@ def write(path: Path, text: str, mode: int = 0o644) -> None:
 
 
 def tree(root: Path) -> dict[str, str]:
-    """Every file and dir under root: relative path -> text (binary files: sha256; dirs: '/')."""
+    """Every file and dir under root: relative path -> text (binary files: sha256; dirs: '/');
+    the activation lock (an empty file kept for flock) is not the host's state."""
     out = {}
     for p in sorted(root.rglob("*")):
         rel = str(p.relative_to(root))
+        if rel == ".deliver/activation.lock":
+            continue
         if p.is_dir():
             out[rel] = "/"
         else:
@@ -92,13 +96,13 @@ def test_escript_builders_pass_every_value_as_one_word(tmp_path: Path) -> None:
 
 def test_command_builders_quote_roots_with_spaces_and_quotes(tmp_path: Path) -> None:
     root = f"apps/my app/$(touch {tmp_path}/pwned)'"
-    for cmd in (commands.stage_upgrade(root, "hello", "0.0.1", "0.0.2", "ab" * 32, True, ["hello-0.0.2"]),
-                commands.activate_bin(root, "0.0.2"),
+    for cmd in (acmd.stage_upgrade(root, "hello", "0.0.1", "0.0.2", "ab" * 32, True, ["hello-0.0.2"]),
+                acmd.activate_bin(root, "0.0.2"),
                 builders.package_upgrade("mix", root, "hello", "prod", "0.0.2", ["a b-1"]),
                 builders.overlay_old("mix", root, "hello", "prod", "0.0.1", f"{root}/out/t.tar.gz")):
         assert subprocess.run(["bash", "-n", "-c", cmd]).returncode == 0
         assert f"cd {shlex.quote(root)}" in cmd or f"cd {shlex.quote(root + '/src/_build/prod/rel/hello')}" in cmd
-    stage = commands.stage_upgrade("r", "hello", "0.0.1", "0.0.2", "ab" * 32, True, ["x y-1", "z-2"])
+    stage = acmd.stage_upgrade("r", "hello", "0.0.1", "0.0.2", "ab" * 32, True, ["x y-1", "z-2"])
     assert "for n in 'x y-1' z-2; do" in stage
     pkg = builders.package_upgrade("mix", "/b", "hello", "prod", "0.0.2", ["x y-1", "z-2"])
     assert "'lib/x y-1' lib/z-2 releases/0.0.2 " in pkg
@@ -136,7 +140,7 @@ def running_root(tmp_path: Path, files: dict[str, str] | None = None, at: str = 
 
 
 def stage(root: Path, sha: str, uploaded: bool = True, new_dirs: tuple[str, ...] = ("demo-2",)) -> str:
-    return commands.stage_upgrade(str(root), "demo", "1", "2", sha, uploaded, list(new_dirs))
+    return acmd.stage_upgrade(str(root), "demo", "1", "2", sha, uploaded, list(new_dirs))
 
 
 def test_stage_upgrade_puts_the_new_release_beside_the_running_one(tmp_path: Path) -> None:
@@ -219,7 +223,7 @@ def test_stage_upgrade_refuses_a_tarball_without_relup_or_bin(tmp_path: Path, mi
     lib_before = tree(root / "lib")
     res = bash(stage(root, sha), tmp_path)
     assert res.returncode == 4
-    assert "lacks releases/2/relup or bin/demo" in res.stderr
+    assert f"upgrade tarball lacks {missing.replace('2/relup', '2/relup')}" in res.stderr
     assert tree(root / "lib") == lib_before and not (root / "releases/2").exists()
     assert not (root / ".deliver/bin/2").exists()
 
@@ -230,23 +234,25 @@ def test_activate_bin_switches_bin_by_copy_and_rename(tmp_path: Path) -> None:
     root = tmp_path / "my root"
     write(root / "bin/demo", "v1", 0o755)
     write(root / ".deliver/bin/2/demo", "v2", 0o755)
-    cmd = commands.activate_bin(str(root), "2")
-    # bin/ is never missing: the copy is made beside it, then two renames swap them
-    assert "cp -a .deliver/bin/2 bin.new && mv bin bin.old && mv bin.new bin && rm -rf bin.old" in cmd
+    cmd = acmd.activate_bin(str(root), "2")
+    # bin/ is never missing for good: the copy is made beside it before the commit point
+    assert cmd.index("cp -a .deliver/bin/2 bin.new") < cmd.index("mv .deliver/journal.prepare")
     res = bash(cmd, tmp_path)
     assert res.returncode == 0, res.stderr
     assert (root / "bin/demo").read_text() == "v2" and os.access(root / "bin/demo", os.X_OK)
     assert (root / ".deliver/bin/2/demo").read_text() == "v2", "the kept copy stays for later switches"
-    assert not (root / "bin.new").exists() and not (root / "bin.old").exists()
+    assert not (root / "bin.new").exists() and not (root / ".deliver/trash").exists()
+    assert not list((root / ".deliver").glob("journal.*")), "the journal is gone once finished"
 
 
 def test_activate_bin_of_an_unknown_version_fails_and_keeps_bin(tmp_path: Path) -> None:
     root = tmp_path / "root"
     write(root / "bin/demo", "v1", 0o755)
-    res = bash(commands.activate_bin(str(root), "3"), tmp_path)
+    res = bash(acmd.activate_bin(str(root), "3"), tmp_path)
     assert res.returncode != 0
     assert (root / "bin/demo").read_text() == "v1"
-    assert sorted(p.name for p in root.iterdir()) == ["bin"]
+    assert sorted(p.name for p in root.iterdir()) == [".deliver", "bin"]
+    assert [p.name for p in (root / ".deliver").iterdir()] == ["activation.lock"]
 
 
 # --- package_upgrade and overlay_old on the build host ----------------------------------------------
@@ -498,10 +504,9 @@ def test_upgrade_that_is_not_a_mapping_is_reported() -> None:
 # ---- equal to a fresh boot: expressions, tree comparison, the restart gate --------------------
 
 def test_fresh_eval_runs_the_new_versions_eval_with_the_stage_env() -> None:
-    from pydeliver_tasks import commands
 
     cmd = commands.fresh_eval("apps/x", "x", {"MOTD": "a b"}, "0.2.0", "ok.")
-    assert cmd.startswith("cd apps/x && env MOTD='a b' RELEASE_VSN=0.2.0 bin/x eval ")
+    assert cmd.startswith("cd apps/x && . ./.deliver/env && env RELEASE_VSN=0.2.0 bin/x eval ")
 
 
 def test_mix_build_names_the_release_only_when_the_project_declares_releases() -> None:
@@ -520,8 +525,8 @@ def test_fresh_boot_expressions_parse_as_erlang(name: str, tmp_path: Path) -> No
     from pydeliver_tasks.otp import watch as w
 
     expr = {
-        "fresh_env_mix": lambda: f.fresh_env_expr("shop", "0.2.0", True, {}),
-        "fresh_env_relx": lambda: f.fresh_env_expr("shop", "0.2.0", False, {"K": 'a"b\\c'}),
+        "fresh_env_mix": lambda: f.fresh_env_expr("shop", "0.2.0", True),
+        "fresh_env_relx": lambda: f.fresh_env_expr("shop", "0.2.0", False),
         "env_check": lambda: f.env_check_expr("0.2.0", ["shop", "kernel"]),
         "tree": f.tree_expr,
         "holders": lambda: f.holders_expr(["Elixir.Shop.Formatter", "shop_fmt"], ["shop_srv"]),

@@ -1,0 +1,140 @@
+"""Faults injected for real into our remote scripts, run by bash on a real release root: a shim
+on PATH stands in for every external command the script itself calls (mv, cp, tar, rm, …); the
+Nth call fails, or kills the script with SIGKILL. Calls made by programs the script starts (erl's
+own shell script) are passed through, so each injection point is one line of our script."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import threading
+from pathlib import Path
+
+SHIMMED = ("mv", "cp", "tar", "rm", "mkdir", "sed", "cut", "sha256sum", "sync", "ls", "head",
+           "flock", "tr", "grep")
+
+_SHIM = """#!/bin/sh
+name=${0##*/}
+PATH=$SHIM_REALPATH
+if grep -q "$SHIM_SCRIPT" "/proc/$PPID/cmdline" 2>/dev/null; then
+  n=$(( $(cat "$SHIM_COUNT") + 1 )); echo "$n" > "$SHIM_COUNT"
+  if [ "$n" = "$SHIM_AT" ]; then
+    echo "$name $*" > "$SHIM_HIT"
+    if [ "$SHIM_MODE" = kill ]; then kill -9 "$PPID"; sleep 1; fi
+    echo "injected failure of $name" >&2; exit 1
+  fi
+fi
+exec "$name" "$@"
+"""
+
+
+class Injector:
+    """Runs scripts under the shims in `work` (a scratch dir of the test)."""
+
+    def __init__(self, work: Path) -> None:
+        self.work = work
+        self.bin = work / "shims"
+        self.bin.mkdir(parents=True, exist_ok=True)
+        shim = self.bin / "pdt-shim"
+        shim.write_text(_SHIM)
+        shim.chmod(0o755)
+        for name in SHIMMED:
+            link = self.bin / name
+            if not link.exists():
+                link.symlink_to(shim)
+
+    def run(self, script: str, at: int = 0, mode: str = "fail") -> tuple[int, int, str, str]:
+        """(exit code, calls counted, the call hit or "", stderr) of `script` run by bash with
+        call `at` failing (mode "fail") or killing the script (mode "kill"); at=0: no fault."""
+        path = self.work / "pdt-script.sh"
+        path.write_text(script)
+        count, hit = self.work / "count", self.work / "hit"
+        count.write_text("0")
+        hit.unlink(missing_ok=True)
+        real = os.environ["PATH"]
+        env = {**os.environ, "PATH": f"{self.bin}:{real}", "SHIM_REALPATH": real,
+               "SHIM_SCRIPT": str(path), "SHIM_COUNT": str(count), "SHIM_HIT": str(hit),
+               "SHIM_AT": str(at), "SHIM_MODE": mode}
+        res = subprocess.run(["bash", str(path)], env=env, capture_output=True, text=True,
+                             timeout=120, cwd=self.work)
+        return (res.returncode, int(count.read_text() or 0),
+                hit.read_text().strip() if hit.exists() else "", res.stderr)
+
+    def plain(self, script: str) -> subprocess.CompletedProcess:
+        return subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=120,
+                              cwd=self.work)
+
+
+def tree(root: Path) -> dict[str, str]:
+    """Every path under root -> "/" for a dir, "-> target" for a link, for a small file its mode
+    and sha256, for a big one its size, mode and mtime (copies are made with cp -a, extraction
+    sets the tarball's times: two trees agree only when every file is the same one); the empty activation lock (kept for flock) is
+    not state."""
+    out = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            p = Path(dirpath) / name
+            rel = str(p.relative_to(root))
+            if rel == ".deliver/activation.lock":
+                continue
+            if p.is_symlink():
+                out[rel] = "-> " + os.readlink(p)
+            elif p.is_dir():
+                out[rel] = "/"
+            else:
+                st = p.stat()
+                small = st.st_size < 8192  # RELEASES, start_erl.data: written anew each run
+                out[rel] = (f"{st.st_mode:o} " + hashlib.sha256(p.read_bytes()).hexdigest() if small
+                            else f"{st.st_size} {st.st_mode:o} {st.st_mtime_ns}")
+    return out
+
+
+def diff(a: dict[str, str], b: dict[str, str]) -> list[str]:
+    """A few paths that differ, for an assertion message."""
+    keys = sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))
+    return keys[:12]
+
+
+class PsWatch:
+    """Samples every process's command line (as `ps` shows it to anyone on the host) while a
+    block runs: what the tool's own shells (`<shell> -c COMMAND` started by sshd) showed, so a test can assert no secret stood there — and that the tool's commands were seen
+    at all. The release's own programs (erl, beam) are not the tool's commands."""
+
+    def __init__(self, uids: set[int], period: float = 0.01) -> None:
+        self.uids, self.period = uids, period
+        self.shells: set[str] = set()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> PsWatch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    @staticmethod
+    def _from_sshd(entry: Path) -> bool:
+        """A command sshd started for a client (its parent is sshd), not one a release runs."""
+        try:
+            ppid = (entry / "stat").read_text().rsplit(")", 1)[1].split()[1]
+            return Path(f"/proc/{ppid}/comm").read_text().strip() == "sshd"
+        except (OSError, IndexError):
+            return False
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            for entry in Path("/proc").iterdir():
+                if not entry.name.isdigit():
+                    continue
+                try:
+                    if entry.stat().st_uid not in self.uids:
+                        continue
+                    argv = (entry / "cmdline").read_bytes().split(b"\0")
+                except OSError:
+                    continue
+                if len(argv) > 2 and argv[1] == b"-c" and self._from_sshd(entry):
+                    self.shells.add(b" ".join(argv).decode(errors="replace"))
+            self._stop.wait(self.period)

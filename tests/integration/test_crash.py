@@ -1,0 +1,261 @@
+"""Crash-consistent activation, with faults injected for real (issue 11): every line of the
+install script failing or killed on a real release root, a read-only release root, and the SSH
+session killed while the host installs. Each ends with the host on exactly one complete version,
+a message that says which (read back from the host) and a re-run that completes."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import pwd
+import re
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from pydeliver_tasks.commands import activation as acmd
+
+from .conftest import INV, Project, http_get, project_fixture
+from .faults import Injector, PsWatch, diff, tree
+
+APPS = {"hello_ex": 4090, "hello_erl": 4091}
+project = project_fixture(APPS, deployed="0.0.1")
+
+
+@pytest.fixture(scope="module")
+def built(project: Project) -> Project:
+    """0.0.2 is in the store too."""
+    project.inv("build.release", "--tag", "0.0.2").ok()
+    return project
+
+
+def tarball(project: Project, vsn: str) -> tuple[Path, str]:
+    path = project.dir / ".deliver" / "releases" / f"{project.app}_{vsn}.release.tar.gz"
+    return path, hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def boots(root: Path) -> str:
+    return (root / "releases" / "start_erl.data").read_text().split()[1]
+
+
+def test_a_fault_at_any_line_of_the_install_leaves_the_old_or_the_new_release(
+        built: Project, tmp_path: Path) -> None:
+    """Each external command the install script runs fails once, then is killed (SIGKILL of the
+    script) once (for the mix app at every second call: the same script, a bigger release, and
+    the suite's time): before the commit point the root is exactly as before (after the script's own
+    rollback, or `recover` after a kill), after it `recover` completes the new release; never a
+    mix. The two trees to match are the root before and after an undisturbed install."""
+    app = built.app
+    inj = Injector(tmp_path)
+    root, snap = tmp_path / "root", tmp_path / "before"
+    (root / ".deliver" / "releases").mkdir(parents=True)
+    scripts = {}
+    for vsn in ("0.0.1", "0.0.2"):
+        path, sha = tarball(built, vsn)
+        shutil.copy(path, root / ".deliver" / "releases")
+        scripts[vsn] = acmd.install_release(str(root), app, vsn, sha, uploaded=False)
+    assert inj.run(scripts["0.0.1"])[0] == 0
+    subprocess.run(["cp", "-a", str(root), str(snap)], check=True)
+    old = tree(root)
+    rc, calls, _, err = inj.run(scripts["0.0.2"])
+    assert rc == 0 and boots(root) == "0.0.2", err
+    new = tree(root)
+    assert calls > 30, calls
+    outcomes = {"old": 0, "new": 0}
+    for mode, step in (("fail", 1), ("kill", 1 if app == "hello_erl" else 2)):
+        commit_at = calls + 1  # the call that renames journal.prepare (found on the way)
+        for at in range(1, calls + 1, step):
+            shutil.rmtree(root)
+            # hard links: the scripts only add, rename and remove files, never write into one
+            subprocess.run(["cp", "-al", str(snap), str(root)], check=True)
+            rc, _, hit, err = inj.run(scripts["0.0.2"], at, mode)
+            if hit.startswith("mv .deliver/journal.prepare"):
+                commit_at = at
+            right_away = tree(root) if mode == "fail" or rc == 0 else {}
+            rec = inj.plain(acmd.recover(str(root)))
+            assert rec.returncode == 0, rec.stderr
+            final = tree(root)
+            where = f"{mode} at call {at} ({hit}): exit {rc}; {err[-300:]}"
+            assert final in (old, new), f"{where}: mixed: {diff(final, old)} / {diff(final, new)}"
+            if rc == 0:  # a call whose failure the script tolerates (`|| true`, a fallback)
+                assert final == new and right_away == new, where
+            elif at <= commit_at:
+                assert final == old, where
+                if mode == "fail":
+                    assert right_away == old, f"{where}: the script's rollback left {diff(right_away, old)}"
+            else:
+                assert final == new, where
+                assert "PDT{recovered=finished=0.0.2}" in rec.stdout, where
+            outcomes["old" if final == old else "new"] += 1
+    assert outcomes["old"] > 10 and outcomes["new"] > 10, outcomes
+
+
+def test_read_only_release_root_activates_nothing_and_says_so(built: Project) -> None:
+    """`chmod 555` on the release root: the deploy fails, names what boots (0.0.1, read back)
+    and changes nothing that boots; once writable again the same command completes."""
+    h1 = built.box.hosts[0]
+    root = built.root(h1)
+    bin_before = (root / "bin" / built.app).read_bytes()
+    os.chmod(root, 0o555)
+    try:
+        res = built.inv("deploy.release", "--version", "0.0.2", "--host", h1.spec)
+    finally:
+        os.chmod(root, 0o755)
+    assert res.rc == 1, res.out
+    assert "nothing of 0.0.2 was activated: 0.0.1 boots next, as before" in res.out, res.out
+    assert "Traceback" not in res.out
+    assert boots(root) == "0.0.1" and (root / "bin" / built.app).read_bytes() == bin_before
+    assert not list((root / ".deliver").glob("journal.*"))
+    assert not (root / "bin.new").exists() and not (root / "lib" / f"{built.app}-0.0.2").exists()
+    built.inv("deploy.release", "--version", "0.0.2", "--host", h1.spec).ok()
+    assert boots(root) == "0.0.2"
+    built.inv("deploy.release", "--version", "0.0.1", "--host", h1.spec).ok()
+
+
+def _session_pids(listener: int) -> list[int]:
+    """The sshd processes serving sessions: descendants of the host's sshd listener (which the
+    sandbox started) that are sshd themselves — the shell running our script is left alone."""
+    found, todo = [], [listener]
+    while todo:
+        parent = todo.pop()
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                try:
+                    stat = (entry / "stat").read_text()
+                except OSError:
+                    continue
+                if int(stat.rsplit(")", 1)[1].split()[1]) == parent and "(sshd)" in stat:
+                    found.append(int(entry.name))
+                    todo.append(int(entry.name))
+    return found
+
+
+def test_ssh_session_killed_during_the_install_is_reported_from_the_host(built: Project) -> None:
+    """The sshd sessions of h1 are killed once the install has extracted the release: the deploy
+    logs in again, lets the journal settle, and reports what the host boots — the same version
+    start_erl.data names. A re-run then completes."""
+    h1 = built.box.hosts[0]
+    root = built.root(h1)
+    listener = built.box.pids()[h1.name]
+    env = {**os.environ, "INVOKE_RUNTIME_CONFIG": str(built.config)}
+    proc = subprocess.Popen([INV, "deploy.release", "--version", "0.0.2", "--host", h1.spec],
+                            cwd=built.dir, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    staged = root / ".deliver" / "staging" / "0.0.2" / "lib"
+    deadline = time.monotonic() + 120
+    while not staged.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.005)
+    killed = _session_pids(listener)
+    for pid in killed:
+        try:
+            os.kill(pid, 9)
+        except ProcessLookupError:
+            pass
+    out = proc.communicate(timeout=300)[0]
+    assert killed, out
+    assert "Traceback" not in out, out
+    now = boots(root)
+    assert not list((root / ".deliver").glob("journal.*")), out
+    if proc.returncode == 0:  # the script went on without its session, as scripts do
+        assert now == "0.0.2" and "but the host completed the activation: 0.0.2 boots next" in out, out
+    else:
+        assert now == "0.0.1", out
+        assert re.search(r"nothing of 0\.0\.2 was activated: 0\.0\.1 boots next", out), out
+    built.inv("deploy.release", "--version", "0.0.2", "--host", h1.spec).ok()
+    assert boots(root) == "0.0.2"
+    built.inv("restart", "--host", h1.spec).ok()
+    assert "0.0.2" in http_get(built.url(h1))[1]
+
+
+def test_connection_lost_during_the_upload_is_one_line_and_a_rerun_resumes(built: Project) -> None:
+    """h2's sshd sessions are killed as soon as the upload's `.part` appears: one line says how
+    far the upload got and that nothing was activated (no traceback); the re-run resumes from
+    the bytes on the host and completes."""
+    h2 = built.box.hosts[1]
+    root = built.root(h2)
+    part = root / ".deliver" / "releases" / f"{built.app}_0.0.2.release.tar.gz.part"
+    listener = built.box.pids()[h2.name]
+    env = {**os.environ, "INVOKE_RUNTIME_CONFIG": str(built.config)}
+    proc = subprocess.Popen([INV, "deploy.release", "--version", "0.0.2", "--host", h2.spec],
+                            cwd=built.dir, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 120
+    while not (part.exists() and part.stat().st_size > 0) and proc.poll() is None \
+            and time.monotonic() < deadline:
+        time.sleep(0.001)
+    for pid in _session_pids(listener):
+        try:
+            os.kill(pid, 9)
+        except ProcessLookupError:
+            pass
+    out = proc.communicate(timeout=300)[0]
+    assert proc.returncode == 1, out
+    assert "Traceback" not in out and "EOFError" not in out, out
+    lost = re.search(r"the connection was lost \([^)]*\) during the upload of \S+ "
+                     r"\((\d+\.\d) of (\d+\.\d) MB\)", out)
+    assert lost and float(lost[1]) < float(lost[2]), out
+    assert "nothing activated; a re-run resumes" in out, out
+    assert boots(root) == "0.0.1"
+    have = part.stat().st_size
+    assert 0 < have < tarball(built, "0.0.2")[0].stat().st_size
+    res = built.inv("deploy.release", "--version", "0.0.2", "--host", h2.spec).ok()
+    assert "resumed an interrupted upload at" in res.out, res.out
+    assert boots(root) == "0.0.2" and not part.exists()
+
+
+def test_too_little_disk_is_refused_before_anything_is_uploaded(built: Project) -> None:
+    """h2's deploy path on a 24 MB filesystem (a tmpfs the test mounts): the release needs more
+    (upload + extracted files + margin), so the deploy says where, how much is free and how much
+    is needed, before a byte is uploaded."""
+    h2 = built.box.hosts[1]
+    small = Path(h2.home) / "small"
+    small.mkdir(exist_ok=True)
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=24m,mode=0755", "tmpfs",
+                              str(small)], capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
+    try:
+        st = Path(h2.home).stat()
+        os.chown(small, st.st_uid, st.st_gid)
+        root = small / built.app
+
+        def on_small(d: dict) -> None:
+            d["stages"]["sandbox"]["hosts"][1]["deploy_path"] = str(root)
+
+        res = built.inv("deploy.release", "--version", "0.0.2", "--host", h2.spec,
+                        config=built.variant("small-disk", on_small))
+        assert res.rc == 1, res.out
+        found = re.search(rf"not enough disk space for {built.app}_0\.0\.2\.release\.tar\.gz: "
+                          r"(\S+) has (\d+) bytes free, the upload and extract need (\d+) \(with a "
+                          r"margin\); nothing was changed", res.out)
+        assert found, res.out
+        assert found[1] == f"{root}/.deliver/releases" and int(found[2]) < int(found[3]), res.out
+        assert 20_000_000 < int(found[2]) <= 24 * 1024 * 1024
+        assert "inv cleanup --keep N" in res.out and "Traceback" not in res.out
+        assert list((root / ".deliver" / "releases").iterdir()) == [], "nothing uploaded"
+    finally:
+        subprocess.run(["umount", str(small)], check=True)
+        small.rmdir()
+
+
+def test_no_secret_stands_on_a_command_line_the_tool_runs(built: Project) -> None:
+    """While a deploy, a restart, ping and doctor run, every shell command the tool ran on the
+    hosts (as `ps` shows it) is sampled: the cookie is in none of them — the env comes from the
+    0600 env file — and the sampler did see the tool's commands."""
+    uids = {pwd.getpwnam(h.user).pw_uid for h in built.box.hosts}
+    with PsWatch(uids) as watch:
+        built.inv("deploy.release", "--version", "0.0.1").ok()
+        built.inv("restart").ok()
+        built.inv("ping").ok()
+        built.inv("doctor").ok()
+    seen = [cmd for cmd in watch.shells if ". ./.deliver/env" in cmd]
+    assert seen, f"the sampler saw none of the tool's commands: {sorted(watch.shells)[:5]}"
+    leaks = [cmd for cmd in watch.shells if built.cookie() in cmd]
+    assert leaks == [], leaks
+    for h in built.box.hosts:
+        env_file = built.root(h) / ".deliver" / "env"
+        assert env_file.stat().st_mode & 0o777 == 0o600
+        assert built.cookie() in env_file.read_text()
