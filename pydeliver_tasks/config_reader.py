@@ -62,6 +62,8 @@ class Reader:
                 self.problems.append(f"deliver.{path}.{key}: expected a string or number, "
                                      f"got {val!r} (quote it in YAML)")
                 continue
+            if self.check(f"{path}.{key}", lambda x, k=key: v.env_value(k, x), str(val)) is None:
+                continue
             out[key] = str(val)
         return out
 

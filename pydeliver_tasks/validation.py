@@ -98,6 +98,24 @@ def stage_name(value: str) -> str:
     return value
 
 
+# Linux copies each environment entry into a new program (execve) only up to MAX_ARG_STRLEN
+# (32 pages) bytes, NAME=value and its NUL included; a longer one fails every node command.
+ENV_ENTRY_MAX = 32 * 4096
+
+
+def env_value(name: str, value: str) -> str:
+    """A value the node's environment can carry: no NUL, and NAME=value within ENV_ENTRY_MAX."""
+    if "\0" in value:
+        raise InvalidInput("the value holds a NUL byte, which no environment can carry")
+    size = len(f"{name}={value}".encode()) + 1
+    if size > ENV_ENTRY_MAX:
+        raise InvalidInput(
+            f"the value is {size} bytes; Linux passes at most {ENV_ENTRY_MAX} bytes per "
+            "environment entry to a program (MAX_ARG_STRLEN), so the node could not start: put "
+            "large data in a file on the host and its path in the env")
+    return value
+
+
 def env_name(value: str) -> str:
     if not isinstance(value, str) or not _ENV_NAME_RE.fullmatch(value):
         raise InvalidInput(f"invalid environment variable name {value!r}")

@@ -13,7 +13,7 @@ import shlex
 from collections.abc import Mapping
 
 from ..config import SshSettings
-from ..model import SECRET_NAME_RE, Host, redacted
+from ..model import Host
 from . import env_prefix, node
 
 q = shlex.quote
@@ -21,8 +21,6 @@ q = shlex.quote
 NO_ROOT_RC = 3
 NO_LOG_RC = 4
 LOG_HEADER = "== "  # first line of the log commands: "== <absolute path of the log>"
-SECRET_SHOWN = "***"
-_PLACEHOLDER = "PDTSECRETVALUE"  # shell-safe, so shlex leaves it bare and *** ends up unquoted
 
 
 
@@ -125,17 +123,6 @@ def ssh_argv(host: Host, ssh: SshSettings, remote: str, tty: bool = True) -> lis
 
 
 def console_argv(host: Host, ssh: SshSettings, app: str, builder: str) -> list[str]:
-    """The real ssh argv for the remote console (secrets included: for exec, never for print)."""
+    """The ssh argv for the remote console: the env comes from the host's env file, so the line
+    holds no secret and is the same to print and to run."""
     return ssh_argv(host, ssh, console(host.deploy_path, app, builder, host.env))
-
-
-def console_shown(host: Host, ssh: SshSettings, app: str, builder: str) -> str:
-    """The remote console command as a shell line to print: secret env values become ***."""
-    env = {k: (_PLACEHOLDER if SECRET_NAME_RE.search(k) and v else v) for k, v in host.env.items()}
-    line = shlex.join(ssh_argv(host, ssh, console(host.deploy_path, app, builder, env)))
-    line = line.replace(_PLACEHOLDER, SECRET_SHOWN)
-    return redacted(line, host.secrets, SECRET_SHOWN)  # a secret that also stands elsewhere
-
-
-def secret_names(host: Host) -> list[str]:
-    return [k for k, v in host.env.items() if SECRET_NAME_RE.search(k) and v]

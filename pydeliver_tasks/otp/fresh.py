@@ -44,7 +44,7 @@ begin
   PdtParse = fun(Bin) ->
     {{ok, Toks, _}} = erl_scan:string(unicode:characters_to_list(Bin)),
     {{ok, T}} = erl_parse:parse_term(Toks), T end,
-  PdtOverrides = [{overrides}],
+  PdtOverrides = {overrides},
   PdtGetenv = fun(K) -> case lists:keyfind(K, 1, PdtOverrides) of
     {{_, V}} -> V; false -> os:getenv(K, "") end end,
   PdtRender = fun(Src) ->
@@ -238,25 +238,27 @@ end.
 # Error reports (crashes, supervisor reports, Logger.error) logged while the upgrade installs and
 # is verified: a logger handler writing them to ROOT/tmp/pdt_upgrade_errors.log, added before the
 # install and read and removed after the checks.
-def _codes(text: str) -> str:
-    """A string as an Erlang list of character codes: no quote or backslash to escape."""
-    return "[" + ",".join(str(ord(ch)) for ch in text) + "]"
-
-
 def _atoms(names: list[str]) -> str:
     return ", ".join(atom(n) for n in names)
 
 
-def fresh_env_expr(app: str, vsn: str, booted: bool, env: dict[str, str]) -> str:
+# the stage env as terms, written by the tool on the host (commands.ENV_TERMS): read from a file
+# on the node so that no secret value stands on the command line of the eval
+_ENV_TERMS = ('case file:consult(filename:join([code:root_dir(), ".deliver", "env.eterm"])) of '
+              '{ok, PdtEnvTerms} -> PdtEnvTerms; _ -> [] end')
+
+
+def fresh_env_expr(app: str, vsn: str, booted: bool) -> str:
     """Write releases/<vsn>/pdt_fresh.config. booted: this runs in a fresh VM of <vsn> whose
-    config providers ran (mix eval); otherwise from the release's files (relx), rendering
-    sys.config.src with `env` over the host's OS env."""
-    overrides = ", ".join(f"{{{_codes(k)}, {_codes(val)}}}" for k, val in sorted(env.items()))
+    config providers ran (mix eval, with the stage env sourced); otherwise from the release's
+    files (relx), rendering sys.config.src with the stage env (the host's env terms file) over
+    the node's OS env."""
     # a fresh VM knows every application's env (kernel's too: the boot sets some of it); from
     # the files, the core applications (same version in both releases: a change is unsafe) keep
     # what their boot set on the running node, under the new sys.config's values
     return _expr(FRESH_ENV, app=app, vsn=vsn, core=_CORE,
-                 mode="booted" if booted else "files", overrides=overrides)
+                 mode="booted" if booted else "files",
+                 overrides="[]" if booted else _ENV_TERMS)
 
 
 def env_check_expr(vsn: str, apps: list[str]) -> str:

@@ -56,12 +56,12 @@ def fresh_env(hc: HostContext, builder: str, vsn: str) -> str:
     rendered with the stage's env over the node's)."""
     h, app = hc.host, hc.settings.app
     if builder == "mix":
-        expr = otp_fresh.fresh_env_expr(app, vsn, booted=True, env={})
+        expr = otp_fresh.fresh_env_expr(app, vsn, booted=True)
         res = hc.run(commands.fresh_eval(h.deploy_path, app, h.env, vsn, expr))
         found = otp.parse_marker(res.stdout + res.stderr) or {}
         tail = (res.stdout + res.stderr)[-800:]
     else:
-        found = ask(hc, builder, otp_fresh.fresh_env_expr(app, vsn, booted=False, env=dict(h.env)))
+        found = ask(hc, builder, otp_fresh.fresh_env_expr(app, vsn, booted=False))
         tail = found.get("no_answer", "")
     if found.get("ok") != "true":
         why = found.get("result") or "the new version's configuration could not be evaluated"

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
+import shlex
 import signal
 import sys
 import threading
@@ -227,31 +228,30 @@ def eval_(c: Ctx, expr: str, stage: str | None = None, host: str | None = None,
 
 def remote_console(c: Ctx, exec_: bool = False, stage: str | None = None,
                    host: str | None = None) -> RunResult:
-    """Print, per host, the ssh command that opens a shell on its node (secrets as ***);
-    with exec_, replace this process by that ssh (exactly one host must be selected)."""
+    """Print, per host, the ssh command that opens a shell on its node; with exec_, replace this
+    process by that ssh (exactly one host must be selected). The env reaches the node from the
+    host's env file (written here first), so no line holds a secret."""
     settings, st, builder = target(c, stage, host)
     if exec_ and len(st.hosts) != 1:
         names = ", ".join(h.name for h in st.hosts)
         raise InvalidInput(f"--exec opens one console: pick its host with --host "
                            f"(stage {st.name} has {len(st.hosts)}: {names})")
-    shown = [cmds.console_shown(h, settings.ssh, settings.app, builder) for h in st.hosts]
-    hidden = sorted({name for h in st.hosts for name in cmds.secret_names(h)})
+    argvs = [cmds.console_argv(h, settings.ssh, settings.app, builder) for h in st.hosts]
+    shown = [shlex.join(argv) for argv in argvs]
+    for h in st.hosts:  # the printed line works as printed: the env file holds today's env
+        HostContext(h, settings, dry_run=False).write_env()
     if exec_:
         h = st.hosts[0]
         say(f"[{h.name}] {shown[0]}")
         sys.stdout.flush()
         sys.stderr.flush()
-        argv = cmds.console_argv(h, settings.ssh, settings.app, builder)
         try:
-            os.execvp(argv[0], argv)
+            os.execvp(argvs[0][0], argvs[0])
         except OSError as exc:  # only returns on failure
-            raise Exit(f"cannot run {argv[0]}: {exc} (is the OpenSSH client installed?)",
+            raise Exit(f"cannot run {argvs[0][0]}: {exc} (is the OpenSSH client installed?)",
                        code=1) from exc
     for h, line in zip(st.hosts, shown, strict=True):
         say(f"[{h.name}] {line}")
-    if hidden:
-        say(f"secret values ({', '.join(hidden)}) are shown as {cmds.SECRET_SHOWN}: put them back "
-            "from your deliver config, or run: inv remote-console --exec --host HOST")
     return RunResult("remote-console", st.name, [HostResult(h.name, True, line, 0.0,
                                                             data={"command": line})
                                                  for h, line in zip(st.hosts, shown, strict=True)])

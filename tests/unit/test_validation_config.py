@@ -171,3 +171,19 @@ def test_the_documented_known_keys_are_the_real_ones() -> None:
     line = next(x for x in text.splitlines() if "deliver.stagse: unknown key (known: " in x)
     listed = line.split("(known: ", 1)[1].split(")", 1)[0].split(", ")
     assert listed == sorted(DEFAULTS)
+
+
+def test_env_values_a_program_could_not_receive_are_refused_with_their_key_path() -> None:
+    """A NUL, or NAME=value over Linux's MAX_ARG_STRLEN (every node command would fail with
+    `Argument list too long`), is refused before any host is asked; all problems at once."""
+    limit = v.ENV_ENTRY_MAX - len("BIG=") - 1
+    assert load(cfg(env={"BIG": "x" * limit})).stages["prod"].hosts[0].env["BIG"] == "x" * limit
+    bad = cfg(env={"BIG": "x" * 200_000, "NUL": "a\0b", "1X": "y", "A-B": "z", "OK": "fine"})
+    with pytest.raises(ConfigError) as err:
+        load(bad)
+    text = str(err.value)
+    assert "deliver.env.BIG: the value is 200005 bytes; Linux passes at most 131072" in text
+    assert "deliver.env.NUL: the value holds a NUL byte" in text
+    assert "deliver.env.1X: invalid environment variable name" in text
+    assert "deliver.env.A-B: invalid environment variable name" in text
+    assert "OK" not in text
