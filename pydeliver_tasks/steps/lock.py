@@ -102,7 +102,8 @@ def history(c: Ctx, lines: int = 20, stage: str | None = None, host: str | None 
     st = settings.stage(stage, host)
 
     def one(hc: HostContext) -> tuple[str, dict[str, Any]]:
-        res = hc.run(cmds.audit_tail(hc.host.deploy_path, lines), changes=False)
+        # a run writes two lines (started, its end): read enough for `lines` records
+        res = hc.run(cmds.audit_tail(hc.host.deploy_path, 2 * lines), changes=False)
         if res.exited == cmds.NO_AUDIT_RC:
             return "no audit log yet: nothing recorded on this host", {"entries": []}
         if not res.ok:
@@ -110,7 +111,7 @@ def history(c: Ctx, lines: int = 20, stage: str | None = None, host: str | None 
         parsed = [cmds.parse_audit(text) or {"raw": text, "result": ""}
                   for text in res.stdout.splitlines()]
         holder = cmds.parse_holder(hc.run(cmds.status(hc.host.deploy_path), changes=False).stdout)
-        entries = cmds.ended(parsed, holder.get("token", "") if holder else "")
+        entries = cmds.ended(parsed, holder.get("token", "") if holder else "")[-lines:]
         for e in entries:
             hc.say(e["raw"] if "raw" in e else cmds.shown_audit(e))
         return f"{len(entries)} record(s) of {hc.host.deploy_path}/{cmds.AUDIT}", {"entries": entries}

@@ -9,7 +9,11 @@ import hashlib
 import os
 import subprocess
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+
+import pytest
 
 SHIMMED = ("mv", "cp", "tar", "rm", "mkdir", "sed", "cut", "sha256sum", "sync", "ls", "head",
            "flock", "tr", "grep")
@@ -19,6 +23,7 @@ name=${0##*/}
 PATH=$SHIM_REALPATH
 if grep -q "$SHIM_SCRIPT" "/proc/$PPID/cmdline" 2>/dev/null; then
   n=$(( $(cat "$SHIM_COUNT") + 1 )); echo "$n" > "$SHIM_COUNT"
+  echo "$name $*" >> "$SHIM_LOG"
   if [ "$n" = "$SHIM_AT" ]; then
     echo "$name $*" > "$SHIM_HIT"
     if [ "$SHIM_MODE" = kill ]; then kill -9 "$PPID"; sleep 1; fi
@@ -34,6 +39,7 @@ class Injector:
 
     def __init__(self, work: Path) -> None:
         self.work = work
+        self.calls: list[str] = []
         self.bin = work / "shims"
         self.bin.mkdir(parents=True, exist_ok=True)
         shim = self.bin / "pdt-shim"
@@ -46,18 +52,21 @@ class Injector:
 
     def run(self, script: str, at: int = 0, mode: str = "fail") -> tuple[int, int, str, str]:
         """(exit code, calls counted, the call hit or "", stderr) of `script` run by bash with
-        call `at` failing (mode "fail") or killing the script (mode "kill"); at=0: no fault."""
+        call `at` failing (mode "fail") or killing the script (mode "kill"); at=0: no fault.
+        `self.calls` then lists the calls made, one "name args" line each."""
         path = self.work / "pdt-script.sh"
         path.write_text(script)
-        count, hit = self.work / "count", self.work / "hit"
+        count, hit, log = self.work / "count", self.work / "hit", self.work / "calls"
         count.write_text("0")
+        log.write_text("")
         hit.unlink(missing_ok=True)
         real = os.environ["PATH"]
         env = {**os.environ, "PATH": f"{self.bin}:{real}", "SHIM_REALPATH": real,
                "SHIM_SCRIPT": str(path), "SHIM_COUNT": str(count), "SHIM_HIT": str(hit),
-               "SHIM_AT": str(at), "SHIM_MODE": mode}
+               "SHIM_AT": str(at), "SHIM_MODE": mode, "SHIM_LOG": str(log)}
         res = subprocess.run(["bash", str(path)], env=env, capture_output=True, text=True,
                              timeout=120, cwd=self.work)
+        self.calls = log.read_text().splitlines()
         return (res.returncode, int(count.read_text() or 0),
                 hit.read_text().strip() if hit.exists() else "", res.stderr)
 
@@ -138,3 +147,22 @@ class PsWatch:
                 if len(argv) > 2 and argv[1] == b"-c" and self._from_sshd(entry):
                     self.shells.add(b" ".join(argv).decode(errors="replace"))
             self._stop.wait(self.period)
+
+
+@contextmanager
+def tmpfs(path: Path, size: str, owner: Path) -> Iterator[Path]:
+    """A small filesystem of its own at `path` (owned like `owner`), to fill up for real; skips
+    the test where mounting is not allowed."""
+    path.mkdir(exist_ok=True)
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0755", "tmpfs",
+                              str(path)], capture_output=True, text=True)
+    if mounted.returncode != 0:
+        path.rmdir()
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
+    try:
+        st = owner.stat()
+        os.chown(path, st.st_uid, st.st_gid)
+        yield path
+    finally:
+        subprocess.run(["umount", str(path)], check=True)
+        path.rmdir()

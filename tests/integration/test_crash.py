@@ -19,7 +19,7 @@ import pytest
 from pydeliver_tasks.commands import activation as acmd
 
 from .conftest import INV, Project, http_get, project_fixture
-from .faults import Injector, PsWatch, diff, tree
+from .faults import Injector, PsWatch, diff, tmpfs, tree
 
 APPS = {"hello_ex": 4090, "hello_erl": 4091}
 project = project_fixture(APPS, deployed="0.0.1")
@@ -44,8 +44,8 @@ def boots(root: Path) -> str:
 def test_a_fault_at_any_line_of_the_install_leaves_the_old_or_the_new_release(
         built: Project, tmp_path: Path) -> None:
     """Each external command the install script runs fails once, then is killed (SIGKILL of the
-    script) once (for the mix app at every second call: the same script, a bigger release, and
-    the suite's time): before the commit point the root is exactly as before (after the script's own
+    script) once (for the mix app — the same script, a bigger release — every 2nd call fails and
+    every 3rd is killed, for the suite's time): before the commit point the root is exactly as before (after the script's own
     rollback, or `recover` after a kill), after it `recover` completes the new release; never a
     mix. The two trees to match are the root before and after an undisturbed install."""
     app = built.app
@@ -63,17 +63,17 @@ def test_a_fault_at_any_line_of_the_install_leaves_the_old_or_the_new_release(
     rc, calls, _, err = inj.run(scripts["0.0.2"])
     assert rc == 0 and boots(root) == "0.0.2", err
     new = tree(root)
-    assert calls > 30, calls
+    assert calls > 30 and len(inj.calls) == calls, calls
+    commit_at = next(i for i, call in enumerate(inj.calls, 1)
+                     if call.startswith("mv .deliver/journal.prepare .deliver/journal.commit"))
     outcomes = {"old": 0, "new": 0}
-    for mode, step in (("fail", 1), ("kill", 1 if app == "hello_erl" else 2)):
-        commit_at = calls + 1  # the call that renames journal.prepare (found on the way)
+    steps = {"fail": 1, "kill": 1} if app == "hello_erl" else {"fail": 2, "kill": 3}
+    for mode, step in steps.items():
         for at in range(1, calls + 1, step):
             shutil.rmtree(root)
             # hard links: the scripts only add, rename and remove files, never write into one
             subprocess.run(["cp", "-al", str(snap), str(root)], check=True)
             rc, _, hit, err = inj.run(scripts["0.0.2"], at, mode)
-            if hit.startswith("mv .deliver/journal.prepare"):
-                commit_at = at
             right_away = tree(root) if mode == "fail" or rc == 0 else {}
             rec = inj.plain(acmd.recover(str(root)))
             assert rec.returncode == 0, rec.stderr
@@ -99,6 +99,9 @@ def test_read_only_release_root_activates_nothing_and_says_so(built: Project) ->
     h1 = built.box.hosts[0]
     root = built.root(h1)
     bin_before = (root / "bin" / built.app).read_bytes()
+    outside_deliver = lambda: {k: v for k, v in tree(root).items()  # noqa: E731
+                               if not k.startswith(".deliver")}
+    before = outside_deliver()
     os.chmod(root, 0o555)
     try:
         res = built.inv("deploy.release", "--version", "0.0.2", "--host", h1.spec)
@@ -109,7 +112,7 @@ def test_read_only_release_root_activates_nothing_and_says_so(built: Project) ->
     assert "Traceback" not in res.out
     assert boots(root) == "0.0.1" and (root / "bin" / built.app).read_bytes() == bin_before
     assert not list((root / ".deliver").glob("journal.*"))
-    assert not (root / "bin.new").exists() and not (root / "lib" / f"{built.app}-0.0.2").exists()
+    assert outside_deliver() == before, diff(outside_deliver(), before)
     built.inv("deploy.release", "--version", "0.0.2", "--host", h1.spec).ok()
     assert boots(root) == "0.0.2"
     built.inv("deploy.release", "--version", "0.0.1", "--host", h1.spec).ok()
@@ -211,15 +214,7 @@ def test_too_little_disk_is_refused_before_anything_is_uploaded(built: Project) 
     (upload + extracted files + margin), so the deploy says where, how much is free and how much
     is needed, before a byte is uploaded."""
     h2 = built.box.hosts[1]
-    small = Path(h2.home) / "small"
-    small.mkdir(exist_ok=True)
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=24m,mode=0755", "tmpfs",
-                              str(small)], capture_output=True, text=True)
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
-    try:
-        st = Path(h2.home).stat()
-        os.chown(small, st.st_uid, st.st_gid)
+    with tmpfs(Path(h2.home) / "small", "24m", Path(h2.home)) as small:
         root = small / built.app
 
         def on_small(d: dict) -> None:
@@ -236,9 +231,39 @@ def test_too_little_disk_is_refused_before_anything_is_uploaded(built: Project) 
         assert 20_000_000 < int(found[2]) <= 24 * 1024 * 1024
         assert "inv cleanup --keep N" in res.out and "Traceback" not in res.out
         assert list((root / ".deliver" / "releases").iterdir()) == [], "nothing uploaded"
-    finally:
-        subprocess.run(["umount", str(small)], check=True)
-        small.rmdir()
+
+
+def test_disk_full_during_the_extract_activates_nothing_and_a_rerun_completes(
+        built: Project) -> None:
+    """The check passes, then an after_upload hook fills the filesystem (dd until ENOSPC): the
+    extract fails for real, the script rolls back, the report says nothing was activated (read
+    back: nothing boots on this new root); with room again the same command completes."""
+    h2 = built.box.hosts[1]
+    with tmpfs(Path(h2.home) / "full", "160m", Path(h2.home)) as full:
+        root = full / built.app
+
+        def filling(d: dict) -> None:
+            d["stages"]["sandbox"]["hosts"][1]["deploy_path"] = str(root)
+            d["hooks"] = {"after_upload": "dd if=/dev/zero of=../filler bs=1M 2>/dev/null; true"}
+
+        res = built.inv("deploy.release", "--version", "0.0.2", "--host", h2.spec,
+                        config=built.variant("filling", filling))
+        assert res.rc == 1, res.out
+        assert "No space left on device" in res.out, res.out
+        assert re.search(r"install failed \(exit \d+\) for \S+; nothing of 0\.0\.2 was "
+                         r"activated: no release boots next, as before", res.out), res.out
+        assert not (root / "releases" / "start_erl.data").exists()
+        assert not list((root / ".deliver").glob("journal.*"))
+        assert not (root / "bin").exists()
+        assert not (root / "lib").exists() or not any((root / "lib").iterdir())
+        (full / "filler").unlink()
+
+        def roomy(d: dict) -> None:
+            d["stages"]["sandbox"]["hosts"][1]["deploy_path"] = str(root)
+
+        built.inv("deploy.release", "--version", "0.0.2", "--host", h2.spec,
+                  config=built.variant("roomy", roomy)).ok()
+        assert boots(root) == "0.0.2"
 
 
 def test_no_secret_stands_on_a_command_line_the_tool_runs(built: Project) -> None:

@@ -212,11 +212,16 @@ def test_every_guarded_run_leaves_one_audit_line_per_host_and_history_shows_them
 
     for h, audited in ((h1, "ok"), (h2, "failed")):
         assert not lock_dir(proj, h).exists()
-        lines = [line.split("\t") for line in audit(proj, h)[-4:]]
+        records = [line.split("\t") for line in audit(proj, h)[-8:]]
+        started = {f[7]: f for f in records if f[5] == "started"}
+        lines = [f for f in records if f[5] != "started"]
         assert [f[2] for f in lines] == ["test.nested", "test.audit", "test.error", "test.failed"]
+        # each run wrote `started` (same run id) before its end, so a killed run still shows
+        assert all(f[7] in started and records.index(started[f[7]]) < records.index(f)
+                   for f in lines), records
         nested, run, error, failed = lines
         assert run[1] == f"{USER}@{MACHINE}" and run[3:6] == ["0.0.1", "0.0.2", audited]
-        assert float(run[6].rstrip("s")) >= 0.3 and run[0].endswith("Z") and len(run) == 7
+        assert float(run[6].rstrip("s")) >= 0.3 and run[0].endswith("Z") and len(run) == 8
         assert nested[5] == "ok" and error[5] == "error"
         assert failed[5] == ("failed" if h is h1 else "ok")
 
