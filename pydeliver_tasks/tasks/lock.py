@@ -40,8 +40,8 @@ def lock_status(c: Context, stage: str | None = None, host: str | None = None,
                 json: str | None = None) -> None:
     """Show per host whether the deploy lock is held: by whom, from where, since when, why.
 
-    A lock whose run is gone (its pid no longer runs on this machine) or that is older than 24 h
-    is shown as STALE; inv deploy.unlock --force removes it.
+    A lock whose run is gone (its pid no longer runs on this machine, or its heartbeat stopped
+    over 5 min ago) is shown as STALE; inv deploy.unlock --force removes it.
     """
     steps.lock_status(c, stage=stage, host=host, json_path=json)
 
