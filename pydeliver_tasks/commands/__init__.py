@@ -150,9 +150,19 @@ def remote_sha256(path: str) -> str:
     return f"test -f {q(path)} && sha256sum {q(path)} | cut -d' ' -f1 || true"
 
 
+def prefix_sha256(path: str, length: int) -> str:
+    """The sha256 of the first `length` bytes of a remote file."""
+    return f"head -c {int(length)} {q(path)} | sha256sum | cut -d' ' -f1"
+
+
 def free_kb(path: str) -> str:
     """KiB available to the SSH user on the filesystem holding `path` (POSIX df)."""
     return f"df -P -k {q(path)} | tail -n 1 | awk '{{print $4}}'"
+
+
+def room_and_access(path: str) -> str:
+    """Two lines: the KiB free at `path` (as free_kb), then `writable` or `read-only`."""
+    return f"{free_kb(path)}; if [ -w {q(path)} ]; then echo writable; else echo read-only; fi"
 
 
 def mkdir(path: str) -> str:
@@ -208,7 +218,9 @@ def releases_file(app: str, version: str, rel_word: str = "") -> list[str]:
         "rm -rf .deliver/releases-file",
         "mkdir -p .deliver/releases-file",
         'if [ -d "$1" ] && [ -x "erts-$erts/bin/erl" ]; then',
-        f'  if PDT_ROOT="$(pwd -P)" PDT_DIR="$(pwd -P)/.deliver/releases-file" '
+        # a crash (ENOSPC) dumps into our scratch dir, never over the node's own erl_crash.dump
+        '  if ERL_CRASH_DUMP="$(pwd -P)/.deliver/releases-file/erl_crash.dump" '
+        f'PDT_ROOT="$(pwd -P)" PDT_DIR="$(pwd -P)/.deliver/releases-file" '
         f'PDT_REL="$(pwd -P)"/{rel}/{q(app + ".rel")} "erts-$erts/bin/erl" '
         f'-noshell -boot {rel}/start_clean -boot_var RELEASE_LIB "$(pwd -P)/lib" '
         f'-pa "$1" -eval {q(_CREATE_RELEASES)} >.deliver/releases-file/log 2>&1; then',

@@ -69,7 +69,7 @@ pdt_rollback() {  # before the commit: remove what was added beside the live fil
     rm -rf "./$pdt_p"
   done
   rm -rf bin.new releases/RELEASES.new releases/start_erl.data.new ".deliver/bin/$pdt_v.new" \
-    .deliver/releases-file erl_crash.dump.pdt
+    .deliver/releases-file
   if [ -n "$pdt_s" ]; then rm -rf "./$pdt_s"; fi
   rm -f .deliver/journal.prepare
 }

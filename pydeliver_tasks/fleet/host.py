@@ -81,22 +81,6 @@ class HostFailure(Exception):
         self.data = data or {}
 
 
-class UploadLost(Exception):
-    """An upload stopped part way: how far it got (the `.part` keeps those bytes)."""
-
-    def __init__(self, sent: int, size: int, reason: str, connected: bool = False) -> None:
-        super().__init__(reason)
-        self.sent, self.size, self.reason = sent, size, reason
-        self.connected = connected  # the host refused a write (full disk?), the link is up
-
-    def sentence(self, name: str) -> str:
-        what = ("the host refused a write (SFTP said: {r}; a full disk or a read-only directory "
-                "does this)" if self.connected else "the connection was lost ({r})")
-        return (f"{what.format(r=self.reason)} during the upload of {name} "
-                f"({self.sent / 1e6:.1f} of {self.size / 1e6:.1f} MB)")
-
-
-_CHUNK = 1 << 18
 
 
 @dataclass
@@ -232,36 +216,6 @@ class HostContext:
             shutil.copyfile(local, Path(remote).expanduser())
             return
         self.conn.put(str(local), remote)
-
-    def put_resuming(self, local: Path, remote: str) -> int:
-        """Upload to `remote`, going on from the bytes an interrupted upload left there (a
-        shorter file); -> the byte it started at. A lost connection is an UploadLost."""
-        size = local.stat().st_size
-        if self.dry_run or self.local:
-            self.put(local, remote)
-            return 0
-        sent = start = 0
-        try:
-            sftp = self.conn.sftp()
-            try:
-                have = sftp.stat(remote).st_size or 0
-            except OSError:
-                have = 0
-            start = have if 0 < have < size else 0
-            sent = start
-            with local.open("rb") as src, sftp.open(remote, "ab" if start else "wb") as dst:
-                dst.set_pipelined(True)
-                src.seek(start)
-                while chunk := src.read(_CHUNK):
-                    dst.write(chunk)
-                    sent += len(chunk)
-        except (EOFError, OSError, paramiko.SSHException) as exc:
-            transport = self.conn.transport
-            alive = transport is not None and transport.is_active()
-            why = str(exc) or ("the server closed it" if isinstance(exc, EOFError)
-                               else type(exc).__name__)
-            raise UploadLost(sent, size, why, alive) from exc
-        return start
 
     def get(self, remote: str, local: Path) -> None:
         if self.dry_run:

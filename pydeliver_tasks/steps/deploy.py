@@ -11,8 +11,9 @@ from .. import validation as v
 from ..commands import activation as acmd
 from ..commands import retention as rcmd
 from ..fleet import hooks
-from ..fleet.host import HostContext, HostFailure, UploadLost
+from ..fleet.host import HostContext, HostFailure
 from ..fleet.results import RunResult
+from ..fleet.upload import UploadLost, put_resuming
 from ..model import NextStep, Release, Rollout, release_file_name
 from . import activation
 from .build import sha256_of
@@ -54,6 +55,23 @@ def room(hc: HostContext, release: Release, upload_bytes: int) -> None:
                  f"--version {release.version}")
 
 
+def refusal(hc: HostContext, exc: UploadLost) -> str:
+    """Why the host refused a write, as its filesystem says now (never a guess)."""
+    where = commands.tarball_dir(hc.host.deploy_path)
+    hc.reconnect()
+    try:
+        free, _, access = hc.run(commands.room_and_access(where), changes=False).stdout.partition("\n")
+    except HostFailure as failure:
+        return f"the host could not be read back ({failure.message})"
+    if not free.strip().isdigit():
+        return f"{where} could not be read back (df said {free.strip()[-80:]!r})"
+    left, access = int(free) * 1024, access.strip()
+    if left < exc.size - exc.sent:
+        return (f"the disk is full: {where} has {left} bytes free, {exc.size - exc.sent} more "
+                "were to come (read back)")
+    return f"{where} is {access} and has {left} bytes free now (read back)"
+
+
 def upload(hc: HostContext, release: Release) -> bool:
     """Put the tarball on the host unless the same sha256 is already there (checking the room
     first); -> uploaded?"""
@@ -73,10 +91,15 @@ def upload(hc: HostContext, release: Release) -> bool:
     if not hc.dry_run:
         hc.say(f"uploading {release.file_name} ({release.path.stat().st_size / 1e6:.1f} MB)")
     try:
-        start = hc.put_resuming(release.path, remote + ".part")
+        start = put_resuming(hc, release.path, remote + ".part")
     except UploadLost as exc:
-        raise HostFailure(f"{exc.sentence(release.file_name)}; nothing activated; a re-run "
-                          "resumes", hint=f"inv deploy.release --version {release.version}"
+        again = f"inv deploy.release --version {release.version}"
+        if not exc.connected:
+            raise HostFailure(f"{exc.sentence(release.file_name)}; nothing activated; a re-run "
+                              "resumes", hint=again) from exc
+        raise HostFailure(f"{exc.sentence(release.file_name)}: {refusal(hc, exc)}; nothing "
+                          "activated; a re-run resumes from the bytes there",
+                          hint=f"free space on the host (inv cleanup --keep N), then {again}"
                           ) from exc
     if start:
         hc.say(f"resumed an interrupted upload at {start / 1e6:.1f} MB")

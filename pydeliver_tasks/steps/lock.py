@@ -110,8 +110,10 @@ def history(c: Ctx, lines: int = 20, stage: str | None = None, host: str | None 
             raise HostFailure(f"could not read the audit log (exit {res.exited})", res.tail())
         parsed = [cmds.parse_audit(text) or {"raw": text, "result": ""}
                   for text in res.stdout.splitlines()]
-        holder = cmds.parse_holder(hc.run(cmds.status(hc.host.deploy_path), changes=False).stdout)
-        entries = cmds.ended(parsed, holder.get("token", "") if holder else "")[-lines:]
+        # a run whose lock is stale (its pid gone, its heartbeat stopped) no longer runs
+        holder = _holder(hc)
+        live = holder.get("token", "") if holder and not stale_reason(holder) else ""
+        entries = cmds.ended(parsed, live)[-lines:]
         for e in entries:
             hc.say(e["raw"] if "raw" in e else cmds.shown_audit(e))
         return f"{len(entries)} record(s) of {hc.host.deploy_path}/{cmds.AUDIT}", {"entries": entries}

@@ -1,6 +1,6 @@
 """Faults injected for real into our remote scripts, run by bash on a real release root: a shim
 on PATH stands in for every external command the script itself calls (mv, cp, tar, rm, …); the
-Nth call fails, or kills the script with SIGKILL. Calls made by programs the script starts (erl's
+Nth call fails, kills the script with SIGKILL, or runs on a disk just filled up. Calls made by programs the script starts (erl's
 own shell script) are passed through, so each injection point is one line of our script."""
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ if grep -q "$SHIM_SCRIPT" "/proc/$PPID/cmdline" 2>/dev/null; then
   if [ "$n" = "$SHIM_AT" ]; then
     echo "$name $*" > "$SHIM_HIT"
     if [ "$SHIM_MODE" = kill ]; then kill -9 "$PPID"; sleep 1; fi
+    if [ "$SHIM_MODE" = fill ]; then cat /dev/zero >> "$SHIM_FILL" 2>/dev/null; exec "$name" "$@"; fi
     echo "injected failure of $name" >&2; exit 1
   fi
 fi
@@ -50,10 +51,14 @@ class Injector:
             if not link.exists():
                 link.symlink_to(shim)
 
-    def run(self, script: str, at: int = 0, mode: str = "fail") -> tuple[int, int, str, str]:
+    def run(self, script: str, at: int = 0, mode: str = "fail",
+            fill: Path | None = None) -> tuple[int, int, str, str]:
         """(exit code, calls counted, the call hit or "", stderr) of `script` run by bash with
-        call `at` failing (mode "fail") or killing the script (mode "kill"); at=0: no fault.
-        `self.calls` then lists the calls made, one "name args" line each."""
+        call `at` failing (mode "fail"), killing the script (mode "kill") or, mode "fill", run
+        after the file `fill` has taken all the room left on its filesystem (every later write
+        there fails with ENOSPC); at=0: no fault. `self.calls` then lists the calls made, one
+        "name args" line each."""
+        assert (mode == "fill") == (fill is not None), "mode fill needs the file to fill with"
         path = self.work / "pdt-script.sh"
         path.write_text(script)
         count, hit, log = self.work / "count", self.work / "hit", self.work / "calls"
@@ -63,7 +68,8 @@ class Injector:
         real = os.environ["PATH"]
         env = {**os.environ, "PATH": f"{self.bin}:{real}", "SHIM_REALPATH": real,
                "SHIM_SCRIPT": str(path), "SHIM_COUNT": str(count), "SHIM_HIT": str(hit),
-               "SHIM_AT": str(at), "SHIM_MODE": mode, "SHIM_LOG": str(log)}
+               "SHIM_AT": str(at), "SHIM_MODE": mode, "SHIM_LOG": str(log),
+               "SHIM_FILL": str(fill or "")}
         res = subprocess.run(["bash", str(path)], env=env, capture_output=True, text=True,
                              timeout=120, cwd=self.work)
         self.calls = log.read_text().splitlines()

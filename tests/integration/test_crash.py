@@ -12,11 +12,13 @@ import re
 import shutil
 import subprocess
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from pydeliver_tasks.commands import activation as acmd
+from pydeliver_tasks.sandbox import descendants
 
 from .conftest import INV, Project, http_get, project_fixture
 from .faults import Injector, PsWatch, diff, tmpfs, tree
@@ -41,48 +43,70 @@ def boots(root: Path) -> str:
     return (root / "releases" / "start_erl.data").read_text().split()[1]
 
 
-def test_a_fault_at_any_line_of_the_install_leaves_the_old_or_the_new_release(
-        built: Project, tmp_path: Path) -> None:
-    """Each external command the install script runs fails once, then is killed (SIGKILL of the
-    script) once (for the mix app — the same script, a bigger release — every 2nd call fails and
-    every 3rd is killed, for the suite's time): before the commit point the root is exactly as before (after the script's own
-    rollback, or `recover` after a kill), after it `recover` completes the new release; never a
-    mix. The two trees to match are the root before and after an undisturbed install."""
-    app = built.app
-    inj = Injector(tmp_path)
-    root, snap = tmp_path / "root", tmp_path / "before"
+@dataclass
+class Install:
+    """An install of 0.0.2 over 0.0.1 on a root in `base`, run undisturbed once: the trees
+    before and after, the call that is the commit point, and a way back to before."""
+    inj: Injector
+    root: Path
+    snap: Path
+    script: str
+    old: dict[str, str]
+    new: dict[str, str]
+    calls: int
+    commit_at: int
+
+    def reset(self) -> None:
+        shutil.rmtree(self.root)
+        # hard links: the scripts only add, rename and remove files, never write into one
+        subprocess.run(["cp", "-al", str(self.snap), str(self.root)], check=True)
+
+
+def undisturbed(built: Project, work: Path, base: Path) -> Install:
+    inj = Injector(work)
+    root, snap = base / "root", base / "before"
     (root / ".deliver" / "releases").mkdir(parents=True)
     scripts = {}
     for vsn in ("0.0.1", "0.0.2"):
         path, sha = tarball(built, vsn)
         shutil.copy(path, root / ".deliver" / "releases")
-        scripts[vsn] = acmd.install_release(str(root), app, vsn, sha, uploaded=False)
+        scripts[vsn] = acmd.install_release(str(root), built.app, vsn, sha, uploaded=False)
     assert inj.run(scripts["0.0.1"])[0] == 0
     subprocess.run(["cp", "-a", str(root), str(snap)], check=True)
     old = tree(root)
     rc, calls, _, err = inj.run(scripts["0.0.2"])
     assert rc == 0 and boots(root) == "0.0.2", err
-    new = tree(root)
     assert calls > 30 and len(inj.calls) == calls, calls
     commit_at = next(i for i, call in enumerate(inj.calls, 1)
                      if call.startswith("mv .deliver/journal.prepare .deliver/journal.commit"))
+    return Install(inj, root, snap, scripts["0.0.2"], old, tree(root), calls, commit_at)
+
+
+def test_a_fault_at_any_line_of_the_install_leaves_the_old_or_the_new_release(
+        built: Project, tmp_path: Path) -> None:
+    """Each external command the install script runs fails once, then is killed (SIGKILL of the
+    script) once (for the mix app — the same script, a bigger release — every 2nd call fails and
+    every 3rd is killed, for the suite's time): before the commit point the root is exactly as
+    before (after the script's own rollback, or `recover` after a kill), after it `recover`
+    completes the new release; never a mix. The two trees to match are the root before and
+    after an undisturbed install."""
+    ins = undisturbed(built, tmp_path, tmp_path)
+    old, new = ins.old, ins.new
     outcomes = {"old": 0, "new": 0}
-    steps = {"fail": 1, "kill": 1} if app == "hello_erl" else {"fail": 2, "kill": 3}
+    steps = {"fail": 1, "kill": 1} if built.app == "hello_erl" else {"fail": 2, "kill": 3}
     for mode, step in steps.items():
-        for at in range(1, calls + 1, step):
-            shutil.rmtree(root)
-            # hard links: the scripts only add, rename and remove files, never write into one
-            subprocess.run(["cp", "-al", str(snap), str(root)], check=True)
-            rc, _, hit, err = inj.run(scripts["0.0.2"], at, mode)
-            right_away = tree(root) if mode == "fail" or rc == 0 else {}
-            rec = inj.plain(acmd.recover(str(root)))
+        for at in range(1, ins.calls + 1, step):
+            ins.reset()
+            rc, _, hit, err = ins.inj.run(ins.script, at, mode)
+            right_away = tree(ins.root) if mode == "fail" or rc == 0 else {}
+            rec = ins.inj.plain(acmd.recover(str(ins.root)))
             assert rec.returncode == 0, rec.stderr
-            final = tree(root)
+            final = tree(ins.root)
             where = f"{mode} at call {at} ({hit}): exit {rc}; {err[-300:]}"
             assert final in (old, new), f"{where}: mixed: {diff(final, old)} / {diff(final, new)}"
             if rc == 0:  # a call whose failure the script tolerates (`|| true`, a fallback)
                 assert final == new and right_away == new, where
-            elif at <= commit_at:
+            elif at <= ins.commit_at:
                 assert final == old, where
                 if mode == "fail":
                     assert right_away == old, f"{where}: the script's rollback left {diff(right_away, old)}"
@@ -91,6 +115,38 @@ def test_a_fault_at_any_line_of_the_install_leaves_the_old_or_the_new_release(
                 assert "PDT{recovered=finished=0.0.2}" in rec.stdout, where
             outcomes["old" if final == old else "new"] += 1
     assert outcomes["old"] > 10 and outcomes["new"] > 10, outcomes
+
+
+def test_a_full_disk_at_any_line_of_the_install_leaves_the_old_or_the_new_release(
+        built: Project, tmp_path: Path) -> None:
+    """The root on a filesystem of its own, filled up for real (until ENOSPC) just before each
+    external command of the install (every 2nd for the mix app): every write after that point
+    fails — tar's, and the shell's own redirects (journal, RELEASES.new, start_erl.data.new).
+    Before the commit point the script stops and rolls back to exactly the old tree on the full
+    disk; from the commit point on, the finish needs no new room and completes."""
+    size = sum(tarball(built, v)[0].stat().st_size for v in ("0.0.1", "0.0.2"))
+    with tmpfs(tmp_path / "disk", f"{size * 8 // 2**20 + 32}m", tmp_path) as disk:
+        ins = undisturbed(built, tmp_path, disk)
+        filler = disk / "filler"
+        outcomes = {"old": 0, "new": 0}
+        for at in range(1, ins.calls + 1, 1 if built.app == "hello_erl" else 2):
+            ins.reset()
+            rc, _, hit, err = ins.inj.run(ins.script, at, "fill", filler)
+            right_away = tree(ins.root)
+            where = f"disk full at call {at} ({hit}): exit {rc}; {err[-300:]}"
+            assert filler.stat().st_size > 0, where
+            if at > ins.commit_at:
+                assert rc == 0 and right_away == ins.new, f"{where}: {diff(right_away, ins.new)}"
+            elif rc != 0:
+                assert "No space left on device" in err or "rolled back" in err, where
+                assert right_away == ins.old, f"{where}: left {diff(right_away, ins.old)}"
+            else:  # nothing was written after that call
+                assert right_away == ins.new, where
+            filler.unlink()
+            rec = ins.inj.plain(acmd.recover(str(ins.root)))
+            assert rec.returncode == 0 and tree(ins.root) == right_away, (where, rec.stdout)
+            outcomes["old" if right_away == ins.old else "new"] += 1
+        assert outcomes["old"] > 10 and outcomes["new"] > 5, outcomes
 
 
 def test_read_only_release_root_activates_nothing_and_says_so(built: Project) -> None:
@@ -118,22 +174,19 @@ def test_read_only_release_root_activates_nothing_and_says_so(built: Project) ->
     built.inv("deploy.release", "--version", "0.0.1", "--host", h1.spec).ok()
 
 
-def _session_pids(listener: int) -> list[int]:
-    """The sshd processes serving sessions: descendants of the host's sshd listener (which the
-    sandbox started) that are sshd themselves — the shell running our script is left alone."""
-    found, todo = [], [listener]
-    while todo:
-        parent = todo.pop()
-        for entry in Path("/proc").iterdir():
-            if entry.name.isdigit():
-                try:
-                    stat = (entry / "stat").read_text()
-                except OSError:
-                    continue
-                if int(stat.rsplit(")", 1)[1].split()[1]) == parent and "(sshd)" in stat:
-                    found.append(int(entry.name))
-                    todo.append(int(entry.name))
-    return found
+def kill_sessions(listener: int) -> list[int]:
+    """SIGKILL the sshd processes serving sessions (descendants of the host's sshd listener,
+    which the sandbox started, that are sshd themselves — the shell running our script is left
+    alone, as when a network drops); returns the pids killed."""
+    killed = []
+    for pid in descendants({listener}):
+        try:
+            if Path(f"/proc/{pid}/comm").read_text().strip() == "sshd":
+                os.kill(pid, 9)
+                killed.append(pid)
+        except (OSError, ProcessLookupError):
+            pass
+    return killed
 
 
 def test_ssh_session_killed_during_the_install_is_reported_from_the_host(built: Project) -> None:
@@ -151,12 +204,7 @@ def test_ssh_session_killed_during_the_install_is_reported_from_the_host(built: 
     deadline = time.monotonic() + 120
     while not staged.exists() and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.005)
-    killed = _session_pids(listener)
-    for pid in killed:
-        try:
-            os.kill(pid, 9)
-        except ProcessLookupError:
-            pass
+    killed = kill_sessions(listener)
     out = proc.communicate(timeout=300)[0]
     assert killed, out
     assert "Traceback" not in out, out
@@ -189,11 +237,7 @@ def test_connection_lost_during_the_upload_is_one_line_and_a_rerun_resumes(built
     while not (part.exists() and part.stat().st_size > 0) and proc.poll() is None \
             and time.monotonic() < deadline:
         time.sleep(0.001)
-    for pid in _session_pids(listener):
-        try:
-            os.kill(pid, 9)
-        except ProcessLookupError:
-            pass
+    assert kill_sessions(listener), "no session to kill"
     out = proc.communicate(timeout=300)[0]
     assert proc.returncode == 1, out
     assert "Traceback" not in out and "EOFError" not in out, out
@@ -264,6 +308,70 @@ def test_disk_full_during_the_extract_activates_nothing_and_a_rerun_completes(
         built.inv("deploy.release", "--version", "0.0.2", "--host", h2.spec,
                   config=built.variant("roomy", roomy)).ok()
         assert boots(root) == "0.0.2"
+
+
+def test_disk_full_during_the_upload_is_read_back_and_a_rerun_resumes(built: Project) -> None:
+    """The room check passes, then the test fills h2's filesystem as soon as the upload's `.part`
+    appears: SFTP says only "Failure", so the deploy reads the host back and says the disk is
+    full with the bytes free there; nothing was activated; with room again the same command
+    resumes the upload (from the bytes there, once checked to be the release's) and completes. (The upload can win the race on a fast machine: then the
+    root is emptied and the fault injected again, at most 3 times.)"""
+    h2 = built.box.hosts[1]
+    size = tarball(built, "0.0.2")[0].stat().st_size
+    with tmpfs(Path(h2.home) / "upfull", "160m", Path(h2.home)) as disk:
+        root = disk / built.app
+        part = root / ".deliver" / "releases" / f"{built.app}_0.0.2.release.tar.gz.part"
+        config = built.variant("upfull", lambda d: d["stages"]["sandbox"]["hosts"][1].update(
+            deploy_path=str(root)))
+        filler = disk / "filler"
+        for _ in range(3):
+            env = {**os.environ, "INVOKE_RUNTIME_CONFIG": str(config)}
+            proc = subprocess.Popen([INV, "deploy.release", "--version", "0.0.2", "--host",
+                                     h2.spec], cwd=built.dir, env=env, stdout=subprocess.PIPE,
+                                    stderr=subprocess.STDOUT, text=True)
+            deadline = time.monotonic() + 120
+            while not part.exists() and proc.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.001)
+            fd = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o600)
+            try:
+                os.posix_fallocate(fd, 0, shutil.disk_usage(disk).free)
+            except OSError:
+                pass  # what the upload took meanwhile: the rest is taken below
+            finally:
+                os.close(fd)
+            with open(filler, "ab") as fill:
+                try:
+                    while True:
+                        fill.write(b"\0" * 65536)
+                        fill.flush()
+                except OSError:
+                    pass
+            out = proc.communicate(timeout=300)[0]
+            if proc.returncode == 1:
+                break
+            shutil.rmtree(root)  # the upload won the race
+            filler.unlink()
+        assert proc.returncode == 1, out
+        assert "Traceback" not in out, out
+        found = re.search(r"the host refused a write \(SFTP said: [^)]*\) during the upload of "
+                          r"\S+ \((\d+\.\d) of (\d+\.\d) MB\): the disk is full: (\S+) has "
+                          r"(\d+) bytes free, (\d+) more were to come \(read back\); nothing "
+                          r"activated; a re-run resumes from the bytes there", out)
+        assert found, out
+        assert found[3] == f"{root}/.deliver/releases" and int(found[4]) < int(found[5]), out
+        assert "inv cleanup --keep N" in out
+        assert not (root / "releases" / "start_erl.data").exists()
+        have = part.stat().st_size
+        assert 0 <= have < size
+        filler.unlink()
+        res = built.inv("deploy.release", "--version", "0.0.2", "--host", h2.spec,
+                        config=config).ok()
+        # bytes freed while the upload ran (the filler's first grab failing) can leave a hole:
+        # then the .part's first bytes are checked, found different, and not resumed from
+        assert have == 0 or "resumed an interrupted upload at" in res.out or (
+            f"the {have} bytes an interrupted upload left differ from the release: uploading "
+            "from the start") in res.out, res.out
+        assert boots(root) == "0.0.2" and not part.exists()
 
 
 def test_no_secret_stands_on_a_command_line_the_tool_runs(built: Project) -> None:

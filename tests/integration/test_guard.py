@@ -23,7 +23,7 @@ from pydeliver_tasks.commands import lock as cmds
 from pydeliver_tasks.fleet import HostResult, StepFailed
 from pydeliver_tasks.fleet import lock as guard
 
-from .conftest import Project, assert_refused, project_fixture
+from .conftest import INV, Project, assert_refused, project_fixture
 
 project = project_fixture({"hello_erl": 4060}, deployed="0.0.1")
 
@@ -257,4 +257,44 @@ def test_bad_lock_input_is_refused_before_any_host(proj) -> None:
         (["history", "--lines", "0"], "invalid --lines"),
         (["deploy.lock-status", "--stage", "nope"], "no stage 'nope'"),
     ])
+    assert not any(lock_dir(proj, h).exists() for h in proj.box.hosts)
+
+
+def test_a_run_killed_mid_rolling_is_interrupted_in_history_and_its_lock_stale(proj) -> None:
+    """`inv deploy.release --strategy rolling` is killed (SIGKILL: no handler runs) while the first
+    host's before_extract hook runs: history shows the run INTERRUPTED on both hosts (its
+    `started` lines have no end), the lock names the dead run as STALE and goes with --force;
+    nothing was activated on either host, and the same command then completes."""
+    h1, h2 = proj.box.hosts
+    hook_ran = proj.root(h1).parent / "pdt-hook-ran"
+    hook_ran.unlink(missing_ok=True)
+    config = proj.variant("slow-hook", lambda d: d.update(
+        hooks={"before_extract": "touch ../pdt-hook-ran; sleep 5"}))
+    before = stamps(proj)
+    env = {**os.environ, "INVOKE_RUNTIME_CONFIG": str(config)}
+    run = subprocess.Popen([INV, "deploy.release", "--version", "0.0.1", "--strategy", "rolling"],
+                           cwd=proj.dir, env=env, stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 120
+    while not hook_ran.exists() and run.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    run.kill()
+    out = run.communicate(timeout=60)[0]
+    assert hook_ran.exists() and run.returncode == -9, out
+    hook_ran.unlink()
+    time.sleep(5)  # the hook's sleep on h1 ends on its own
+    assert stamps(proj) == before, "killed before the extract: nothing changed"
+
+    history = proj.inv("history", "--lines", "1").ok()
+    for h in (h1, h2):
+        mine = [ln for ln in history.out.splitlines() if ln.startswith(f"[{h.spec}] ")]
+        assert len(mine) == 1 and "deploy.release" in mine[0], history.out
+        assert "INTERRUPTED (started, no end recorded)" in mine[0], history.out
+    status = proj.inv("deploy.lock-status").ok()
+    assert status.out.count(f"STALE lock (its run (pid {run.pid} on this machine) no longer "
+                            "runs") == 2, status.out
+    refused = proj.inv("deploy.release", "--version", "0.0.1")
+    assert refused.rc == 1 and "STALE lock" in refused.out, refused.out
+    proj.inv("deploy.unlock", "--force").ok()
+    proj.inv("deploy.release", "--version", "0.0.1", "--strategy", "rolling").ok()
     assert not any(lock_dir(proj, h).exists() for h in proj.box.hosts)

@@ -157,14 +157,21 @@ def test_beam_without_epmd_registration_restart_force_spares_other_releases(proj
     assert "running but unreachable: not registered in epmd" in doctor.out, doctor.out
     assert "next: inv restart --force --host" in doctor.out
 
-    recovered = ex.inv("restart", "--force", "--host", h1.spec).ok()
-    assert f"ended pids {ex_pid}" in recovered.out and "health ok" in recovered.out
-    assert not beam_alive(ex_pid) and pid_of(ex, h1) != ex_pid
-    assert beam_alive(erl_pid), "another release's node on the same host is never touched"
-    assert "Hello from hello_erl" in http_get(erl.url(h1))[1]
-    erl.inv("stop", "--force", "--host", h1.spec).ok()
+    try:
+        recovered = ex.inv("restart", "--force", "--host", h1.spec).ok()
+        # Once the port is free, the restart's own remote call boots an epmd and the node may
+        # re-register before the stop looks again: then it stops gracefully instead of being
+        # killed. Either way the old pid must be gone and the report must say which happened
+        # (the kill path alone is tested above).
+        ended = f"ended pids {ex_pid}" in recovered.out or f"stopped (pid {ex_pid} is gone)" in recovered.out
+        assert ended and "health ok" in recovered.out, recovered.out
+        assert not beam_alive(ex_pid) and pid_of(ex, h1) != ex_pid
+        assert beam_alive(erl_pid), "another release's node on the same host is never touched"
+        assert "Hello from hello_erl" in http_get(erl.url(h1))[1]
+    finally:
+        erl.inv("stop", "--force", "--host", h1.spec).ok()
+        ex.inv("stop", "--force", "--host", h1.spec).ok()
     assert not beam_alive(erl_pid)
-    ex.inv("stop", "--host", h1.spec).ok()
 
 
 def test_doctor_says_booting_for_a_slow_node(projects) -> None:

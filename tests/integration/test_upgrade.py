@@ -5,11 +5,14 @@ version serves again; each --on-failure), and a damaged stored upgrade refused."
 
 from __future__ import annotations
 
+import contextlib
 import http.server
 import os
 import re
 import signal
 import threading
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -184,17 +187,15 @@ def test_failed_verification_downgrades_hot_and_keeps_the_pid(project: Project) 
     assert pids(project) == before and boots_next(project) == {"0.0.1"}
 
 
-def test_node_killed_during_verification_is_reported_down_from_evidence(project: Project) -> None:
-    """The health check's URL is a test server that ends both nodes (kill -9 of the pids
-    `inv ping` showed) when asked, i.e. mid-verification: the checks after it fail because the
-    node is gone, and the report says so from evidence — the node died, DOWN, what boots next,
-    how to start it — never that it runs. Then a start and the same upgrade complete."""
-    before = pids(project)
+@contextlib.contextmanager
+def killing_health(project: Project, victims: list[int]) -> Iterator[tuple[Path, list[int]]]:
+    """A runtime config whose health URL is a test server that ends the `victims` pids (kill -9)
+    the first time it is asked, i.e. mid-verification; yields it and the pids killed."""
     killed: list[int] = []
 
     class Health(http.server.BaseHTTPRequestHandler):
         def do_GET(self) -> None:  # noqa: N802 - http.server's name
-            for pid in before.values():
+            for pid in victims:
                 if pid not in killed:
                     killed.append(pid)
                     os.kill(pid, signal.SIGKILL)
@@ -208,14 +209,24 @@ def test_node_killed_during_verification_is_reported_down_from_evidence(project:
     server = http.server.HTTPServer(("127.0.0.1", 0), Health)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     url = f"http://127.0.0.1:{server.server_address[1]}/"
-    config = project.variant("killing-health", lambda d: d["stages"]["sandbox"].update(
-        health={"url": url}))
     try:
-        res = project.inv("upgrade", "--from", "0.0.1", "--to", "0.0.2", "--on-failure", "abort",
-                          config=config)
+        yield project.variant("killing-health", lambda d: d["stages"]["sandbox"].update(
+            health={"url": url})), killed
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_node_killed_during_verification_is_reported_down_from_evidence(project: Project) -> None:
+    """The health check's URL ends both nodes (kill -9 of the pids `inv ping` showed) when
+    asked, i.e. mid-verification: the checks after it fail because the node is gone, and the
+    report says so from evidence — the node died, DOWN, what boots next, how to start it —
+    never that it runs. After a start, the same death with --on-failure restart ends in a
+    verified restart into 0.0.2 (new pids, its page), said as such."""
+    before = pids(project)
+    with killing_health(project, list(before.values())) as (config, killed):
+        res = project.inv("upgrade", "--from", "0.0.1", "--to", "0.0.2", "--on-failure", "abort",
+                          config=config)
     assert res.rc == 1, res.out
     assert sorted(killed) == sorted(before.values()), res.out
     assert not any(beam_alive(pid) for pid in before.values())
@@ -228,9 +239,20 @@ def test_node_killed_during_verification_is_reported_down_from_evidence(project:
     assert boots_next(project) == {"0.0.1"}
     project.inv("start").ok()
     assert all(t.startswith(f"Hello from {project.app} 0.0.1") for t in pages(project).values())
-    project.inv("upgrade", "--from", "0.0.1", "--to", "0.0.2").ok()
+
+    before = pids(project)
+    with killing_health(project, list(before.values())) as (config, killed):
+        res = project.inv("upgrade", "--from", "0.0.1", "--to", "0.0.2", "--on-failure",
+                          "restart", config=config).ok()
+    assert sorted(killed) == sorted(before.values()), res.out
+    assert res.out.count("hot upgrade failed (the node died") == 2, res.out
+    assert res.out.count("restarted into 0.0.2") == 2, res.out
+    after = pids(project)
+    assert all(after[h] != before[h] for h in after), (before, after)
     assert all(t.startswith(f"Howdy from {project.app} 0.0.2") for t in pages(project).values())
-    project.inv("downgrade", "--to", "0.0.1").ok()
+    assert boots_next(project) == {"0.0.2"}
+    project.inv("rollback", "--to", "0.0.1").ok()  # the next test upgrades from it, hot
+    assert all(t.startswith(f"Hello from {project.app} 0.0.1") for t in pages(project).values())
 
 
 def test_broken_appup_leaves_the_old_version_serving(project: Project) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import shlex
 import subprocess
 from pathlib import Path
@@ -158,3 +159,18 @@ def test_activation_state_is_read_from_every_marker_line() -> None:
                                 "0.0.2 boots next")
     left = activation.parse("PDT{boots=0.0.1}\nPDT{journal=commit}\n")
     assert "journal (commit) is still on the host" in left.sentence()
+
+
+def test_prefix_sha256_and_room_and_access_read_a_nasty_path(tmp_path: Path) -> None:
+    """Run for real by sh on a path with spaces and quotes: the prefix hash is that of the
+    first bytes only, and the free space / writability answer is two lines."""
+    d = tmp_path / NASTY
+    d.mkdir(parents=True)
+    f = d / "x.part"
+    f.write_bytes(b"abcdef")
+    out = subprocess.run(["sh", "-c", commands.prefix_sha256(str(f), 3)], capture_output=True,
+                         text=True, check=True).stdout.strip()
+    assert out == hashlib.sha256(b"abc").hexdigest()
+    free, access = subprocess.run(["sh", "-c", commands.room_and_access(str(d))],
+                                  capture_output=True, text=True, check=True).stdout.split()
+    assert free.isdigit() and access == "writable"
