@@ -18,8 +18,8 @@ rc=0
 echo "== ruff check ."
 .venv/bin/ruff check . || rc=$?
 
-echo "== pytest -v -rfEs tests $*"
-.venv/bin/pytest -v -rfEs tests "$@"
+echo "== pytest -v -rfEs --durations=25 tests $*"
+.venv/bin/pytest -v -rfEs --durations=25 tests "$@"
 prc=$?
 [ "$rc" -eq 0 ] && rc=$prc
 

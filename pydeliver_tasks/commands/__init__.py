@@ -126,11 +126,6 @@ def stop(root: str, app: str, builder: str, env: Mapping[str, str]) -> str:
     return node(root, app, builder, env, "stop")
 
 
-def process_alive(pid: int) -> str:
-    """Exit 0 while the OS process exists."""
-    return f"kill -0 {int(pid)} 2>/dev/null"
-
-
 def boot_version(root: str) -> str:
     """What the next start boots: `<erts> <release>` from start_erl.data."""
     return f"cat {q(root)}/releases/start_erl.data 2>/dev/null || true"
@@ -196,13 +191,30 @@ def bin_dir(version: str) -> str:
     return f".deliver/bin/{version}"
 
 
-# Write RELEASES for the release that boots next, with absolute lib paths (mix ships none, so
-# downgrades would fail, and relx's lists only the first version it built) into PDT_DIR.
-_CREATE_RELEASES = (
-    'R = os:getenv("PDT_ROOT"), ok = release_handler:create_RELEASES(R, os:getenv("PDT_DIR"), '
-    'os:getenv("PDT_REL"), []), halt().'
-)
-
+# RELEASES for the release that boots next, as release_handler:create_RELEASES writes it (the same
+# terms, no VM booted for it): that release permanent, each app's absolute lib dir under the root
+# (mix ships no RELEASES, so downgrades would fail; relx's lists only the first version it built).
+# Read from the .rel as mix and relx write it; anything else (a quoted app name) is refused.
+_RELEASES_AWK = r"""
+{ sub(/%.*/, ""); gsub(/[ \t\r]/, ""); s = s $0 }
+END {
+  if (!match(s, /^\{release,\{"[^"]*","[^"]*"\},\{erts,"[^"]*"\},\[/)) exit 1
+  split(substr(s, 1, RLENGTH), h, "\"")
+  rest = substr(s, RLENGTH + 1)
+  out = "[{release,\"" h[2] "\",\"" h[4] "\",\"" h[6] "\",["
+  n = 0
+  while (match(rest, /^\{[a-z][a-zA-Z0-9_@]*,"[^"]*"(,[a-z_]+)?(,\[[^]]*\])?\},?/)) {
+    e = substr(rest, 1, RLENGTH)
+    rest = substr(rest, RLENGTH + 1)
+    split(e, f, "\"")
+    app = substr(f[1], 2, length(f[1]) - 2)
+    out = out (n++ ? "," : "") "{" app ",\"" f[2] "\",\"" ENVIRON["PDT_ROOT"] "/lib/" app "-" f[2] "\"}"
+  }
+  if (n == 0 || rest != "]}.") exit 1
+  print "%% coding: utf-8"
+  print out "],permanent}]."
+}
+"""
 
 RELEASES_RC = 6
 
@@ -211,29 +223,23 @@ def releases_file(app: str, version: str, rel_word: str = "") -> list[str]:
     """Script lines: write releases/RELEASES.new naming `version` permanent (exit RELEASES_RC when
     that fails; a release without sasl gets a warning, and the host's RELEASES stays).
     `rel_word`: a shell word for where releases/<version> is now (a staging dir during a
-    deploy); `$erts` must be set."""
-    rel = rel_word or q(f"releases/{version}")
+    deploy)."""
+    rel = f"{rel_word or q(f'releases/{version}')}/{q(app + '.rel')}"
+    fail = f"could not write releases/RELEASES for {version}"
     return [
         "set -- lib/sasl-*/ebin",
-        "rm -rf .deliver/releases-file",
-        "mkdir -p .deliver/releases-file",
-        'if [ -d "$1" ] && [ -x "erts-$erts/bin/erl" ]; then',
-        # a crash (ENOSPC) dumps into our scratch dir, never over the node's own erl_crash.dump
-        '  if ERL_CRASH_DUMP="$(pwd -P)/.deliver/releases-file/erl_crash.dump" '
-        f'PDT_ROOT="$(pwd -P)" PDT_DIR="$(pwd -P)/.deliver/releases-file" '
-        f'PDT_REL="$(pwd -P)"/{rel}/{q(app + ".rel")} "erts-$erts/bin/erl" '
-        f'-noshell -boot {rel}/start_clean -boot_var RELEASE_LIB "$(pwd -P)/lib" '
-        f'-pa "$1" -eval {q(_CREATE_RELEASES)} >.deliver/releases-file/log 2>&1; then',
-        "    mv -f .deliver/releases-file/RELEASES releases/RELEASES.new",
-        "  else",
-        "    tail -n 5 .deliver/releases-file/log >&2",
-        f'    echo "could not write releases/RELEASES for {version}" >&2; exit {RELEASES_RC}',
-        "  fi",
+        'if [ -d "$1" ]; then',
+        "  pdt_root=$(pwd -P)",
+        '  case $pdt_root in *[\\"\\\\]*)',
+        f"    echo {q(fail + ': the release root has a quote or backslash in its path')} >&2; "
+        f"exit {RELEASES_RC};;",
+        "  esac",
+        f'  PDT_ROOT="$pdt_root" awk {q(_RELEASES_AWK)} {rel} > releases/RELEASES.new || {{',
+        f'    echo "{fail}: "{rel}" is not a .rel as mix and relx write it" >&2; '
+        f"exit {RELEASES_RC}; }}",
         "else",
-        '  echo "warning: no sasl or erts in this release: no releases/RELEASES '
-        '(hot upgrades need it)" >&2',
+        '  echo "warning: no sasl in this release: no releases/RELEASES (hot upgrades need it)" >&2',
         "fi",
-        "rm -rf .deliver/releases-file",
     ]
 
 

@@ -58,10 +58,17 @@ def signal(pids: Iterable[int], sig: str) -> str:
     return f"kill -s {sig} {ids} 2>/dev/null; true"
 
 
-def alive(pids: Iterable[int]) -> str:
-    """Print which of these pids still exist."""
+WAIT_STEP = 0.05  # seconds between looks while waiting on the host for pids to end
+
+
+def wait_gone(pids: Iterable[int], seconds: float) -> str:
+    """Wait on the host, looking every WAIT_STEP, until none of these pids exists or `seconds`
+    pass; print those still there (one command: the answer comes as soon as they are gone)."""
     ids = " ".join(str(int(p)) for p in pids)
-    return f"for p in {ids}; do kill -0 $p 2>/dev/null && echo $p; done; true"
+    looks = max(1, int(seconds / WAIT_STEP))
+    return (f"i=0; while :; do l=; for p in {ids}; do kill -0 $p 2>/dev/null && l=\"$l $p\"; done; "
+            f'if [ -z "$l" ] || [ $i -ge {looks} ]; then break; fi; sleep {WAIT_STEP}; '
+            "i=$((i+1)); done; echo $l")
 
 
 def clear_pipes(root: str, env: Mapping[str, str]) -> str:

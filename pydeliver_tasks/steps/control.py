@@ -144,25 +144,22 @@ def stop_node(hc: HostContext, builder: str) -> str:
     if not res.ok:
         raise HostFailure(f"bin/{app} stop failed (exit {res.exited})", res.tail(),
                           f"inv stop --force --host {h.name}")
-    deadline = time.monotonic() + hc.settings.stop_timeout
-    while hc.run(commands.process_alive(pid), changes=False).ok:
-        if time.monotonic() >= deadline:
-            raise HostFailure(
-                f"pid {pid} still runs {hc.settings.stop_timeout:.0f}s after stop",
-                log_tail(hc), f"raise deliver.timeouts.stop, or inv stop --force --host {h.name}",
-            )
-        time.sleep(POLL_SECONDS)
+    if _wait_gone(hc, [pid], hc.settings.stop_timeout):
+        raise HostFailure(
+            f"pid {pid} still runs {hc.settings.stop_timeout:.0f}s after stop",
+            log_tail(hc), f"raise deliver.timeouts.stop, or inv stop --force --host {h.name}",
+        )
     hooks.run(hc, "after", "stop", h.deploy_path)
     return f"stopped (pid {pid} is gone)"
 
 
 def _wait_gone(hc: HostContext, pids: list[int], seconds: float) -> list[int]:
-    deadline = time.monotonic() + seconds
-    while True:
-        left = [int(x) for x in hc.run(dcmd.alive(pids), changes=False).stdout.split() if x.isdigit()]
-        if not left or time.monotonic() >= deadline:
-            return left
-        time.sleep(POLL_SECONDS)
+    """The pids still there after waiting (on the host, one command) up to `seconds`."""
+    res = hc.run(dcmd.wait_gone(pids, seconds), changes=False, timeout=seconds + 30)
+    if not res.ok:
+        raise HostFailure(f"could not check whether pids {pids} ended (exit {res.exited})",
+                          res.tail())
+    return [int(x) for x in res.stdout.split() if x.isdigit()]
 
 
 def force_stop_node(hc: HostContext, builder: str) -> str:

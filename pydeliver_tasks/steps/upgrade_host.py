@@ -52,9 +52,7 @@ def per_host(settings: Settings, builder: str, policy: Policy, before: dict[str,
         try:
             checked = hot.install(hc, builder, to, pid, apps,
                                   manifest.new_lib_dirs, manifest.replacing())
-        except NotHotSafe as exc:
-            return not_hot(hc, exc.message, data)
-        except HostFailure as exc:
+        except HostFailure as exc:  # NotHotSafe included: judged from evidence first
             return failed(hc, exc, data)
         mark(hc, to, failed=False)
         return (f"hot-upgraded {from_} -> {to}, same pid {pid}; {checked}",
@@ -73,7 +71,10 @@ def per_host(settings: Settings, builder: str, policy: Policy, before: dict[str,
         return f"not hot-upgradable ({why}): {restart(hc)}", {**data, "mode": "restart"}
 
     def failed(hc: HostContext, exc: HostFailure, data: dict[str, Any]) -> Outcome:
-        exc = cause(hc, builder, exc)
+        seen = cause(hc, builder, exc)
+        if isinstance(exc, NotHotSafe) and seen is exc:  # not a dead node that failed a check
+            return not_hot(hc, exc.message, data)
+        exc = seen
         hc.say(f"hot upgrade failed: {exc.message}")
         if exc.detail:
             hc.say(exc.detail)

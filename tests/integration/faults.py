@@ -15,15 +15,21 @@ from pathlib import Path
 
 import pytest
 
-SHIMMED = ("mv", "cp", "tar", "rm", "mkdir", "sed", "cut", "sha256sum", "sync", "ls", "head",
-           "flock", "tr", "grep")
+from pydeliver_tasks.sandbox import descendants
 
-_SHIM = """#!/bin/sh
+SHIMMED = ("mv", "cp", "tar", "rm", "mkdir", "sed", "cut", "sha256sum", "sync", "ls", "head",
+           "flock", "tr", "grep", "awk")
+
+_SHIM = r"""#!/bin/bash
+# no fork but the exec (and the fault): the script runs ~50 of these per run, ~500 runs a test
 name=${0##*/}
 PATH=$SHIM_REALPATH
-if grep -q "$SHIM_SCRIPT" "/proc/$PPID/cmdline" 2>/dev/null; then
-  n=$(( $(cat "$SHIM_COUNT") + 1 )); echo "$n" > "$SHIM_COUNT"
-  echo "$name $*" >> "$SHIM_LOG"
+mapfile -d '' pdt_args < "/proc/$PPID/cmdline" 2>/dev/null
+if [ "${pdt_args[1]:-}" = "$SHIM_SCRIPT" ]; then
+  # one line a call, appended at once: calls in one pipeline run side by side, so the call's
+  # number is the log's length right after (no read-modify-write of a counter to race on)
+  line="$name $*"; echo "${line//$'\n'/ }" >> "$SHIM_LOG"
+  mapfile -t pdt_log < "$SHIM_LOG"; n=${#pdt_log[@]}
   if [ "$n" = "$SHIM_AT" ]; then
     echo "$name $*" > "$SHIM_HIT"
     if [ "$SHIM_MODE" = kill ]; then kill -9 "$PPID"; sleep 1; fi
@@ -61,19 +67,18 @@ class Injector:
         assert (mode == "fill") == (fill is not None), "mode fill needs the file to fill with"
         path = self.work / "pdt-script.sh"
         path.write_text(script)
-        count, hit, log = self.work / "count", self.work / "hit", self.work / "calls"
-        count.write_text("0")
+        hit, log = self.work / "hit", self.work / "calls"
         log.write_text("")
         hit.unlink(missing_ok=True)
         real = os.environ["PATH"]
         env = {**os.environ, "PATH": f"{self.bin}:{real}", "SHIM_REALPATH": real,
-               "SHIM_SCRIPT": str(path), "SHIM_COUNT": str(count), "SHIM_HIT": str(hit),
+               "SHIM_SCRIPT": str(path), "SHIM_HIT": str(hit),
                "SHIM_AT": str(at), "SHIM_MODE": mode, "SHIM_LOG": str(log),
                "SHIM_FILL": str(fill or "")}
         res = subprocess.run(["bash", str(path)], env=env, capture_output=True, text=True,
                              timeout=120, cwd=self.work)
         self.calls = log.read_text().splitlines()
-        return (res.returncode, int(count.read_text() or 0),
+        return (res.returncode, len(self.calls),
                 hit.read_text().strip() if hit.exists() else "", res.stderr)
 
     def plain(self, script: str) -> subprocess.CompletedProcess:
@@ -172,3 +177,18 @@ def tmpfs(path: Path, size: str, owner: Path) -> Iterator[Path]:
     finally:
         subprocess.run(["umount", str(path)], check=True)
         path.rmdir()
+
+
+def kill_sessions(listener: int) -> list[int]:
+    """SIGKILL the sshd processes serving sessions (descendants of the host's sshd listener,
+    which the sandbox started, that are sshd themselves — the shell running our script is left
+    alone, as when a network drops); returns the pids killed."""
+    killed = []
+    for pid in descendants({listener}):
+        try:
+            if Path(f"/proc/{pid}/comm").read_text().strip() == "sshd":
+                os.kill(pid, 9)
+                killed.append(pid)
+        except (OSError, ProcessLookupError):
+            pass
+    return killed

@@ -12,16 +12,22 @@ import re
 import shutil
 import subprocess
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from pydeliver_tasks.commands import activation as acmd
-from pydeliver_tasks.sandbox import descendants
+from pydeliver_tasks.commands import retention as rcmd
 
 from .conftest import INV, Project, http_get, project_fixture
-from .faults import Injector, PsWatch, diff, tmpfs, tree
+from .faults import PsWatch, diff, kill_sessions, tmpfs, tree
+from .install_faults import (
+    boots,
+    disk_full_at_each_call,
+    fault_at_each_call,
+    followed_by,
+    undisturbed,
+)
 
 APPS = {"hello_ex": 4090, "hello_erl": 4091}
 project = project_fixture(APPS, deployed="0.0.1")
@@ -39,47 +45,8 @@ def tarball(project: Project, vsn: str) -> tuple[Path, str]:
     return path, hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def boots(root: Path) -> str:
-    return (root / "releases" / "start_erl.data").read_text().split()[1]
-
-
-@dataclass
-class Install:
-    """An install of 0.0.2 over 0.0.1 on a root in `base`, run undisturbed once: the trees
-    before and after, the call that is the commit point, and a way back to before."""
-    inj: Injector
-    root: Path
-    snap: Path
-    script: str
-    old: dict[str, str]
-    new: dict[str, str]
-    calls: int
-    commit_at: int
-
-    def reset(self) -> None:
-        shutil.rmtree(self.root)
-        # hard links: the scripts only add, rename and remove files, never write into one
-        subprocess.run(["cp", "-al", str(self.snap), str(self.root)], check=True)
-
-
-def undisturbed(built: Project, work: Path, base: Path) -> Install:
-    inj = Injector(work)
-    root, snap = base / "root", base / "before"
-    (root / ".deliver" / "releases").mkdir(parents=True)
-    scripts = {}
-    for vsn in ("0.0.1", "0.0.2"):
-        path, sha = tarball(built, vsn)
-        shutil.copy(path, root / ".deliver" / "releases")
-        scripts[vsn] = acmd.install_release(str(root), built.app, vsn, sha, uploaded=False)
-    assert inj.run(scripts["0.0.1"])[0] == 0
-    subprocess.run(["cp", "-a", str(root), str(snap)], check=True)
-    old = tree(root)
-    rc, calls, _, err = inj.run(scripts["0.0.2"])
-    assert rc == 0 and boots(root) == "0.0.2", err
-    assert calls > 30 and len(inj.calls) == calls, calls
-    commit_at = next(i for i, call in enumerate(inj.calls, 1)
-                     if call.startswith("mv .deliver/journal.prepare .deliver/journal.commit"))
-    return Install(inj, root, snap, scripts["0.0.2"], old, tree(root), calls, commit_at)
+def tarballs(project: Project, *versions: str) -> dict[str, Path]:
+    return {v: tarball(project, v)[0] for v in versions}
 
 
 def test_a_fault_at_any_line_of_the_install_leaves_the_old_or_the_new_release(
@@ -90,63 +57,42 @@ def test_a_fault_at_any_line_of_the_install_leaves_the_old_or_the_new_release(
     before (after the script's own rollback, or `recover` after a kill), after it `recover`
     completes the new release; never a mix. The two trees to match are the root before and
     after an undisturbed install."""
-    ins = undisturbed(built, tmp_path, tmp_path)
-    old, new = ins.old, ins.new
-    outcomes = {"old": 0, "new": 0}
+    ins = undisturbed(built.app, tarballs(built, "0.0.1", "0.0.2"), tmp_path, tmp_path)
     steps = {"fail": 1, "kill": 1} if built.app == "hello_erl" else {"fail": 2, "kill": 3}
-    for mode, step in steps.items():
-        for at in range(1, ins.calls + 1, step):
-            ins.reset()
-            rc, _, hit, err = ins.inj.run(ins.script, at, mode)
-            right_away = tree(ins.root) if mode == "fail" or rc == 0 else {}
-            rec = ins.inj.plain(acmd.recover(str(ins.root)))
-            assert rec.returncode == 0, rec.stderr
-            final = tree(ins.root)
-            where = f"{mode} at call {at} ({hit}): exit {rc}; {err[-300:]}"
-            assert final in (old, new), f"{where}: mixed: {diff(final, old)} / {diff(final, new)}"
-            if rc == 0:  # a call whose failure the script tolerates (`|| true`, a fallback)
-                assert final == new and right_away == new, where
-            elif at <= ins.commit_at:
-                assert final == old, where
-                if mode == "fail":
-                    assert right_away == old, f"{where}: the script's rollback left {diff(right_away, old)}"
-            else:
-                assert final == new, where
-                assert "PDT{recovered=finished=0.0.2}" in rec.stdout, where
-            outcomes["old" if final == old else "new"] += 1
+    outcomes = fault_at_each_call(ins, steps)
     assert outcomes["old"] > 10 and outcomes["new"] > 10, outcomes
+
+
+def test_a_fault_at_any_line_of_a_rollback_or_a_bin_switch_leaves_one_version(
+        built: Project, tmp_path: Path) -> None:
+    """The other scripts that change what boots, each call failing and each 2nd killed: the
+    cold rollback's activation of 0.0.1 (after 0.0.2 was installed) and (relx) the bin/ switch
+    after a hot downgrade. Before the commit the root is as before, after it as after, never a
+    mix."""
+    ins = undisturbed(built.app, tarballs(built, "0.0.1", "0.0.2"), tmp_path, tmp_path)
+    root = str(ins.root)
+    rollback = followed_by(ins, rcmd.activate_version(root, built.app, "0.0.1"), "0.0.1")
+    assert boots(ins.root) == "0.0.1"
+    outcomes = fault_at_each_call(rollback, {"fail": 1, "kill": 2})
+    assert outcomes["old"] > 5 and outcomes["new"] > 3, outcomes
+    if built.app == "hello_ex":
+        return  # a mix release's bin/ names no version: the switch changes no file there
+    switch = followed_by(ins, acmd.activate_bin(root, "0.0.1"), "0.0.1")
+    assert switch.old != switch.new, "relx's bin/ has its version baked in"
+    outcomes = fault_at_each_call(switch, {"fail": 1, "kill": 2})
+    assert outcomes["old"] > 3 and outcomes["new"] > 1, outcomes
 
 
 def test_a_full_disk_at_any_line_of_the_install_leaves_the_old_or_the_new_release(
         built: Project, tmp_path: Path) -> None:
     """The root on a filesystem of its own, filled up for real (until ENOSPC) just before each
     external command of the install (every 2nd for the mix app): every write after that point
-    fails — tar's, and the shell's own redirects (journal, RELEASES.new, start_erl.data.new).
+    fails — tar's, awk's RELEASES, and the shell's own redirects (journal, start_erl.data.new).
     Before the commit point the script stops and rolls back to exactly the old tree on the full
     disk; from the commit point on, the finish needs no new room and completes."""
-    size = sum(tarball(built, v)[0].stat().st_size for v in ("0.0.1", "0.0.2"))
-    with tmpfs(tmp_path / "disk", f"{size * 8 // 2**20 + 32}m", tmp_path) as disk:
-        ins = undisturbed(built, tmp_path, disk)
-        filler = disk / "filler"
-        outcomes = {"old": 0, "new": 0}
-        for at in range(1, ins.calls + 1, 1 if built.app == "hello_erl" else 2):
-            ins.reset()
-            rc, _, hit, err = ins.inj.run(ins.script, at, "fill", filler)
-            right_away = tree(ins.root)
-            where = f"disk full at call {at} ({hit}): exit {rc}; {err[-300:]}"
-            assert filler.stat().st_size > 0, where
-            if at > ins.commit_at:
-                assert rc == 0 and right_away == ins.new, f"{where}: {diff(right_away, ins.new)}"
-            elif rc != 0:
-                assert "No space left on device" in err or "rolled back" in err, where
-                assert right_away == ins.old, f"{where}: left {diff(right_away, ins.old)}"
-            else:  # nothing was written after that call
-                assert right_away == ins.new, where
-            filler.unlink()
-            rec = ins.inj.plain(acmd.recover(str(ins.root)))
-            assert rec.returncode == 0 and tree(ins.root) == right_away, (where, rec.stdout)
-            outcomes["old" if right_away == ins.old else "new"] += 1
-        assert outcomes["old"] > 10 and outcomes["new"] > 5, outcomes
+    outcomes = disk_full_at_each_call(built.app, tarballs(built, "0.0.1", "0.0.2"), tmp_path,
+                                      1 if built.app == "hello_erl" else 2)
+    assert outcomes["old"] > 10 and outcomes["new"] > 5, outcomes
 
 
 def test_read_only_release_root_activates_nothing_and_says_so(built: Project) -> None:
@@ -172,21 +118,6 @@ def test_read_only_release_root_activates_nothing_and_says_so(built: Project) ->
     built.inv("deploy.release", "--version", "0.0.2", "--host", h1.spec).ok()
     assert boots(root) == "0.0.2"
     built.inv("deploy.release", "--version", "0.0.1", "--host", h1.spec).ok()
-
-
-def kill_sessions(listener: int) -> list[int]:
-    """SIGKILL the sshd processes serving sessions (descendants of the host's sshd listener,
-    which the sandbox started, that are sshd themselves — the shell running our script is left
-    alone, as when a network drops); returns the pids killed."""
-    killed = []
-    for pid in descendants({listener}):
-        try:
-            if Path(f"/proc/{pid}/comm").read_text().strip() == "sshd":
-                os.kill(pid, 9)
-                killed.append(pid)
-        except (OSError, ProcessLookupError):
-            pass
-    return killed
 
 
 def test_ssh_session_killed_during_the_install_is_reported_from_the_host(built: Project) -> None:
@@ -372,6 +303,36 @@ def test_disk_full_during_the_upload_is_read_back_and_a_rerun_resumes(built: Pro
             f"the {have} bytes an interrupted upload left differ from the release: uploading "
             "from the start") in res.out, res.out
         assert boots(root) == "0.0.2" and not part.exists()
+
+
+def test_a_big_env_value_reaches_the_node_and_a_too_big_one_is_refused(built: Project) -> None:
+    """A 100 KB env value (no command line could carry many of those) reaches the node through
+    the env file: after a restart the node's own os:getenv sees all of it and ping/stop work. A
+    200 KB one — more than Linux lets a program receive in one env entry — is refused with its
+    key path before any host is touched."""
+    h1 = built.box.hosts[0]
+    big = "x" * 100_000
+    config = built.variant("big-env", lambda d: d["stages"]["sandbox"]["env"].update(
+        BIG_VALUE=big))
+    expr = ('String.length(System.get_env("BIG_VALUE", ""))' if built.app == "hello_ex"
+            else 'length(os:getenv("BIG_VALUE", "")).')
+    try:
+        built.inv("restart", "--host", h1.spec, config=config).ok()
+        seen = built.inv("eval", "--host", h1.spec, expr, config=config).ok()
+        assert "100000" in seen.out, seen.out
+        ping = built.inv("ping", "--host", h1.spec, config=config).ok()
+        assert re.search(r"\s+ok\s+.*pid \d+", ping.out), ping.out
+        too_big = built.variant("too-big-env", lambda d: d["stages"]["sandbox"]["env"].update(
+            BIG_VALUE="x" * 200_000))
+        before = tree(built.root(h1) / ".deliver")
+        refused = built.inv("restart", "--host", h1.spec, config=too_big)
+        assert refused.rc == 2 and "BIG_VALUE" in refused.out, refused.out
+        assert "Traceback" not in refused.out
+        after = tree(built.root(h1) / ".deliver")  # refused: not even an audit line
+        assert after == before, diff(after, before)
+    finally:
+        built.inv("restart", "--host", h1.spec).ok()
+    assert built.inv("eval", "--host", h1.spec, expr).ok().out.split()[-1] == "0"
 
 
 def test_no_secret_stands_on_a_command_line_the_tool_runs(built: Project) -> None:

@@ -1,12 +1,14 @@
 """relx renders `sys.config.src` only in its start script, so release_handler alone would install
 a hot upgrade with no config at all. On a project made by `rebar3 new release` at test time
 (switched to sys.config.src as relx's generated rebar.config suggests), 2 hosts: the value from
-the stage env survives a hot upgrade, and the node equals a fresh boot (env, tree)."""
+the stage env survives a hot upgrade, and the node equals a fresh boot (env, tree); a dev-mode
+build is refused; its install survives a fault or a full disk at any line."""
 
 from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 import pytest
 
@@ -15,6 +17,7 @@ from pydeliver_tasks.sandbox.config import write_runtime_config
 
 from . import shop
 from .conftest import Project
+from .install_faults import disk_full_at_each_call, fault_at_each_call, undisturbed
 
 
 @pytest.fixture(scope="module")
@@ -67,3 +70,21 @@ def test_a_dev_mode_release_is_refused_before_it_is_packed_or_fetched(project: P
     assert "deliver.rebar3_profile: prod" in res.out
     assert stored.stat().st_mtime_ns == before  # the stored (prod) 0.1.0 is untouched
     assert "Traceback" not in res.out
+
+
+def test_a_fault_or_a_full_disk_at_any_line_of_its_install_leaves_one_version(
+        project: Project, tmp_path: Path) -> None:
+    """The crash tests of the example apps, on what `rebar3 new release` made: the install of
+    0.1.1 over 0.1.0 with a failing or killed command at every 3rd/4th call, and with the disk
+    filled up before every 3rd: each run leaves the root equal to before or after an
+    undisturbed install, never a mix."""
+    project.inv("build.release", "--tag", "0.1.1").ok()
+    store = project.dir / ".deliver" / "releases"
+    tarballs = {v: store / f"{shop.ERL_APP}_{v}.release.tar.gz" for v in ("0.1.0", "0.1.1")}
+    (tmp_path / "faults").mkdir()
+    ins = undisturbed(shop.ERL_APP, tarballs, tmp_path / "faults", tmp_path / "faults")
+    outcomes = fault_at_each_call(ins, {"fail": 3, "kill": 4})
+    assert outcomes["old"] > 3 and outcomes["new"] > 3, outcomes
+    (tmp_path / "full").mkdir()
+    full = disk_full_at_each_call(shop.ERL_APP, tarballs, tmp_path / "full", 3)
+    assert full["old"] > 3 and full["new"] > 1, full

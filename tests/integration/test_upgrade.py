@@ -5,19 +5,24 @@ version serves again; each --on-failure), and a damaged stored upgrade refused."
 
 from __future__ import annotations
 
-import contextlib
-import http.server
-import os
+import pwd
 import re
-import signal
-import threading
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from . import shop
-from .conftest import Project, accepted_logins, assert_refused, beam_alive, http_get, project_fixture
+from .conftest import Project, assert_refused, beam_alive, project_fixture
+from .faults import PsWatch
+from .upgrading import (
+    BROKEN_APPUP,
+    KILLING_APPUP,
+    boots_next,
+    killing_health,
+    logins,
+    page_module,
+    pages,
+    pids,
+)
 
 APPS = {"hello_ex": 4050, "hello_erl": 4051}
 
@@ -29,40 +34,6 @@ project = project_fixture(APPS, deployed="0.0.1", versions=("0.0.1", "0.0.2", "0
 def running(project: Project) -> None:
     """Every test starts from running nodes (a no-op when they already run)."""
     project.inv("start").ok()
-
-BROKEN_APPUP = """{{"0.0.2", [{{"0.0.1", [{{load_module, {page}}},
-                            {{apply, {{erlang, error, [deliberately_broken]}}}}]}}],
-          [{{"0.0.1", [{{load_module, {page}}}]}}]}}.
-"""
-
-
-def page_module(app: str) -> str:
-    return "'Elixir.HelloEx.Page'" if app == "hello_ex" else "hello_erl_page"
-
-
-def pids(project: Project) -> dict[str, int]:
-    out = project.inv("ping").ok().out
-    return {m[0]: int(m[1]) for m in re.findall(r"^\s+(\S+)\s+ok\s+.*pid (\d+)", out, re.M)}
-
-
-def pages(project: Project) -> dict[str, str]:
-    found = {}
-    for h in project.box.hosts:
-        status, body = http_get(project.url(h))
-        assert status == 200
-        found[h.name] = re.search(r"<h1>(.*)</h1>", body)[1]
-    return found
-
-
-def boots_next(project: Project) -> set[str]:
-    return {(project.root(h) / "releases" / "start_erl.data").read_text().split()[1]
-            for h in project.box.hosts}
-
-
-def logins(project: Project) -> dict[str, int]:
-    names = [h.name for h in project.box.hosts] + ["build"]
-    return {n: accepted_logins(project.box, n) for n in names}
-
 
 BAD_INPUTS = [
     (["upgrade", "--from", "0.0.2", "--to", "0.0.1"], "0.0.1 is not newer than 0.0.2"),
@@ -106,8 +77,12 @@ def test_hot_upgrade_keeps_pid_changes_page_and_migrates_state(project: Project)
     app = project.app
     before = pids(project)
     visits = {h: int(re.search(r"visits: (\d+)", t)[1]) for h, t in pages(project).items()}
-    res = project.inv("upgrade", "--from", "0.0.1", "--to", "0.0.2", "--json", "up.json").ok()
+    uids = {pwd.getpwnam(h.user).pw_uid for h in project.box.hosts}
+    with PsWatch(uids) as watch:  # every shell command the tool runs on the hosts, sampled
+        res = project.inv("upgrade", "--from", "0.0.1", "--to", "0.0.2", "--json", "up.json").ok()
     assert res.out.count("hot-upgraded 0.0.1 -> 0.0.2, same pid") == 2, res.out
+    assert any(". ./.deliver/env" in cmd for cmd in watch.shells), sorted(watch.shells)[:5]
+    assert [cmd for cmd in watch.shells if project.cookie() in cmd] == []
     assert "modules' md5 match" in res.out and "0.0.2 permanent" in res.out
     assert "appup for" in res.out and "(generated)" in res.out  # generated, shown
     assert pids(project) == before and all(beam_alive(p) for p in before.values())
@@ -187,36 +162,6 @@ def test_failed_verification_downgrades_hot_and_keeps_the_pid(project: Project) 
     assert pids(project) == before and boots_next(project) == {"0.0.1"}
 
 
-@contextlib.contextmanager
-def killing_health(project: Project, victims: list[int]) -> Iterator[tuple[Path, list[int]]]:
-    """A runtime config whose health URL is a test server that ends the `victims` pids (kill -9)
-    the first time it is asked, i.e. mid-verification; yields it and the pids killed."""
-    killed: list[int] = []
-
-    class Health(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - http.server's name
-            for pid in victims:
-                if pid not in killed:
-                    killed.append(pid)
-                    os.kill(pid, signal.SIGKILL)
-            self.send_response(200)
-            self.end_headers()
-            self.wfile.write(b"ok")
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = http.server.HTTPServer(("127.0.0.1", 0), Health)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    url = f"http://127.0.0.1:{server.server_address[1]}/"
-    try:
-        yield project.variant("killing-health", lambda d: d["stages"]["sandbox"].update(
-            health={"url": url})), killed
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
 def test_node_killed_during_verification_is_reported_down_from_evidence(project: Project) -> None:
     """The health check's URL ends both nodes (kill -9 of the pids `inv ping` showed) when
     asked, i.e. mid-verification: the checks after it fail because the node is gone, and the
@@ -253,6 +198,50 @@ def test_node_killed_during_verification_is_reported_down_from_evidence(project:
     assert boots_next(project) == {"0.0.2"}
     project.inv("rollback", "--to", "0.0.1").ok()  # the next test upgrades from it, hot
     assert all(t.startswith(f"Hello from {project.app} 0.0.1") for t in pages(project).values())
+
+
+def test_node_killed_while_staging_or_installing_is_reported_from_evidence(
+        project: Project) -> None:
+    """Two more phases, two more policies: (1) a before_upload hook kills the node while the
+    upgrade is staged (--on-failure downgrade: nothing runs to go back to hot, so it is left DOWN,
+    said with what boots next); (2) an appup instruction kills it inside release_handler's
+    install (--on-failure restart: a verified restart into 0.0.2). Each report is checked
+    against the pids, the pages and start_erl.data read here."""
+    app = project.app
+    before = pids(project)
+    for h in project.box.hosts:  # the upload (and its hooks) runs only when the host lacks it
+        (project.root(h) / ".deliver" / "releases" / f"{app}_0.0.2.upgrade.tar.gz").unlink()
+    config = project.variant("killing-hook", lambda d: d.update(hooks={
+        "before_upload": 'kill -9 $(pgrep -f -- "-root $(pwd -P) ") 2>/dev/null; true'}))
+    res = project.inv("upgrade", "--from", "0.0.1", "--to", "0.0.2", "--on-failure", "downgrade",
+                      config=config)
+    assert res.rc == 1, res.out
+    assert not any(beam_alive(pid) for pid in before.values()), res.out
+    failed = [line for line in res.out.splitlines() if "] upgrade FAILED: " in line]
+    assert len(failed) == 2, res.out
+    for line in failed:
+        assert "the node died" in line and "left as it is (--on-failure downgrade): the node is " \
+            "DOWN (no BEAM of this release runs); 0.0.1 boots next; inv start --host" in line, line
+    assert boots_next(project) == {"0.0.1"}
+    project.inv("start").ok()
+    assert all(t.startswith(f"Hello from {app} 0.0.1") for t in pages(project).values())
+
+    before = pids(project)
+    appups = project.dir / "rel" / "appups" / "0.0.1-0.0.2"
+    appups.mkdir(parents=True, exist_ok=True)
+    (appups / f"{app}.appup").write_text(KILLING_APPUP.format(page=page_module(app)))
+    try:
+        res = project.inv("upgrade", "--from", "0.0.1", "--to", "0.0.2", "--rebuild",
+                          "--on-failure", "restart").ok()
+    finally:
+        (appups / f"{app}.appup").unlink()
+    assert not any(beam_alive(pid) for pid in before.values()), res.out
+    assert res.out.count("hot upgrade failed (the node died") == 2, res.out
+    assert res.out.count("restarted into 0.0.2") == 2, res.out
+    assert all(t.startswith(f"Howdy from {app} 0.0.2") for t in pages(project).values())
+    assert boots_next(project) == {"0.0.2"}
+    project.inv("rollback", "--to", "0.0.1").ok()  # the next test upgrades from it, hot
+    assert all(t.startswith(f"Hello from {app} 0.0.1") for t in pages(project).values())
 
 
 def test_broken_appup_leaves_the_old_version_serving(project: Project) -> None:

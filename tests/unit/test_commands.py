@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import shlex
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -174,3 +175,67 @@ def test_prefix_sha256_and_room_and_access_read_a_nasty_path(tmp_path: Path) -> 
     free, access = subprocess.run(["sh", "-c", commands.room_and_access(str(d))],
                                   capture_output=True, text=True, check=True).stdout.split()
     assert free.isdigit() and access == "writable"
+
+
+MIX_REL = """%% coding: utf-8
+{release,{"hello_ex","0.0.2"},
+         {erts,"13.1.5"},
+         [{kernel,"8.5.3",permanent},
+          {stdlib,"4.2",permanent},
+          {sasl,"4.2",permanent},
+          {hello_ex,"0.0.2",permanent},
+          {iex,"1.14.0",none}]}.
+"""
+RELX_REL = """{release,{"shop","1.0.0+3-abc"},{erts,"13.1.5"},[{kernel,"8.5.3"},{stdlib,"4.2"},
+ {sasl,"4.2"},{my_lib,"2.0",load,[dep_a,dep_b]},{my_app,"1.0.0",[my_lib]}]}.
+"""
+
+
+def _releases_by(script_lines: list[str], root: Path) -> subprocess.CompletedProcess:
+    script = "set -eu\ncd " + shlex.quote(str(root)) + "\n" + "\n".join(script_lines)
+    return subprocess.run(["bash", "-c", script], capture_output=True, text=True)
+
+
+@pytest.mark.parametrize("rel", [MIX_REL, RELX_REL], ids=["mix", "relx"])
+def test_releases_is_written_as_release_handler_writes_it(tmp_path: Path, rel: str) -> None:
+    """No VM boots for RELEASES: the file our script writes from a .rel as mix and relx write it
+    holds the same terms as release_handler:create_RELEASES's, on a root with a space in its path."""
+    root = tmp_path / "my root"
+    (root / "releases" / "1").mkdir(parents=True)
+    (root / "lib" / "sasl-4.2" / "ebin").mkdir(parents=True)
+    (root / "releases" / "1" / "x.rel").write_text(rel)
+    res = _releases_by(commands.releases_file("x", "1"), root)
+    assert res.returncode == 0, res.stderr
+    theirs = tmp_path / "theirs"
+    theirs.mkdir()
+    expr = (f'R = "{root}", ok = release_handler:create_RELEASES(R, "{theirs}", '
+            f'R ++ "/releases/1/x.rel", []), {{ok, A}} = file:consult("{theirs}/RELEASES"), '
+            f'{{ok, B}} = file:consult(R ++ "/releases/RELEASES.new"), '
+            'io:format("~p~n", [A =:= B]), halt().')
+    same = subprocess.run(["erl", "-noshell", "-eval", expr], capture_output=True, text=True,
+                          timeout=60)
+    assert same.stdout.strip() == "true", (same.stdout, same.stderr,
+                                           (root / "releases" / "RELEASES.new").read_text())
+
+
+def test_releases_refuses_what_it_cannot_write_truly(tmp_path: Path) -> None:
+    """A .rel in another form (a quoted app name) or a root whose path has a quote: exit 6 with
+    the reason, never a guessed file; no sasl: only a warning."""
+    root = tmp_path / "r"
+    (root / "releases" / "1").mkdir(parents=True)
+    (root / "lib" / "sasl-4.2" / "ebin").mkdir(parents=True)
+    (root / "releases" / "1" / "x.rel").write_text(
+        "{release,{\"x\",\"1\"},{erts,\"13.1.5\"},[{'My-App',\"1\"}]}.\n")
+    res = _releases_by(commands.releases_file("x", "1"), root)
+    assert res.returncode == commands.RELEASES_RC, res.stderr
+    assert "releases/1/x.rel is not a .rel as mix and relx write it" in res.stderr
+    quoted = tmp_path / 'q"x'
+    shutil.copytree(root, quoted)
+    (quoted / "releases" / "1" / "x.rel").write_text(MIX_REL)
+    res = _releases_by(commands.releases_file("x", "1"), quoted)
+    assert res.returncode == commands.RELEASES_RC and "quote or backslash" in res.stderr
+    (root / "releases" / "RELEASES.new").unlink()  # the script's EXIT trap removes it
+    shutil.rmtree(root / "lib" / "sasl-4.2")
+    res = _releases_by(commands.releases_file("x", "1"), root)
+    assert res.returncode == 0 and "warning: no sasl" in res.stderr
+    assert not (root / "releases" / "RELEASES.new").exists()

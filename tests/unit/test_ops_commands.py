@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from pydeliver_tasks.commands import diagnose as dcmd
 from pydeliver_tasks.commands import env_file_text, ops
 from pydeliver_tasks.config import SshSettings
 from pydeliver_tasks.model import Host
@@ -218,3 +219,22 @@ def test_extra_logs_expand_globs_and_stay_valid_shell() -> None:
     cmd = ops.extra_logs("/srv/my app", ("log/*.log", "/var/log/app.log"), 5)
     assert "for f in log/*.log /var/log/app.log; do" in cmd and "cd '/srv/my app'" in cmd
     assert subprocess.run(["bash", "-n", "-c", cmd]).returncode == 0
+
+
+def test_wait_gone_answers_once_the_pids_end_and_names_those_left() -> None:
+    """Run by sh for real: a pid that ends after 0.3 s is waited for and the answer comes well
+    before the limit; a pid that stays is printed once the limit passes; a gone pid at once."""
+    ending = int(subprocess.run(["sh", "-c", "sleep 0.3 >/dev/null 2>&1 & echo $!"],
+                                capture_output=True, text=True, check=True).stdout)
+    staying = subprocess.Popen(["sleep", "30"])
+    try:
+        began = time.monotonic()
+        out = subprocess.run(["sh", "-c", dcmd.wait_gone([ending], 20)], capture_output=True,
+                             text=True, check=True).stdout
+        assert out.strip() == "" and time.monotonic() - began < 10
+        out = subprocess.run(["sh", "-c", dcmd.wait_gone([ending, staying.pid], 0.2)],
+                             capture_output=True, text=True, check=True).stdout
+        assert out.split() == [str(staying.pid)]
+    finally:
+        staying.kill()
+        staying.wait()
