@@ -51,16 +51,16 @@ def tarballs(project: Project, *versions: str) -> dict[str, Path]:
 
 def test_a_fault_at_any_line_of_the_install_leaves_the_old_or_the_new_release(
         built: Project, tmp_path: Path) -> None:
-    """Each external command the install script runs fails once, then is killed (SIGKILL of the
-    script) once (for the mix app — the same script, a bigger release — every 2nd call fails and
-    every 3rd is killed, for the suite's time): before the commit point the root is exactly as
+    """Each external command the install script runs fails once, and every 2nd kills the script
+    (SIGKILL) (for the mix app — the same script, a bigger release — every 4th call fails and
+    every 6th is killed, for the suite's time): before the commit point the root is exactly as
     before (after the script's own rollback, or `recover` after a kill), after it `recover`
     completes the new release; never a mix. The two trees to match are the root before and
     after an undisturbed install."""
     ins = undisturbed(built.app, tarballs(built, "0.0.1", "0.0.2"), tmp_path, tmp_path)
-    steps = {"fail": 1, "kill": 1} if built.app == "hello_erl" else {"fail": 2, "kill": 3}
+    steps = {"fail": 1, "kill": 2} if built.app == "hello_erl" else {"fail": 4, "kill": 6}
     outcomes = fault_at_each_call(ins, steps)
-    assert outcomes["old"] > 10 and outcomes["new"] > 10, outcomes
+    assert outcomes["old"] >= 8 and outcomes["new"] >= 8, outcomes
 
 
 def test_a_fault_at_any_line_of_a_rollback_or_a_bin_switch_leaves_one_version(
