@@ -137,3 +137,42 @@ def disk_full_at_each_call(app: str, tarballs: dict[str, Path], work: Path,
             assert rec.returncode == 0 and tree(ins.root) == right_away, (where, rec.stdout)
             outcomes["old" if right_away == ins.old else "new"] += 1
     return outcomes
+
+
+def staging_at_each_call(app: str, release: Path, upgrade: Path, versions: tuple[str, str],
+                         work: Path, steps: dict[str, int]) -> int:
+    """`stage_upgrade` puts a hot upgrade's files beside the running release and changes nothing
+    that boots, so it keeps no journal. With a fault at every `step`-th call, then `recover`:
+    every path of the root before (outside .deliver) is unchanged, no staging dir is left, and
+    the same script run again completes to the undisturbed result. -> runs made."""
+    old, new = versions
+    inj = Injector(work)
+    root, snap = work / "root", work / "before"
+    (root / ".deliver" / "releases").mkdir(parents=True)
+    for path in (release, upgrade):
+        shutil.copy(path, root / ".deliver" / "releases")
+    sha = {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in (release, upgrade)}
+    assert inj.run(acmd.install_release(str(root), app, old, sha[release], uploaded=False))[0] == 0
+    subprocess.run(["cp", "-a", str(root), str(snap)], check=True)
+    kept = {k: v for k, v in tree(root).items() if not k.startswith(".deliver")}
+    script = acmd.stage_upgrade(str(root), app, old, new, sha[upgrade], False, [f"{app}-{new}"])
+    rc, calls, _, err = inj.run(script)
+    assert rc == 0 and calls > 10, err
+    staged = tree(root)
+    runs = 0
+    for mode, step in steps.items():
+        for at in range(1, calls + 1, step):
+            shutil.rmtree(root)
+            subprocess.run(["cp", "-al", str(snap), str(root)], check=True)
+            rc, _, hit, err = inj.run(script, at, mode)
+            where = f"{mode} at call {at} ({hit}): exit {rc}; {err[-300:]}"
+            assert inj.plain(acmd.recover(str(root))).returncode == 0, where
+            now = tree(root)
+            changed = [k for k, v in kept.items() if now.get(k) != v]
+            assert changed == [], f"{where}: changed what the running release uses: {changed[:8]}"
+            assert not any(k.startswith(".deliver/staging/") for k in now), where
+            again = inj.run(script)
+            assert again[0] == 0 and tree(root) == staged, \
+                f"{where}: the re-run left {diff(tree(root), staged)}"
+            runs += 1
+    return runs

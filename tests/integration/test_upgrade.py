@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import pwd
 import re
+from pathlib import Path
 
 import pytest
 
 from . import shop
 from .conftest import Project, assert_refused, beam_alive, project_fixture
 from .faults import PsWatch
+from .install_faults import staging_at_each_call
 from .upgrading import (
     BROKEN_APPUP,
     KILLING_APPUP,
@@ -307,6 +309,18 @@ def test_dependency_version_change_is_refused_or_restarted(project: Project) -> 
     assert res.out.count("restarted into 0.0.4") == 2, res.out
     for text in pages(project).values():
         assert text.startswith(f"Hiya from {app} 0.0.4") and text.endswith("greeter 1.0.1")
+
+
+def test_a_fault_at_any_line_of_staging_leaves_the_running_release_alone(
+        project: Project, tmp_path: Path) -> None:
+    """The staging script of a hot upgrade (0.0.2's upgrade tarball beside 0.0.1) with each 2nd
+    call failing and each 3rd killed: what 0.0.1 uses is unchanged, no staging is left, and a
+    re-run stages it all."""
+    store = project.dir / ".deliver" / "releases"
+    runs = staging_at_each_call(project.app, store / f"{project.app}_0.0.1.release.tar.gz",
+                                store / f"{project.app}_0.0.2.upgrade.tar.gz", ("0.0.1", "0.0.2"),
+                                tmp_path, {"fail": 2, "kill": 3})
+    assert runs > 10, runs
 
 
 def test_damaged_stored_upgrade_is_refused(project: Project) -> None:
