@@ -81,8 +81,6 @@ class HostFailure(Exception):
         self.data = data or {}
 
 
-
-
 @dataclass
 class CommandResult:
     """What a remote (or local) command returned."""
