@@ -6,11 +6,13 @@ they are then relative to the SSH user's home, where every remote command starts
 
 from __future__ import annotations
 
+import hashlib
 import shlex
 from collections.abc import Mapping
 
 from .. import otp
 from ..model import release_file_name
+from ..otp import control as otp_control
 
 q = shlex.quote
 
@@ -53,7 +55,7 @@ def env_prefix(env: Mapping[str, str]) -> str:
     return f". ./{ENV_FILE} && " if env else ""
 
 
-def _node_env(builder: str, env: Mapping[str, str], **extra: str) -> str:
+def _node_env(builder: str, env: Mapping[str, str], source: bool = True, **extra: str) -> str:
     """The env for a bin/<app> call: the env file, `extra` values (never secrets), and for relx
     per-root pipe and log dirs unless set.
 
@@ -66,20 +68,43 @@ def _node_env(builder: str, env: Mapping[str, str], **extra: str) -> str:
             parts.append('PIPE_DIR="$PWD/tmp/pipe/"')
         if "RUNNER_LOG_DIR" not in env:
             parts.append('RUNNER_LOG_DIR="$PWD/log"')
-    return env_prefix(env) + (("env " + " ".join(parts) + " ") if parts else "")
+    return (env_prefix(env) if source else "") + (("env " + " ".join(parts) + " ") if parts else "")
 
 
 def node(root: str, app: str, builder: str, env: Mapping[str, str], *args: str) -> str:
     """`bin/<app> ARGS` run in the release root with the stage's env."""
-    argv = " ".join(q(a) for a in args)
-    return f"cd {q(root)} && {_node_env(builder, env)}bin/{q(app)} {argv}"
+    return f"cd {q(root)} && {_bin(app, builder, env, *args)}"
+
+
+def _bin(app: str, builder: str, env: Mapping[str, str], *args: str, source: bool = True) -> str:
+    return f"{_node_env(builder, env, source)}bin/{q(app)} {' '.join(q(a) for a in args)}"
+
+
+def control_key(app: str, builder: str, env: Mapping[str, str]) -> str:
+    """Names the control file a stage env may use (otp.control): another env, another file."""
+    text = "\0".join((app, builder, env_file_text(env)))
+    return hashlib.sha256(text.encode()).hexdigest()[:24]
 
 
 def node_eval(root: str, app: str, builder: str, env: Mapping[str, str], erlang_expr: str) -> str:
-    """Evaluate an Erlang expression on the *running* node (mix: rpc, relx: eval)."""
+    """Evaluate an Erlang expression on the *running* node: through erl_call when this stage env
+    has reached the node before and the node answers it (no VM booted), else through the
+    release's own client (mix: rpc, relx: eval), which also prepares erl_call (otp.control).
+    A question erl_call was given is never asked again the slow way: only when erl_call cannot
+    reach the node is the release's client used. The env file is sourced first: erl_call needs
+    what it sets too (ERL_EPMD_PORT...)."""
+    key = control_key(app, builder, env)
+    slow_expr = otp.combined(otp_control.setup_expr(key), erlang_expr)
     if builder == "mix":
-        return node(root, app, builder, env, "rpc", otp.elixir_wrapper(erlang_expr))
-    return node(root, app, builder, env, "eval", erlang_expr)
+        slow = _bin(app, builder, env, "rpc", otp.elixir_wrapper(slow_expr), source=False)
+    else:
+        slow = _bin(app, builder, env, "eval", slow_expr, source=False)
+    ctl = otp_control.CONTROL_DIR
+    call = f'HOME="$PWD/{ctl}" "$pdt_c" "-$pdt_k" "$pdt_n" -R'
+    fast = f"printf %s {q(otp_control.fast_expr(erlang_expr))} | {call} -e"
+    return (f"cd {q(root)} && {env_prefix(env)}if read -r pdt_n pdt_k pdt_c 2>/dev/null < {ctl}/{key} && "
+            f"{call} -timeout 5 -a 'erlang node' >/dev/null 2>&1; then {fast}; "
+            f"else {slow}; fi")
 
 
 def fresh_eval(root: str, app: str, env: Mapping[str, str], vsn: str, erlang_expr: str) -> str:

@@ -10,6 +10,8 @@ from __future__ import annotations
 import base64
 import re
 
+from .control import decoded
+
 _MARKER_RE = re.compile(r"PDT\{([^}]*)\}")
 
 # Facts that prove a node is up and serving our release: its OS pid, whether our OTP application
@@ -58,7 +60,7 @@ def elixir_wrapper(erlang_expr: str) -> str:
 
 def parse_marker(output: str) -> dict[str, str] | None:
     """The key=value pairs of the last PDT{...} marker in output, or None when absent."""
-    found = _MARKER_RE.findall(output or "")
+    found = _MARKER_RE.findall(decoded(output))
     if not found:
         return None
     pairs = (item.partition("=") for item in found[-1].split(";") if item)
@@ -67,7 +69,7 @@ def parse_marker(output: str) -> dict[str, str] | None:
 
 def parse_markers(output: str) -> dict[str, str] | None:
     """Every PDT{...} marker in output merged (later keys win): the answer of `combined`."""
-    found = _MARKER_RE.findall(output or "")
+    found = _MARKER_RE.findall(decoded(output))
     if not found:
         return None
     pairs = (item.partition("=") for marker in found for item in marker.split(";") if item)

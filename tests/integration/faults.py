@@ -119,11 +119,13 @@ def diff(a: dict[str, str], b: dict[str, str]) -> list[str]:
 class PsWatch:
     """Samples every process's command line (as `ps` shows it to anyone on the host) while a
     block runs: what the tool's own shells (`<shell> -c COMMAND` started by sshd) showed, so a test can assert no secret stood there — and that the tool's commands were seen
-    at all. The release's own programs (erl, beam) are not the tool's commands."""
+    at all. The release's own programs (erl, beam) are not the tool's commands; the Erlang VMs
+    seen are kept apart (`vms`), to count the helper VMs a step boots."""
 
     def __init__(self, uids: set[int], period: float = 0.01) -> None:
         self.uids, self.period = uids, period
         self.shells: set[str] = set()
+        self.vms: dict[int, str] = {}  # every Erlang VM seen: pid -> command line
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -157,6 +159,8 @@ class PsWatch:
                     continue
                 if len(argv) > 2 and argv[1] == b"-c" and self._from_sshd(entry):
                     self.shells.add(b" ".join(argv).decode(errors="replace"))
+                elif argv[0].endswith(b"beam.smp"):
+                    self.vms.setdefault(int(entry.name), b" ".join(argv).decode(errors="replace"))
             self._stop.wait(self.period)
 
 

@@ -15,6 +15,7 @@ from pydeliver_tasks.commands import activation as acmd
 from pydeliver_tasks.commands import build as builders
 from pydeliver_tasks.config import SshSettings
 from pydeliver_tasks.fleet.ssh import git_ssh_command
+from pydeliver_tasks.otp import control as otp_control
 from pydeliver_tasks.steps import activation
 from pydeliver_tasks.steps.probe import parse_probe
 
@@ -48,10 +49,16 @@ def test_relx_gets_per_root_pipe_and_log_dirs_unless_set() -> None:
 
 
 def test_eval_uses_rpc_for_mix_and_eval_for_relx() -> None:
+    """...when erl_call cannot reach the node with what an earlier answer left (otp.control);
+    the slow path carries the setup with the question."""
     expr = otp.node_facts_expr("hello")
-    assert " bin/hello rpc " in commands.node_eval("r", "hello", "mix", {}, expr)
+    mix = commands.node_eval("r", "hello", "mix", {}, expr)
+    assert "; else bin/hello rpc " in mix and "erl_call" not in mix
     relx = commands.node_eval("r", "hello", "rebar3", {}, expr)
-    assert " bin/hello eval " in relx and shlex.split(relx)[-1] == expr
+    slow = relx.split("; else ", 1)[1]
+    assert " bin/hello eval " in slow and shlex.split(slow.removesuffix("; fi"))[-1] == otp.combined(
+        otp_control.setup_expr(commands.control_key("hello", "rebar3", {})), expr)
+    assert subprocess.run(["sh", "-n", "-c", relx]).returncode == 0
 
 
 def test_elixir_wrapper_carries_the_expression_base64() -> None:
