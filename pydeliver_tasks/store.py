@@ -42,6 +42,22 @@ def get(store: Path, app: str, version: str, kind: str = "release") -> Release |
     return _read(path, app) if path.exists() else None
 
 
+def record_source(release_path: Path, commit: str, key: str) -> None:
+    """Beside a stored tarball: the commit and build key (build settings) it was built from."""
+    release_path.with_name(release_path.name + ".source").write_text(
+        f"commit={commit}\nkey={key}\n")
+
+
+def built_from(store: Path, app: str, key: str) -> Release | None:
+    """A stored release built from the same commit and build settings (see record_source)."""
+    for path in sorted(store.glob(f"{app}_*.release.tar.gz.source")):
+        if f"key={key}" in path.read_text().split():
+            release = _read(path.with_name(path.name.removesuffix(".source")), app)
+            if release is not None and release.path.exists():
+                return release
+    return None
+
+
 def listing(store: Path, app: str) -> list[Release]:
     """Stored releases of app, oldest version first (PEP 440 order where it applies)."""
     found = [r for p in store.glob(f"{app}_*.release.tar.gz")

@@ -89,6 +89,11 @@ def after_run(flow: str) -> Callable[[FlowHook], FlowHook]:
     return lambda fn: register_run("after", flow, fn)
 
 
+def registered(when: str, step: str) -> list[str]:
+    """The names of the Python hooks registered for when_step."""
+    return [getattr(fn, "__name__", str(fn)) for fn in _host_hooks.get(f"{when}_{step}", [])]
+
+
 def clear() -> None:
     _host_hooks.clear()
     _flow_hooks.clear()

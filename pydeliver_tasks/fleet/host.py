@@ -12,17 +12,20 @@ import shutil
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import paramiko
-from fabric import Connection
 from invoke import Context
 
-from .. import commands
+from .. import commands, lazy
 from ..config import Settings, SshSettings
 from ..model import Host, redacted
-from . import ssh
 from .output import PrefixedWriter, say
+
+if TYPE_CHECKING:
+    from fabric import Connection
+
+paramiko = lazy.module("paramiko")
+ssh = lazy.module("pydeliver_tasks.fleet.ssh")
 
 # paramiko logs a dropped connection ("Socket exception: ...") through logging's last-resort
 # handler straight to stderr; we say it once, in the host's result line, instead.

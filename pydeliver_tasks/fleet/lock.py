@@ -22,6 +22,7 @@ from typing import Any
 
 from invoke.exceptions import Exit
 
+from .. import lazy
 from ..commands import lock as cmds
 from ..config import Settings
 from ..model import Host, Stage
@@ -259,6 +260,7 @@ def _heartbeat(settings: Settings, hosts: list[Host], token: str) -> threading.E
                 except Exception:  # noqa: BLE001 - a missed beat is what the reader judges
                     pass
 
+    lazy.load_all()  # before the thread: see lazy.load_all
     threading.Thread(target=beat, name="lock-heartbeat", daemon=True).start()
     return stop
 

@@ -8,7 +8,6 @@ host never hides the others.
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 import traceback
@@ -16,8 +15,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-import paramiko
-
+from .. import lazy
 from ..config import Settings
 from ..model import Host
 from .host import HostContext, HostFailure
@@ -25,7 +23,7 @@ from .output import say
 from .results import HostResult, RunResult, StepFailed
 
 # errors of a broken SSH connection (SFTP or channel), said in one line, never as a traceback
-TRANSPORT_ERRORS = (EOFError, ConnectionError, paramiko.SSHException, socket.timeout)
+paramiko = lazy.module("paramiko")
 
 HostStep = Callable[[HostContext], "str | tuple[str, dict[str, Any]] | None"]
 
@@ -72,7 +70,8 @@ def for_each_host(
             text = exc.message + (f" — next: {exc.hint}" if exc.hint else "")
             result = HostResult(host.name, False, hc.redact(text), time.monotonic() - start,
                                 hc.redact(exc.detail), exc.data)
-        except TRANSPORT_ERRORS as exc:  # the connection broke inside a library call
+        except (TimeoutError, EOFError, ConnectionError, paramiko.SSHException) as exc:
+            # the connection broke inside a library call
             text = (f"the connection to {host.address} was lost ({type(exc).__name__}: {exc}); "
                     f"what the host did since is unknown — next: inv doctor --host {host.name}")
             result = HostResult(host.name, False, hc.redact(text), time.monotonic() - start)
@@ -85,6 +84,7 @@ def for_each_host(
             hc.say(result.detail)
         return result
 
+    lazy.load_all()  # before the threads: see lazy.load_all
     with ThreadPoolExecutor(max_workers=max(1, min(settings.parallel, len(hosts) or 1))) as pool:
         result = RunResult(step, stage, list(pool.map(one, hosts)), dry_run)
     if not quiet:  # quiet: no summary table (a helper step such as taking the deploy lock)

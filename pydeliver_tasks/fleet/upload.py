@@ -6,10 +6,10 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-import paramiko
-
-from .. import commands
+from .. import commands, lazy
 from .host import HostContext
+
+paramiko = lazy.module("paramiko")
 
 _CHUNK = 1 << 18
 

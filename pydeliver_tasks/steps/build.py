@@ -8,14 +8,16 @@ import re
 from pathlib import Path
 from typing import Any
 
-import git
-
+from .. import lazy, store
 from .. import validation as v
 from ..commands import build as builders
 from ..config import Settings
-from ..fleet import HostContext, HostFailure, RunResult, for_each_host, hooks, ssh
+from ..fleet import HostContext, HostFailure, RunResult, for_each_host, hooks
 from ..model import Host, Release, release_file_name
 from .frame import Ctx, builder_of, settings_of
+
+git = lazy.module("git")
+ssh = lazy.module("pydeliver_tasks.fleet.ssh")
 
 
 def resolve_ref(
@@ -183,6 +185,7 @@ def fetch_artifact(hc: HostContext, version: str, digest: str, kind: str = "rele
         part.unlink()
         raise HostFailure(f"downloaded tarball sha256 {got[:12]} != built {digest[:12]}",
                           hint="run the build again; the transfer was corrupted")
+    dest.with_name(dest.name + ".source").unlink(missing_ok=True)  # said again by the caller
     part.replace(dest)
     dest.with_name(dest.name + ".sha256").write_text(f"{digest}  {dest.name}\n")
     hooks.run(hc, "after", "fetch", hc.host.deploy_path)
@@ -197,30 +200,62 @@ def sha256_of(path: Path) -> str:
     return h.hexdigest()
 
 
+def build_key(settings: Settings, sha: str) -> str:
+    """What a build's output depends on that we can name: the commit and the build settings
+    (builder, profile, project dir in the repository, build host and dir, build hooks)."""
+    parts = [sha, settings.app, builder_of(settings), settings.mix_env, settings.rebar3_profile,
+             project_subdir(settings), repr(settings.build),
+             repr({k: w for k, w in sorted(settings.hooks.items()) if k.endswith("_build")})]
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:32]
+
+
+def stored_build(settings: Settings, sha: str, expected: str | None) -> Release | None:
+    """The stored release this build would make again: same commit and build settings, the
+    expected version, its sha256 intact. None when Python build hooks are registered: what they
+    do is not known here."""
+    if hooks.registered("before", "build") or hooks.registered("after", "build"):
+        return None
+    found = store.built_from(settings.store, settings.app, build_key(settings, sha))
+    if found is None or (expected and found.version != expected):
+        return None
+    return found if sha256_of(found.path) == found.sha256 else None
+
+
 def build_release(
     c: Ctx, tag: str | None = None, branch: str | None = None, revision: str | None = None,
     version: str | None = None, dry_run: bool = False, json_path: str | None = None,
+    rebuild: bool = False,
 ) -> RunResult:
-    """Build a release from a git ref on the build host and store it locally (steps' API)."""
+    """Build a release from a git ref on the build host and store it locally (steps' API).
+
+    A release the store holds from the same commit and build settings is not built again
+    (`rebuild=True` builds it anyway)."""
     settings = settings_of(c)
     builder_of(settings)
     expected = expected_version(tag, version)
     ref, sha = resolve_ref(settings.project_dir, tag, branch, revision)
     host, local = build_host(settings)
     made: dict[str, Any] = {}
+    have = None if rebuild else stored_build(settings, sha, expected)
 
     def run(hc: HostContext) -> str:
+        if have is not None:
+            made.update(path=have.path, version=have.version, sha256=have.sha256)
+            return (f"{settings.app} {have.version} from {ref} ({sha[:12]}) is in the store, built "
+                    "from the same commit and build settings: not built again (--rebuild "
+                    f"builds it anyway) -> {have.path}")
         push_source(hc, sha, ref, local)
         vsn, digest = build_on_host(hc, sha, expected)
         made["path"] = fetch_artifact(hc, vsn, digest)
         made.update(version=vsn, sha256=digest)
         if dry_run:
             return f"would build {settings.app} from {ref} ({sha[:12]}) and store it"
+        store.record_source(made["path"], sha, build_key(settings, sha))
         return f"built {settings.app} {vsn} from {ref} ({sha[:12]}) -> {made['path']}"
 
     result = for_each_host("build.release", settings, "build", [host], run,
                            dry_run=dry_run, json_path=json_path, local=local)
-    if not dry_run:
+    if not dry_run or have is not None:
         result.release = Release(settings.app, made["version"], "release", made["path"],
                                  made["sha256"])
     return result

@@ -2,20 +2,22 @@
 layers only, no import circle, no import hidden inside a function, no module over 300 lines.
 
 Layers, top down: the face (pydeliver_tasks/__init__) > tasks > steps > fleet, sandbox > commands
-> otp > the base (config, settings, model, validation, store, versions). A module may import its
-own folder and anything below it.
+> otp > the base (config, settings, model, validation, store, versions, lazy). A module may import
+its own folder and anything below it; `lazy.module("pydeliver_tasks.X")` counts as importing X.
 """
 
 from __future__ import annotations
 
 import ast
 import importlib
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[2] / "pydeliver_tasks"
-BASE = {"config", "config_reader", "settings", "model", "validation", "store", "versions"}
+BASE = {"config", "config_reader", "settings", "model", "validation", "store", "versions", "lazy"}
 RANK = {"otp": 1, "commands": 2, "fleet": 3, "sandbox": 3, "steps": 4, "tasks": 5}
 MAX_LINES = 300
 
@@ -61,6 +63,12 @@ def imported(module: str, path: Path) -> set[str]:
                 found.add(target)
         elif isinstance(node, ast.Import):
             found |= {a.name for a in node.names if a.name.startswith("pydeliver_tasks")}
+        elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+              and node.func.attr == "module" and isinstance(node.func.value, ast.Name)
+              and node.func.value.id == "lazy" and node.args
+              and isinstance(node.args[0], ast.Constant)
+              and str(node.args[0].value).startswith("pydeliver_tasks")):
+            found.add(str(node.args[0].value))  # loaded at first use (pydeliver_tasks.lazy)
     found.discard(module)
     return {m for m in found if m in MODULES}
 
@@ -121,6 +129,20 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 
 def test_no_import_circle() -> None:
     assert cycles(GRAPH) == []
+
+
+def test_lazy_loads_count_as_imports() -> None:
+    assert "pydeliver_tasks.fleet.ssh" in GRAPH["pydeliver_tasks.fleet.host"]
+    assert "pydeliver_tasks.fleet.ssh" in GRAPH["pydeliver_tasks.steps.build"]
+
+
+def test_listing_the_tasks_loads_no_ssh_or_git_library() -> None:
+    """`inv --list` imports the collection: paramiko, Fabric and GitPython stay unloaded."""
+    code = ("import sys, pydeliver_tasks; print(sorted(m for m in ('paramiko', 'fabric', 'git') "
+            "if m in sys.modules and type(sys.modules[m]).__name__ != '_LazyModule'))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=PACKAGE.parent, check=True).stdout
+    assert out.strip() == "[]", out
 
 
 def test_the_circle_finder_finds_a_circle() -> None:  # the check above can fail
