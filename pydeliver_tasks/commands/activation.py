@@ -27,6 +27,8 @@ BUSY_RC = 5
 # Marker lines (parsed by steps.activation)
 RECOVERED = "PDT{recovered="   # finished=V | rolledback=V
 BOOTS = "PDT{boots="           # what start_erl.data names after the script
+UNCHANGED = "PDT{unchanged="   # install_release: that tarball is installed, nothing changed since
+INSTALLED = ".deliver/installed"
 JOURNAL = "PDT{journal="       # none | prepare=V | commit=V
 
 _FUNCTIONS = r"""
@@ -58,6 +60,7 @@ pdt_finish() {  # after the commit: renames only, each skipped once done, so a r
   if [ -e releases/start_erl.data.new ]; then
     mv -f releases/start_erl.data.new releases/start_erl.data
   fi
+  if [ -e .deliver/installed.new ]; then mv -f .deliver/installed.new .deliver/installed; fi
   rm -rf .deliver/trash
   if [ -n "$pdt_s" ]; then rm -rf "./$pdt_s"; fi
   rm -f .deliver/journal.commit
@@ -69,7 +72,7 @@ pdt_rollback() {  # before the commit: remove what was added beside the live fil
     rm -rf "./$pdt_p"
   done
   rm -rf bin.new releases/RELEASES.new releases/start_erl.data.new ".deliver/bin/$pdt_v.new" \
-    .deliver/releases-file
+    .deliver/installed.new
   if [ -n "$pdt_s" ]; then rm -rf "./$pdt_s"; fi
   rm -f .deliver/journal.prepare
 }
@@ -85,6 +88,13 @@ pdt_recover() {
   for pdt_d in .deliver/staging/*; do
     if [ -e "$pdt_d" ]; then rm -rf "$pdt_d"; echo "removed the leftover $pdt_d" >&2; fi
   done
+}
+pdt_state() {  # pdt_state SUFFIX APP: digest of what decides the next boot, live ("") or .new
+  set -- "releases/start_erl.data$1" "bin$1/$2" "releases/RELEASES$1"
+  [ -e "$3" ] || set -- "$1" "$2" releases/RELEASES
+  [ -e "$3" ] || set -- "$1" "$2"
+  pdt_c=$(cat "$@") || return 1
+  printf '%s' "$pdt_c" | sha256sum
 }
 pdt_boots() {
   echo "PDT{boots=$(cut -d' ' -f2 releases/start_erl.data 2>/dev/null || true)}"
@@ -169,9 +179,15 @@ def install_release(root: str, app: str, version: str, sha256: str, uploaded: bo
     stage = f".deliver/staging/{version}"
     rel = f"{stage}/releases/{version}"
     v = q(version)
+    mark = q(f"{sha256} ")
     return "\n".join([
         *_locked(root),
         "pdt_recover",
+        # installed by an earlier run, and nothing that decides the boot changed since: done
+        f"pdt_m=; read -r pdt_m 2>/dev/null < {INSTALLED} || true",
+        f'if [ -n "$pdt_m" ] && pdt_d=$(pdt_state "" {q(app)}) && [ "$pdt_m" = {mark}"$pdt_d" ]; then',
+        f"  echo {q(f'{UNCHANGED}{version}}}')}; pdt_boots; exit 0",
+        "fi",
         _rollback_on_failure(stage),
         *checked_extract(root, tarball_path(root, app, version, kind), sha256, stage, uploaded),
         f"test -d {q(rel)} || {{ echo {q(f'tarball lacks releases/{version}')} >&2; exit 4; }}",
@@ -198,6 +214,8 @@ def install_release(root: str, app: str, version: str, sha256: str, uploaded: bo
         f'pdt_rel=releases/{v}; if [ -d {q(rel)} ]; then pdt_rel={q(rel)}; fi',
         *releases_file(app, version, '"$pdt_rel"'),
         f'echo "$erts {version}" > releases/start_erl.data.new',
+        f"pdt_d=$(pdt_state .new {q(app)})",
+        f'echo {mark}"$pdt_d" > {INSTALLED}.new',
         "sync -f . 2>/dev/null || sync",
         *_commit(),
         f"echo {q(f'PDT{{installed={version}}}')}",

@@ -107,9 +107,11 @@ def upload(hc: HostContext, release: Release) -> bool:
     return True
 
 
-def extract(hc: HostContext, release: Release, uploaded: bool = True) -> None:
+def extract(hc: HostContext, release: Release, uploaded: bool = True) -> bool:
     """Verify the sha256 on the host, then extract and activate it (one journaled transaction)
-    so that this version boots next. After a failure the host is read back before reporting."""
+    so that this version boots next. After a failure the host is read back before reporting.
+    -> False when the host had installed that very tarball and nothing that decides the next
+    boot (start_erl.data, bin/, RELEASES) changed since: nothing is extracted again."""
     root = hc.host.deploy_path
     before = "" if hc.dry_run else activation.recover(hc).boots
     hooks.run(hc, "before", "extract", root)
@@ -136,13 +138,17 @@ def extract(hc: HostContext, release: Release, uploaded: bool = True) -> None:
                                   f"inv deploy.release --version {release.version}")
             hc.say(text)
             hooks.run(hc, "after", "extract", root)
-            return
+            return True
         boots = activation.parse(res.stdout).boots
         if not hc.dry_run and boots != release.version:
             raise HostFailure(f"the install of {release.file_name} ended but start_erl.data names "
                               f"{boots or 'nothing'}", res.tail(),
                               f"inv doctor --host {hc.host.name}")
+        if f"{acmd.UNCHANGED}{release.version}}}" in res.stdout:
+            hooks.run(hc, "after", "extract", root)
+            return False
     hooks.run(hc, "after", "extract", root)
+    return True
 
 
 def tidy(hc: HostContext, deployed: str) -> str:
@@ -182,11 +188,13 @@ def deploy_release(
                    "before), verify it and extract it")
             return f"would deploy {version}"
         uploaded = upload(hc, release)
-        extract(hc, release, uploaded)
+        extracted = extract(hc, release, uploaded)
         if hc.dry_run:
             return f"would upload {version} (unless the host has it), verify and extract it"
         how = "uploaded" if uploaded else "upload skipped (same sha256 on host)"
-        return f"{version} {how}, extracted; it boots on next start" + tidy(hc, version)
+        done = ("extracted" if extracted else "already installed and unchanged since (boot "
+                "files read back): not extracted again")
+        return f"{version} {how}, {done}; it boots on next start" + tidy(hc, version)
 
     with over_stage(c, "deploy.release", stage, host, rollout, flow="deploy", dry_run=dry_run,
                     json_path=json_path, to_version=version) as run:

@@ -35,9 +35,20 @@ def test_build_deploy_start_ping_version_stop(project: Project) -> None:
     for h in box.hosts:
         assert (project.root(h) / "releases" / "start_erl.data").read_text().split()[1] == "0.0.1"
 
+    libs = [project.root(h) / "lib" / f"{app}-0.0.1" for h in box.hosts]
+    inodes = [p.stat().st_ino for p in libs]
     again = project.inv("deploy.release", "--version", "0.0.1").ok()
     assert again.out.count("upload skipped (same sha256 on host)") == 2, again.out
+    assert again.out.count("already installed and unchanged since (boot files read back): not "
+                           "extracted again") == 2, again.out
     assert [p.stat().st_mtime_ns for p in on_host] == mtimes, "a redeploy must upload nothing"
+    assert [p.stat().st_ino for p in libs] == inodes, "...and extract nothing"
+    # what decides the boot changed on h1 (its RELEASES): h1 is installed again, h2 is not
+    releases = project.root(box.hosts[0]) / "releases" / "RELEASES"
+    releases.write_text(releases.read_text() + "\n")
+    third = project.inv("deploy.release", "--version", "0.0.1").ok()
+    assert third.out.count("not extracted again") == 1 and third.out.count(", extracted;") == 1
+    assert [p.stat().st_ino for p in libs][1] == inodes[1] != libs[0].stat().st_ino
 
     started = project.inv("start").ok()
     assert started.out.count("application started, health ok") == 2, started.out
@@ -93,9 +104,17 @@ def test_newer_release_boots_after_restart_and_update(project: Project) -> None:
     for h in box.hosts:
         assert f"Howdy from {app} 0.0.2" in http_get(project.url(h))[1]
 
-    # update = build + deploy + verified restart, here back to 0.0.1 from its tag
+    # update = build + deploy + verified restart, here back to 0.0.1 from its tag: the store
+    # has 0.0.1 from that commit, so it is not built again (no login to the build host)
+    stored = project.dir / ".deliver" / "releases" / f"{app}_0.0.1.release.tar.gz"
+    mtime, logins = stored.stat().st_mtime_ns, accepted_logins(box, box.build.name)
+    forced = project.inv("build.release", "--tag", "0.0.1", "--rebuild", "--dry-run").ok()
+    assert "would build" in forced.out and "not built again" not in forced.out, forced.out
     updated = project.inv("update", "--tag", "0.0.1").ok()
-    assert f"built {app} 0.0.1" in updated.out and updated.out.count("running 0.0.1") == 2
+    assert (f"{app} 0.0.1 from 0.0.1 (" in updated.out and "is in the store, built from the same "
+            "commit and build settings: not built again" in updated.out), updated.out
+    assert updated.out.count("running 0.0.1") == 2 and "building" not in updated.out
+    assert stored.stat().st_mtime_ns == mtime and accepted_logins(box, box.build.name) == logins
     for h in box.hosts:
         assert f"Hello from {app} 0.0.1" in http_get(project.url(h))[1]
     assert project.inv("version").ok().out.count("running 0.0.1; 0.0.1 boots next") == 2
