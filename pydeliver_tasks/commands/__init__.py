@@ -86,7 +86,13 @@ def control_key(app: str, builder: str, env: Mapping[str, str]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:24]
 
 
-def node_eval(root: str, app: str, builder: str, env: Mapping[str, str], erlang_expr: str) -> str:
+# erl_call waits this long for an answer (then exits 142, printing nothing): a hung node must not
+# hang the run; the longest question we ask is release_handler's install of a big release.
+QUESTION_TIMEOUT = 300
+
+
+def node_eval(root: str, app: str, builder: str, env: Mapping[str, str], erlang_expr: str,
+              timeout: int = QUESTION_TIMEOUT) -> str:
     """Evaluate an Erlang expression on the *running* node: through erl_call when this stage env
     has reached the node before and the node answers it (no VM booted), else through the
     release's own client (mix: rpc, relx: eval), which also prepares erl_call (otp.control).
@@ -101,10 +107,10 @@ def node_eval(root: str, app: str, builder: str, env: Mapping[str, str], erlang_
         slow = _bin(app, builder, env, "eval", slow_expr, source=False)
     ctl = otp_control.CONTROL_DIR
     call = f'HOME="$PWD/{ctl}" "$pdt_c" "-$pdt_k" "$pdt_n" -R'
-    fast = f"printf %s {q(otp_control.fast_expr(erlang_expr))} | {call} -e"
-    return (f"cd {q(root)} && {env_prefix(env)}if read -r pdt_n pdt_k pdt_c 2>/dev/null < {ctl}/{key} && "
-            f"{call} -timeout 5 -a 'erlang node' >/dev/null 2>&1; then {fast}; "
-            f"else {slow}; fi")
+    fast = f"printf %s {q(otp_control.fast_expr(erlang_expr))} | {call} -timeout {int(timeout)} -e"
+    return (f"cd {q(root)} && {env_prefix(env)}if read -r pdt_n pdt_k pdt_c 2>/dev/null "
+            f"< {ctl}/{key} && {call} -timeout 5 -a 'erlang node' >/dev/null 2>&1; "
+            f"then {fast}; else {slow}; fi")
 
 
 def fresh_eval(root: str, app: str, env: Mapping[str, str], vsn: str, erlang_expr: str) -> str:

@@ -55,7 +55,7 @@ def test_unknown_host_key_is_refused_for_ssh_and_git(project: Project) -> None:
     res = project.inv("ping", config=cfg)
     assert res.rc == 1 and len(re.findall(r"FAILED .*unknown host key for \[127\.0\.0\.", res.out)) == 2, res.out
     assert "ping failed on 2 of 2 host(s)" in res.out
-    built = project.inv("build.release", "--tag", "0.0.1", config=cfg)
+    built = project.inv("build.release", "--tag", "0.0.1", "--rebuild", config=cfg)  # connect
     assert built.rc == 1 and f"unknown host key for [{project.box.build.address}]" in built.out, built.out
     assert empty.read_text() == "", "strict policy never writes known_hosts"
     # the git push to the build host goes through OpenSSH: same known_hosts, same strictness

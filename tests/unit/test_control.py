@@ -104,8 +104,9 @@ def node(world: dict) -> Node:
     return _started(world)
 
 
-def ask(world: dict, root: Path, expr: str, timeout: float = 30) -> tuple[int, str]:
-    cmd = commands.node_eval(str(root), APP, "rebar3", {}, expr)
+def ask(world: dict, root: Path, expr: str, timeout: float = 30,
+        question_timeout: int = commands.QUESTION_TIMEOUT) -> tuple[int, str]:
+    cmd = commands.node_eval(str(root), APP, "rebar3", {}, expr, question_timeout)
     res = subprocess.run(["sh", "-c", cmd], capture_output=True, text=True, env=world["env"],
                          timeout=timeout)
     return res.returncode, res.stdout + res.stderr
@@ -163,6 +164,21 @@ def test_a_hung_node_is_not_waited_for_by_the_connection_check(world: dict) -> N
     finally:
         os.kill(hung.proc.pid, signal.SIGCONT)
     assert otp.parse_marker(out) == {"slow": "used"} and took < 15
+
+
+def test_a_node_that_hangs_mid_request_ends_the_question_at_its_timeout(world: dict) -> None:
+    stuck = _started(world)
+    root = _root(world, stuck, "stuck")
+    stopper = subprocess.Popen(["sh", "-c", f"sleep 1; kill -STOP {stuck.proc.pid}"])
+    t0 = time.monotonic()
+    try:
+        rc, out = ask(world, root, 'timer:sleep(3000), "PDT{done=yes}".', question_timeout=4)
+    finally:
+        stopper.wait(10)
+        os.kill(stuck.proc.pid, signal.SIGCONT)
+    took = time.monotonic() - t0
+    assert rc != 0 and 3.5 < took < 15, (rc, took, out)
+    assert "slow=used" not in out and otp.parse_marker(out) is None
 
 
 def test_the_stage_env_reaches_erl_call(world: dict, node: Node) -> None:
