@@ -93,7 +93,7 @@ pdt_state() {  # pdt_state SUFFIX APP: digest of what decides the next boot, liv
   set -- "releases/start_erl.data$1" "bin$1/$2" "releases/RELEASES$1"
   [ -e "$3" ] || set -- "$1" "$2" releases/RELEASES
   [ -e "$3" ] || set -- "$1" "$2"
-  pdt_c=$(cat "$@") || return 1
+  pdt_c=$(cat "$@" && echo .) || return 1  # the dot keeps trailing newlines in the digest
   printf '%s' "$pdt_c" | sha256sum
 }
 pdt_boots() {

@@ -50,6 +50,14 @@ def test_the_same_tarball_installed_and_unchanged_is_not_extracted_again(tmp_pat
     assert again.returncode == 0 and f"{acmd.UNCHANGED}1}}" in again.stdout
     assert "PDT{boots=1}" in again.stdout and (root / "lib" / "demo-1").stat().st_ino == lib
 
+    # a byte added at the end of RELEASES is a change too
+    releases = root / "releases" / "RELEASES"
+    kept = releases.read_text()
+    releases.write_text(kept + "\n")
+    assert acmd.UNCHANGED not in install(tmp_path, "1", sha1).stdout
+    assert f"{acmd.UNCHANGED}1}}" in install(tmp_path, "1", sha1).stdout
+    lib = (root / "lib" / "demo-1").stat().st_ino
+
     # what decides the boot changed by hand: installed again, and the marker follows
     (root / "releases" / "RELEASES").write_text("[].\n")
     third = install(tmp_path, "1", sha1)
