@@ -52,6 +52,12 @@ def put_resuming(hc: HostContext, local: Path, remote: str) -> int:
             while chunk := src.read(_CHUNK):
                 dst.write(chunk)
                 sent += len(chunk)
+        # paramiko can drop the status of the last pipelined writes (seen: a full disk, no
+        # error raised): what the host holds is read back, not assumed
+        got = sftp.stat(remote).st_size or 0
+        if got != size:
+            sent = got
+            raise OSError(f"the host holds {got} of {size} bytes after the upload")
     except (EOFError, OSError, paramiko.SSHException) as exc:
         transport = hc.conn.transport
         # an SFTP status answer (plain OSError) on a live link is the host refusing a write;

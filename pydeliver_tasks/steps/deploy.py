@@ -72,6 +72,22 @@ def refusal(hc: HostContext, exc: UploadLost) -> str:
     return f"{where} is {access} and has {left} bytes free now (read back)"
 
 
+def disk_now(hc: HostContext, release: Release) -> str:
+    """After an upload whose bytes the host's check refused: its disk as read back now (a full
+    disk drops writes that SFTP did not always report)."""
+    where = commands.tarball_dir(hc.host.deploy_path)
+    try:
+        free, _, access = hc.run(commands.room_and_access(where), changes=False).stdout.partition("\n")
+    except HostFailure as failure:
+        return f"the host could not be read back: {failure.message}"
+    if not free.strip().isdigit():
+        return f"{where} could not be read back"
+    left = int(free) * 1024
+    if left < release.path.stat().st_size:
+        return f"the disk is full: {where} has {left} bytes free (read back); a write was lost"
+    return f"{where} is {access.strip()} and has {left} bytes free (read back)"
+
+
 def upload(hc: HostContext, release: Release) -> bool:
     """Put the tarball on the host unless the same sha256 is already there (checking the room
     first); -> uploaded?"""
@@ -131,6 +147,8 @@ def extract(hc: HostContext, release: Release, uploaded: bool = True) -> bool:
             what = ("sha256 check failed" if res.exited == 3
                     else "the connection was lost (no exit status)" if res.exited < 0
                     else f"install failed (exit {res.exited})")
+            if res.exited == 3 and uploaded:  # a write the host lost? say what its disk holds
+                what += f" ({disk_now(hc, release)})"
             activated, text = activation.after_failure(hc, release.version, before,
                                                        f"{what} for {release.file_name}")
             if not activated:

@@ -161,19 +161,25 @@ def test_connection_lost_during_the_upload_is_one_line_and_a_rerun_resumes(built
     part = root / ".deliver" / "releases" / f"{built.app}_0.0.2.release.tar.gz.part"
     listener = built.box.pids()[h2.name]
     env = {**os.environ, "INVOKE_RUNTIME_CONFIG": str(built.config)}
-    proc = subprocess.Popen([INV, "deploy.release", "--version", "0.0.2", "--host", h2.spec],
-                            cwd=built.dir, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
-    deadline = time.monotonic() + 120
-    while not (part.exists() and part.stat().st_size > 0) and proc.poll() is None \
-            and time.monotonic() < deadline:
-        time.sleep(0.001)
-    assert kill_sessions(listener), "no session to kill"
-    out = proc.communicate(timeout=300)[0]
+    for _ in range(3):  # the upload can win the race against the kill: then again
+        proc = subprocess.Popen([INV, "deploy.release", "--version", "0.0.2", "--host", h2.spec],
+                                cwd=built.dir, env=env, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True)
+        deadline = time.monotonic() + 120
+        while not (part.exists() and part.stat().st_size > 0) and proc.poll() is None \
+                and time.monotonic() < deadline:
+            time.sleep(0.001)
+        assert kill_sessions(listener), "no session to kill"
+        out = proc.communicate(timeout=300)[0]
+        lost = re.search(r"the connection was lost \([^)]*\) during the upload of \S+ "
+                         r"\((\d+\.\d) of (\d+\.\d) MB\)", out)
+        if proc.returncode == 1 and lost and float(lost[1]) < float(lost[2]):
+            break
+        built.inv("deploy.release", "--version", "0.0.1", "--host", h2.spec).ok()
+        for left in (root / ".deliver" / "releases").glob(f"{built.app}_0.0.2.*"):
+            left.unlink()
     assert proc.returncode == 1, out
     assert "Traceback" not in out and "EOFError" not in out, out
-    lost = re.search(r"the connection was lost \([^)]*\) during the upload of \S+ "
-                     r"\((\d+\.\d) of (\d+\.\d) MB\)", out)
     assert lost and float(lost[1]) < float(lost[2]), out
     assert "nothing activated; a re-run resumes" in out, out
     assert boots(root) == "0.0.1"
@@ -246,7 +252,9 @@ def test_disk_full_during_the_upload_is_read_back_and_a_rerun_resumes(built: Pro
     appears: SFTP says only "Failure", so the deploy reads the host back and says the disk is
     full with the bytes free there; nothing was activated; with room again the same command
     resumes the upload (from the bytes there, once checked to be the release's) and completes. (The upload can win the race on a fast machine: then the
-    root is emptied and the fault injected again, at most 3 times.)"""
+    root is emptied and the fault injected again, at most 3 times.) When paramiko drops the
+    error of the last writes, the host's sha256 check refuses the bytes and the deploy says the
+    disk is full, read back."""
     h2 = built.box.hosts[1]
     size = tarball(built, "0.0.2")[0].stat().st_size
     with tmpfs(Path(h2.home) / "upfull", "160m", Path(h2.home)) as disk:
@@ -288,11 +296,19 @@ def test_disk_full_during_the_upload_is_read_back_and_a_rerun_resumes(built: Pro
                           r"\S+ \((\d+\.\d) of (\d+\.\d) MB\): the disk is full: (\S+) has "
                           r"(\d+) bytes free, (\d+) more were to come \(read back\); nothing "
                           r"activated; a re-run resumes from the bytes there", out)
-        assert found, out
-        assert found[3] == f"{root}/.deliver/releases" and int(found[4]) < int(found[5]), out
-        assert "inv cleanup --keep N" in out
+        # paramiko may drop the error of a last pipelined write: the host's sha256 check then
+        # refuses the bytes, and the deploy reads the disk back and says it is full
+        lost = re.search(r"sha256 check failed \(the disk is full: (\S+) has (\d+) bytes free "
+                         r"\(read back\); a write was lost\) for \S+; nothing of 0\.0\.2 was "
+                         r"activated", out)
+        assert found or lost, out
+        if found:
+            assert found[3] == f"{root}/.deliver/releases" and int(found[4]) < int(found[5]), out
+            assert "inv cleanup --keep N" in out
+        else:
+            assert lost[1] == f"{root}/.deliver/releases" and int(lost[2]) < size, out
         assert not (root / "releases" / "start_erl.data").exists()
-        have = part.stat().st_size
+        have = part.stat().st_size if part.exists() else 0
         assert 0 <= have < size
         filler.unlink()
         res = built.inv("deploy.release", "--version", "0.0.2", "--host", h2.spec,
