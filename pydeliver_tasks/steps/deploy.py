@@ -55,37 +55,33 @@ def room(hc: HostContext, release: Release, upload_bytes: int) -> None:
                  f"--version {release.version}")
 
 
-def refusal(hc: HostContext, exc: UploadLost) -> str:
-    """Why the host refused a write, as its filesystem says now (never a guess)."""
+def disk_read_back(hc: HostContext, needed: int, when_full: str) -> str:
+    """The release dir's filesystem as the host says now (never a guess): full when fewer than
+    `needed` bytes are free (`when_full` ends that sentence), else its access and free bytes."""
     where = commands.tarball_dir(hc.host.deploy_path)
-    hc.reconnect()
     try:
         free, _, access = hc.run(commands.room_and_access(where), changes=False).stdout.partition("\n")
     except HostFailure as failure:
         return f"the host could not be read back ({failure.message})"
     if not free.strip().isdigit():
         return f"{where} could not be read back (df said {free.strip()[-80:]!r})"
-    left, access = int(free) * 1024, access.strip()
-    if left < exc.size - exc.sent:
-        return (f"the disk is full: {where} has {left} bytes free, {exc.size - exc.sent} more "
-                "were to come (read back)")
-    return f"{where} is {access} and has {left} bytes free now (read back)"
+    left = int(free) * 1024
+    if left < needed:
+        return f"the disk is full: {where} has {left} bytes free{when_full}"
+    return f"{where} is {access.strip()} and has {left} bytes free now (read back)"
+
+
+def refusal(hc: HostContext, exc: UploadLost) -> str:
+    """Why the host refused a write during the upload (after a fresh login)."""
+    hc.reconnect()
+    missing = exc.size - exc.sent
+    return disk_read_back(hc, missing, f", {missing} more were to come (read back)")
 
 
 def disk_now(hc: HostContext, release: Release) -> str:
-    """After an upload whose bytes the host's check refused: its disk as read back now (a full
-    disk drops writes that SFTP did not always report)."""
-    where = commands.tarball_dir(hc.host.deploy_path)
-    try:
-        free, _, access = hc.run(commands.room_and_access(where), changes=False).stdout.partition("\n")
-    except HostFailure as failure:
-        return f"the host could not be read back: {failure.message}"
-    if not free.strip().isdigit():
-        return f"{where} could not be read back"
-    left = int(free) * 1024
-    if left < release.path.stat().st_size:
-        return f"the disk is full: {where} has {left} bytes free (read back); a write was lost"
-    return f"{where} is {access.strip()} and has {left} bytes free (read back)"
+    """After an upload whose bytes the host's check refused: a full disk drops writes that SFTP
+    did not always report."""
+    return disk_read_back(hc, release.path.stat().st_size, " (read back); a write was lost")
 
 
 def upload(hc: HostContext, release: Release) -> bool:
