@@ -50,6 +50,7 @@ def load(config: Any) -> Settings:
             r.known(section, raw[section], DEFAULTS[section])
 
     app = _read_app(r, data["app"])
+    release = str(r.check("release", v.app_name, data["release"]) or "") if data["release"] else app
     project_dir = _project_dir(str(data["project_dir"] or "."))
     builder = data["builder"]
     if builder not in BUILDERS:
@@ -60,7 +61,7 @@ def load(config: Any) -> Settings:
     if not mix_env.isidentifier():
         r.problems.append(f"deliver.mix_env: invalid {mix_env!r}")
 
-    build = _read_build(r, r.section("build", data), app)
+    build = _read_build(r, r.section("build", data), release)
     profile = str(data["rebar3_profile"])
     if not profile.isidentifier():
         r.problems.append(f"deliver.rebar3_profile: invalid {profile!r}")
@@ -84,7 +85,7 @@ def load(config: Any) -> Settings:
     rollout = r.rollout("strategy", r.section("strategy", data), Rollout())
     common_env = r.env("env", data["env"] or {})
     # without a valid app, the default path is a placeholder: its error is the app's, said once
-    default_path = str(data["deploy_path"] or f"apps/{app or 'app'}")
+    default_path = str(data["deploy_path"] or f"apps/{release or 'app'}")
 
     stages: dict[str, Stage] = {}
     if not isinstance(data["stages"], dict):
@@ -104,6 +105,7 @@ def load(config: Any) -> Settings:
     timeouts = r.section("timeouts", data)
     settings = Settings(
         app=app,
+        release=release,
         builder=builder,
         mix_env=mix_env,
         rebar3_profile=profile,
@@ -255,11 +257,11 @@ def _read_hooks(r: Reader, raw: Any) -> dict[str, tuple[str, ...]]:
     return hooks
 
 
-def _read_build(r: Reader, raw: dict[str, Any], app: str) -> BuildSettings:
+def _read_build(r: Reader, raw: dict[str, Any], release: str) -> BuildSettings:
     host = None
     if str(raw["host"]) != "local":
         host = r.check("build.host", v.host_address, str(raw["host"]))
-    path = str(raw["path"] or f"pydeliver-build/{app or 'app'}")
+    path = str(raw["path"] or f"pydeliver-build/{release or 'app'}")
     r.check("build.path", _safe_path, path)
     subdir = str(raw.get("subdir") or "")
     if subdir:
@@ -269,7 +271,7 @@ def _read_build(r: Reader, raw: dict[str, Any], app: str) -> BuildSettings:
 
 def _read_app(r: Reader, value: Any) -> str:
     if value in ("", None):
-        r.problems.append("deliver.app is empty: set it in invoke.yaml (the release name)")
+        r.problems.append("deliver.app is empty: set it in invoke.yaml (your OTP application)")
         return ""
     return r.check("app", v.app_name, value) or ""
 

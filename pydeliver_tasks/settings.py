@@ -15,7 +15,8 @@ HOST_KEY_POLICIES = ("strict", "accept-new")
 HOOK_STEPS = ("push", "build", "fetch", "upload", "extract", "start", "stop")
 
 DEFAULTS: dict[str, Any] = {
-    "app": "",  # release name (required)
+    "app": "",  # your OTP application: its start is checked, it gets appups (required)
+    "release": "",  # the release's name when it is not app's (an umbrella); default: app
     "builder": "auto",  # auto | mix | rebar3
     "mix_env": "prod",
     "project_dir": ".",  # the git repository to build
@@ -24,7 +25,7 @@ DEFAULTS: dict[str, Any] = {
     # ($HOME-relative); subdir default: where project_dir sits in its git repository
     "rebar3_profile": "default",
     "store": ".deliver/releases",
-    "deploy_path": "",  # default for every stage: apps/<app> (relative paths: from $HOME)
+    "deploy_path": "",  # default for every stage: apps/<release> (relative paths: from $HOME)
     "env": {},  # env for every bin/<app> call on every stage
     "stages": {},  # name -> {hosts: [...], deploy_path, env, health}
     "ssh": {
@@ -79,7 +80,8 @@ class BuildSettings:
 
 @dataclass(frozen=True)
 class Settings:
-    app: str
+    app: str  # the OTP application whose start proves the node serves
+    release: str  # the release's name: bin/<release>, tarballs, releases/<vsn>/<release>.rel
     builder: str  # resolved: mix | rebar3
     mix_env: str
     rebar3_profile: str

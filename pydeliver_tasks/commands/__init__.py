@@ -120,11 +120,12 @@ def fresh_eval(root: str, app: str, env: Mapping[str, str], vsn: str, erlang_exp
     return f"cd {q(root)} && {_node_env('mix', env, RELEASE_VSN=vsn)}bin/{q(app)} {argv}"
 
 
-def probe(root: str, app: str, builder: str, env: Mapping[str, str]) -> str:
-    """One round trip for start/stop verification: node facts, their exit code, and every VM
-    started from this release root (`-root ROOT` is on the command line of mix and relx BEAMs
-    alike; a booting or hung VM shows up here even when it does not answer rpc yet)."""
-    facts = node_eval(root, app, builder, env, otp.node_facts_expr(app))
+def probe(root: str, release: str, app: str, builder: str, env: Mapping[str, str]) -> str:
+    """One round trip for start/stop verification: node facts (is OTP application `app`
+    started), their exit code, and every VM started from this release root (`-root ROOT` is on
+    the command line of mix and relx BEAMs alike; a booting or hung VM shows up here even when it
+    does not answer rpc yet)."""
+    facts = node_eval(root, release, builder, env, otp.node_facts_expr(app))
     return f"{facts} 2>&1; echo {RC_MARK}$?; {_vm_list}"
 
 

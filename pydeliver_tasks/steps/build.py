@@ -120,8 +120,8 @@ def build_on_host(hc: HostContext, sha: str, expected: str | None) -> tuple[str,
     res = hc.run(builders.checkout(path, sha, project_subdir(s)))
     if not res.ok:
         raise HostFailure(f"could not check out {sha[:12]} on the build host", res.tail())
-    hc.say(f"building {s.app} with {builder} (output follows)")
-    command = builders.build(builder, path, s.app, profile)
+    hc.say(f"building {s.release} with {builder} (output follows)")
+    command = builders.build(builder, path, s.release, profile)
     res = hc.run(command, stream=True)
     if not res.ok:  # its output was streamed above: not repeated as the failure's detail
         raise HostFailure(f"{builder} build failed (exit {res.exited}); its output is above", "",
@@ -129,12 +129,14 @@ def build_on_host(hc: HostContext, sha: str, expected: str | None) -> tuple[str,
     if hc.dry_run:
         version = expected or "<version>"
     else:
-        listed = hc.run(builders.list_versions(builder, path, s.app, profile), changes=False)
+        listed = hc.run(builders.list_versions(builder, path, s.release, profile), changes=False)
         found = sorted(x for x in listed.stdout.split() if x)
         if len(found) != 1:
             raise HostFailure(
                 f"expected exactly one release version in the build, found {found or 'none'}",
-                listed.tail(), "check the release name (deliver.app) and the project's release config",
+                listed.tail(),
+                "check the release name (deliver.release, else deliver.app) and the project's "
+                "release config",
             )
         version = v.version(found[0])
         if expected and version != expected:
@@ -143,7 +145,7 @@ def build_on_host(hc: HostContext, sha: str, expected: str | None) -> tuple[str,
                 hint=f"bump the version in the project to {expected}, or pass --version {version}",
             )
     self_contained(hc, builder, profile)
-    res = hc.run(builders.package(builder, path, s.app, profile, version))
+    res = hc.run(builders.package(builder, path, s.release, profile, version))
     digest = res.stdout.strip().splitlines()[-1] if res.stdout.strip() else ""
     if not res.ok or (not hc.dry_run and not re.fullmatch(r"[0-9a-f]{64}", digest)):
         raise HostFailure("could not pack the release tarball", res.tail())
@@ -154,7 +156,7 @@ def build_on_host(hc: HostContext, sha: str, expected: str | None) -> tuple[str,
 def self_contained(hc: HostContext, builder: str, profile: str) -> None:
     """Refuse, before anything is packed or fetched, a release that links out of itself (relx
     dev mode): it would run only where the build tree is."""
-    res = hc.run(builders.outside_links(builder, hc.host.deploy_path, hc.settings.app, profile),
+    res = hc.run(builders.outside_links(builder, hc.host.deploy_path, hc.settings.release, profile),
                  changes=False)
     if res.exited == builders.OUTSIDE_LINKS_RC:
         fix = ("build with a production profile: deliver.rebar3_profile: prod (the profile "
@@ -171,8 +173,8 @@ def self_contained(hc: HostContext, builder: str, profile: str) -> None:
 def fetch_artifact(hc: HostContext, version: str, digest: str, kind: str = "release") -> Path:
     """Download the tarball into the release store and check its sha256 here too."""
     s = hc.settings
-    dest = s.store / release_file_name(s.app, version, kind)
-    remote = builders.artifact_path(hc.host.deploy_path, s.app, version, kind)
+    dest = s.store / release_file_name(s.release, version, kind)
+    remote = builders.artifact_path(hc.host.deploy_path, s.release, version, kind)
     hooks.run(hc, "before", "fetch", hc.host.deploy_path)
     if hc.dry_run:
         hc.say(f"would download: {remote} -> {dest}")
@@ -203,7 +205,7 @@ def sha256_of(path: Path) -> str:
 def build_key(settings: Settings, sha: str) -> str:
     """What a build's output depends on that we can name: the commit and the build settings
     (builder, profile, project dir in the repository, build host and dir, build hooks)."""
-    parts = [sha, settings.app, builder_of(settings), settings.mix_env, settings.rebar3_profile,
+    parts = [sha, settings.release, builder_of(settings), settings.mix_env, settings.rebar3_profile,
              project_subdir(settings), repr(settings.build),
              repr({k: w for k, w in sorted(settings.hooks.items()) if k.endswith("_build")})]
     return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:32]
@@ -215,7 +217,7 @@ def stored_build(settings: Settings, sha: str, expected: str | None) -> Release 
     do is not known here."""
     if hooks.registered("before", "build") or hooks.registered("after", "build"):
         return None
-    found = store.built_from(settings.store, settings.app, build_key(settings, sha))
+    found = store.built_from(settings.store, settings.release, build_key(settings, sha))
     if found is None or (expected and found.version != expected):
         return None
     return found if sha256_of(found.path) == found.sha256 else None
@@ -241,7 +243,7 @@ def build_release(
     def run(hc: HostContext) -> str:
         if have is not None:
             made.update(path=have.path, version=have.version, sha256=have.sha256)
-            return (f"{settings.app} {have.version} from {ref} ({sha[:12]}) is in the store, built "
+            return (f"{settings.release} {have.version} from {ref} ({sha[:12]}) is in the store, built "
                     "from the same commit and build settings: not built again (--rebuild "
                     f"builds it anyway) -> {have.path}")
         push_source(hc, sha, ref, local)
@@ -249,13 +251,13 @@ def build_release(
         made["path"] = fetch_artifact(hc, vsn, digest)
         made.update(version=vsn, sha256=digest)
         if dry_run:
-            return f"would build {settings.app} from {ref} ({sha[:12]}) and store it"
+            return f"would build {settings.release} from {ref} ({sha[:12]}) and store it"
         store.record_source(made["path"], sha, build_key(settings, sha))
-        return f"built {settings.app} {vsn} from {ref} ({sha[:12]}) -> {made['path']}"
+        return f"built {settings.release} {vsn} from {ref} ({sha[:12]}) -> {made['path']}"
 
     result = for_each_host("build.release", settings, "build", [host], run,
                            dry_run=dry_run, json_path=json_path, local=local)
     if not dry_run or have is not None:
-        result.release = Release(settings.app, made["version"], "release", made["path"],
+        result.release = Release(settings.release, made["version"], "release", made["path"],
                                  made["sha256"])
     return result

@@ -25,7 +25,7 @@ TERM_GRACE_SECONDS = 5.0
 def start_node(hc: HostContext, builder: str, expect: str | None = None) -> str:
     """Start the node unless it already runs, then verify it within the start timeout
     (and, with expect, that it runs that release version)."""
-    h, app = hc.host, hc.settings.app
+    h, app = hc.host, hc.settings.release
     if not hc.dry_run:
         before = probe(hc, builder, cheap_first=True)
         if before.facts and not before.app_started:
@@ -123,7 +123,7 @@ def verify_started(hc: HostContext, builder: str, expect: str | None = None) -> 
 
 def stop_node(hc: HostContext, builder: str) -> str:
     """Stop the node and wait until its OS process is gone."""
-    h, app = hc.host, hc.settings.app
+    h, app = hc.host, hc.settings.release
     if hc.dry_run:
         hooks.run(hc, "before", "stop", h.deploy_path)
         hc.run(commands.stop(h.deploy_path, app, builder, h.env))

@@ -42,7 +42,7 @@ def ask(hc: HostContext, builder: str, *exprs: str) -> dict[str, str]:
     merged ({"no_answer": output tail} when there is none)."""
     h = hc.host
     expr = exprs[0] if len(exprs) == 1 else otp.combined(*exprs)
-    res = hc.run(commands.node_eval(h.deploy_path, hc.settings.app, builder, h.env, expr))
+    res = hc.run(commands.node_eval(h.deploy_path, hc.settings.release, builder, h.env, expr))
     return (otp.parse_markers(res.stdout + res.stderr)
             or {"no_answer": (res.stdout + res.stderr)[-800:]})
 
@@ -54,7 +54,7 @@ def fresh_env(hc: HostContext, builder: str, vsn: str) -> str:
     mix: a fresh VM of <vsn> (`bin/<app> eval`) with the stage's env, so runtime.exs and other
     config providers run as at boot; relx: on the node, from the release's files (sys.config.src
     rendered with the stage's env over the node's)."""
-    h, app = hc.host, hc.settings.app
+    h, app = hc.host, hc.settings.release
     if builder == "mix":
         expr = otp_fresh.fresh_env_expr(app, vsn, booted=True)
         res = hc.run(commands.fresh_eval(h.deploy_path, app, h.env, vsn, expr))

@@ -49,7 +49,7 @@ def _get(url: str, want: int, contains: str, timeout: float) -> tuple[bool, str]
 def _eval_check(hc: HostContext, expr: str) -> tuple[bool, str]:
     """A smoke check evaluated on the node: its printed value must be `true`."""
     h = hc.host
-    res = hc.run(ops_commands.eval_expr(h.deploy_path, hc.settings.app, builder_of(hc.settings),
+    res = hc.run(ops_commands.eval_expr(h.deploy_path, hc.settings.release, builder_of(hc.settings),
                                         h.env, expr), changes=False)
     lines = (res.stdout.strip() or res.stderr.strip() or "no output").splitlines()
     if res.ok and lines[-1].strip() == "true":

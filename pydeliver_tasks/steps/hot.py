@@ -134,7 +134,7 @@ def install(hc: HostContext, builder: str, to_version: str, pid: str, apps: list
     no return: the env of a fresh boot, processes that would lose code (NotHotSafe), the
     supervision trees. Then release_handler install -> verify (code, env, trees, health) ->
     make_permanent -> switch bin/ -> check what boots."""
-    app = hc.settings.app
+    app = hc.settings.release
     root = hc.host.deploy_path
     env_apps = equal.fresh_env(hc, builder, to_version)
     seen, before = equal.survey(hc, builder, replacing)

@@ -194,7 +194,7 @@ def _short(text: str, limit: int = 160) -> str:
 
 
 def eval_on(hc: HostContext, builder: str, expr: str) -> str:
-    h, app = hc.host, hc.settings.app
+    h, app = hc.host, hc.settings.release
     res = hc.run(cmds.eval_expr(h.deploy_path, app, builder, h.env, expr), changes=False)
     out = (res.stdout + ("\n" + res.stderr if res.stderr.strip() else "")).strip()
     if not res.ok:
@@ -236,7 +236,7 @@ def remote_console(c: Ctx, exec_: bool = False, stage: str | None = None,
         names = ", ".join(h.name for h in st.hosts)
         raise InvalidInput(f"--exec opens one console: pick its host with --host "
                            f"(stage {st.name} has {len(st.hosts)}: {names})")
-    argvs = [cmds.console_argv(h, settings.ssh, settings.app, builder) for h in st.hosts]
+    argvs = [cmds.console_argv(h, settings.ssh, settings.release, builder) for h in st.hosts]
     shown = [shlex.join(argv) for argv in argvs]
     for h in st.hosts:  # the printed line works as printed: the env file holds today's env
         HostContext(h, settings, dry_run=False).write_env()

@@ -56,7 +56,8 @@ def probe(hc: HostContext, builder: str, cheap_first: bool = False, ask: bool = 
         listed = parse_probe(res.stdout)
         if not listed.procs or not ask:
             return listed
-    res = hc.run(commands.probe(h.deploy_path, hc.settings.app, builder, h.env), changes=False)
+    s = hc.settings
+    res = hc.run(commands.probe(h.deploy_path, s.release, s.app, builder, h.env), changes=False)
     return parse_probe(res.stdout + res.stderr)
 
 

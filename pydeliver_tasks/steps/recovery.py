@@ -18,7 +18,7 @@ BOOT_CHECK_SECONDS = 10
 def boot_output(hc: HostContext, builder: str, seconds: int) -> tuple[int, str]:
     """Run the release in the foreground for at most `seconds`; (exit code, console output)."""
     h = hc.host
-    res = hc.run(dcmd.foreground(h.deploy_path, hc.settings.app, builder, h.env, seconds),
+    res = hc.run(dcmd.foreground(h.deploy_path, hc.settings.release, builder, h.env, seconds),
                  timeout=seconds + 30)
     lines = (res.stdout + res.stderr).splitlines()
     rc = next((int(x.split("=", 1)[1]) for x in reversed(lines)
@@ -31,7 +31,7 @@ def boot_output(hc: HostContext, builder: str, seconds: int) -> tuple[int, str]:
 
 def boot_check_node(hc: HostContext, builder: str, seconds: int = BOOT_CHECK_SECONDS) -> str:
     if hc.dry_run:
-        hc.run(dcmd.foreground(hc.host.deploy_path, hc.settings.app, builder, hc.host.env, seconds))
+        hc.run(dcmd.foreground(hc.host.deploy_path, hc.settings.release, builder, hc.host.env, seconds))
         return "would boot in the foreground and show the console"
     p = probe(hc, builder)
     if p.facts or p.beams:

@@ -84,7 +84,7 @@ def parse_listing(output: str) -> HostState:
 
 def look(hc: HostContext, builder: str) -> HostState:
     """The listing (one round trip), then the node: facts and release_handler's state."""
-    s = parse_listing(hc.run(rcmd.listing(hc.host.deploy_path, hc.settings.app),
+    s = parse_listing(hc.run(rcmd.listing(hc.host.deploy_path, hc.settings.release),
                              changes=False).stdout)
     if s.deployed:
         p = probe(hc, builder, cheap_first=True)
@@ -183,7 +183,7 @@ def cleanup_host(hc: HostContext, builder: str, keep: int,
                 raise HostFailure(f"release_handler could not remove {x}: "
                                   f"{r.get('result') or r.get('no_answer', 'no answer')}")
             how = " through release_handler, then its files"
-        res = hc.run(rcmd.remove_version(hc.host.deploy_path, hc.settings.app, x))
+        res = hc.run(rcmd.remove_version(hc.host.deploy_path, hc.settings.release, x))
         if res.exited in (rcmd.REFUSED_BOOTS_NEXT, rcmd.REFUSED_RELEASE_HANDLER, rcmd.REFUSED_BOOTED):
             skipped[x] = res.stderr.strip().removeprefix("refusing: ")
             continue
@@ -216,7 +216,7 @@ def cleanup_store(c: Ctx, keep: int = DEFAULT_KEEP, dry_run: bool = False) -> Ru
     too (its own upgrade files go, so no stored manifest names a removed version). The result's
     `releases` are the removed ones."""
     n, settings = keep_count(keep), settings_of(c)
-    app, where, found = settings.app, settings.store, store.listing(settings.store, settings.app)
+    app, where, found = settings.release, settings.store, store.listing(settings.store, settings.release)
     kept = {r.version: f"newest {n}" for r in found[-n:]}
     for to in list(kept):
         try:

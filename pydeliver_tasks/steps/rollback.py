@@ -28,11 +28,11 @@ def _make_boot(hc: HostContext, s: HostState, vsn: str) -> str:
     flags, h = s.versions.get(vsn, set()), hc.host
     problem = f"releases/{vsn}, its .rel or .deliver/bin/{vsn} are not on the host"
     if {"dir", "rel", "bin"} <= flags:
-        res = hc.run(rcmd.activate_version(h.deploy_path, hc.settings.app, vsn))
+        res = hc.run(rcmd.activate_version(h.deploy_path, hc.settings.release, vsn))
         if res.ok and f"PDT{{activated={vsn}}}" in res.stdout:
             return "from its files on the host"
         problem = res.tail(5)
-    rel = store.get(hc.settings.store, hc.settings.app, vsn)
+    rel = store.get(hc.settings.store, hc.settings.release, vsn)
     if "release_tar" in flags and rel is not None:
         extract(hc, rel, uploaded=False)
         return "extracted again from its tarball on the host (sha256-checked)"

@@ -16,9 +16,9 @@ from .upgrade_build import build_upgrade, manifest_path
 def releases(c: Ctx) -> RunResult:
     """List the releases in the local store (version, size, sha256): the result's `releases`."""
     settings = settings_of(c)
-    found = store.listing(settings.store, settings.app)
+    found = store.listing(settings.store, settings.release)
     if not found:
-        say(f"no {settings.app} releases in {settings.store}: inv build.release --tag VERSION")
+        say(f"no {settings.release} releases in {settings.store}: inv build.release --tag VERSION")
     for r in found:
         size = r.path.stat().st_size / 1e6
         say(f"{r.app} {r.version:<12} {size:6.1f} MB  sha256 {r.sha256[:16]}  {r.path}")
@@ -31,13 +31,13 @@ def show_appup(c: Ctx, from_: str, to: str) -> RunResult:
     v.version(from_)
     v.version(to)
     settings = settings_of(c)
-    path = manifest_path(settings.store, settings.app, to)
+    path = manifest_path(settings.store, settings.release, to)
     manifest = UpgradeManifest.load(path) if path.exists() else None
     if manifest is None or manifest.from_version != from_:
         say(f"no upgrade {from_} -> {to} in the store yet: building it")
         manifest = build_upgrade(c, from_, to).manifest
         assert manifest is not None
-    say(f"upgrade {settings.app} {from_} -> {to}")
+    say(f"upgrade {settings.release} {from_} -> {to}")
     for app, (old, new) in sorted(manifest.changed_apps.items()):
         say(f"  {app}: {old} -> {new}")
     for app, appup in sorted(manifest.appups.items()):
@@ -55,9 +55,9 @@ def show_relup(c: Ctx, version: str) -> RunResult:
     """Print releases/VERSION/relup from the stored upgrade tarball (what release_handler runs)."""
     v.version(version)
     settings = settings_of(c)
-    rel = store.get(settings.store, settings.app, version, "upgrade")
+    rel = store.get(settings.store, settings.release, version, "upgrade")
     if rel is None:
-        raise v.InvalidInput(f"no upgrade tarball for {settings.app} {version} in the store: "
+        raise v.InvalidInput(f"no upgrade tarball for {settings.release} {version} in the store: "
                              f"inv build.upgrade --from OLD --to {version}")
     with tarfile.open(rel.path) as tar:
         member = tar.extractfile(f"releases/{version}/relup")

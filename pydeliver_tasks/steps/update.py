@@ -51,7 +51,7 @@ def by_batches(run: Run, version: str) -> RunResult:
     """Per host: deploy, force stop, verified start into VERSION; back to what it booted before
     when its batch fails and the rollout says auto_rollback."""
     settings, builder = run.settings, run.builder
-    release = stored_release(settings.store, settings.app, version, dry_run=False)
+    release = stored_release(settings.store, settings.release, version, dry_run=False)
     assert release is not None
     before: dict[str, str | None] = {}
 
@@ -63,7 +63,7 @@ def by_batches(run: Run, version: str) -> RunResult:
 
     def back(hc: HostContext) -> str:
         previous = before.get(hc.host.name)
-        old = store.get(settings.store, settings.app, previous) if previous else None
+        old = store.get(settings.store, settings.release, previous) if previous else None
         if old is None or previous == version:
             raise HostFailure(f"no previous release to go back to (booted {previous or 'nothing'} "
                               "before)", hint="inv rollback --to VERSION")

@@ -53,16 +53,16 @@ def check_sources(settings: Settings, from_version: str, to_version: str, rebuil
                   tag: str | None = None) -> None:
     """Before any host is asked: the store has this upgrade, or it can be built — TO has a git
     tag (or TAG names the ref) and FROM is stored or tagged (InvalidInput, exit 2, otherwise)."""
-    if not rebuild and stored_upgrade(settings.store, settings.app, from_version, to_version):
+    if not rebuild and stored_upgrade(settings.store, settings.release, from_version, to_version):
         return
     wanted = [(to_version, tag or to_version)]
-    if store.get(settings.store, settings.app, from_version) is None:
+    if store.get(settings.store, settings.release, from_version) is None:
         wanted.append((from_version, from_version))
     for version, ref in wanted:
         try:
             resolve_ref(settings.project_dir, ref, None, None)
         except v.InvalidInput as exc:
-            raise v.InvalidInput(f"{exc}, and the release store has no {settings.app} "
+            raise v.InvalidInput(f"{exc}, and the release store has no {settings.release} "
                                  f"{version} to build the upgrade {from_version} -> {to_version} "
                                  f"from: tag {version} (git tag {version}), or check the versions "
                                  "(inv releases)") from None
@@ -89,7 +89,7 @@ def shipped_appups(hc: HostContext, builder: str, profile: str, from_version: st
     appup file}, {dep without one: where one was looked for})."""
     s = hc.settings
     skip = {s.app, *s.upgrade.apps, *user_appups(s, from_version, to_version)}
-    res = hc.run(builders.dep_appups(builder, hc.host.deploy_path, s.app, profile, to_version,
+    res = hc.run(builders.dep_appups(builder, hc.host.deploy_path, s.release, profile, to_version,
                                      sorted(skip)))
     if not res.ok:
         raise HostFailure(f"a dependency's appup cannot be read: {res.tail(3)}",
@@ -111,18 +111,18 @@ def prepare_on_host(hc: HostContext, from_release: Release, to_version: str) -> 
     remote_from = builders.upload_path(path, from_release.file_name)
     hc.say(f"putting {from_version} (from the release store) beside the new build")
     hc.put(from_release.path, remote_from)
-    res = hc.run(builders.overlay_old(builder, path, s.app, profile, from_version, remote_from))
+    res = hc.run(builders.overlay_old(builder, path, s.release, profile, from_version, remote_from))
     if not res.ok:
         raise HostFailure(f"could not extract {from_release.file_name} beside the new build",
                           res.tail(), f"check the stored release; rebuild it: inv build.release "
                           f"--tag {from_version}")
     shipped, looked_in = shipped_appups(hc, builder, profile, from_version, to_version)
-    res = hc.run(builders.upgrade_facts(builder, path, s.app, profile, from_version, to_version),
+    res = hc.run(builders.upgrade_facts(builder, path, s.release, profile, from_version, to_version),
                  changes=False)
     if not res.ok:
         raise HostFailure("could not read the releases' facts on the build host", res.tail())
     if hc.dry_run:
-        return UpgradeManifest(s.app, from_version, to_version)
+        return UpgradeManifest(s.release, from_version, to_version)
     facts = appup.parse_facts(res.stdout)
     if from_version not in facts or to_version not in facts:
         raise HostFailure(f"facts for {from_version} and {to_version} not found", res.tail())
@@ -136,7 +136,7 @@ def prepare_on_host(hc: HostContext, from_release: Release, to_version: str) -> 
     p = appup.plan(facts[from_version], facts[to_version], {s.app, *s.upgrade.apps}, set(overrides),
                    looked_in)
     manifest = UpgradeManifest(
-        s.app, from_version, to_version, p.unsafe, {a: list(vs) for a, vs in p.changed_apps.items()},
+        s.release, from_version, to_version, p.unsafe, {a: list(vs) for a, vs in p.changed_apps.items()},
         lib_dirs=[f"{a.name}-{a.vsn}" for a in facts[to_version].apps.values()],
         replaced_modules=p.replaced, suspended_modules=p.suspended,
     )
@@ -153,7 +153,7 @@ def prepare_on_host(hc: HostContext, from_release: Release, to_version: str) -> 
             remote = builders.upload_path(path, f"{name}.appup")
             hc.put(local, remote)
             hc.say(f"appup for {name} ({source}):\n{text.strip()}")
-            res = hc.run(builders.install_appup(builder, path, s.app, profile, name,
+            res = hc.run(builders.install_appup(builder, path, s.release, profile, name,
                                                 p.changed_apps[name][1], remote))
             if not res.ok:
                 raise HostFailure(f"the {source} appup for {name} is not valid", res.tail(),
@@ -162,7 +162,7 @@ def prepare_on_host(hc: HostContext, from_release: Release, to_version: str) -> 
     for name, file in sorted(shipped.items()):  # installed by the escript, as the library wrote it
         if name in p.changed_apps:
             manifest.appups[name] = {"source": "shipped", "text": f"%% {file}\n"}
-    res = hc.run(builders.make_relup(builder, path, s.app, profile, from_version, to_version))
+    res = hc.run(builders.make_relup(builder, path, s.release, profile, from_version, to_version))
     if not res.ok:
         raise HostFailure("systools:make_relup failed", res.tail(),
                           "the appups above must name existing modules; see inv show.appup")
@@ -183,9 +183,9 @@ def build_upgrade(c: Ctx, from_: str, to: str, tag: str | None = None, dry_run: 
     v.version(to)
     check_user_appups(settings, from_, to)
     check_sources(settings, from_, to, rebuild=True, tag=tag)
-    from_release = store.get(settings.store, settings.app, from_)
+    from_release = store.get(settings.store, settings.release, from_)
     if from_release is None and not dry_run:
-        say(f"{settings.app} {from_} is not in the release store: building it from tag {from_}")
+        say(f"{settings.release} {from_} is not in the release store: building it from tag {from_}")
         from_release = build_release(c, tag=from_, version=from_).release
     ref, sha = resolve_ref(settings.project_dir, tag or to, None, None)
     host, local = build_host(settings)
@@ -207,7 +207,7 @@ def build_upgrade(c: Ctx, from_: str, to: str, tag: str | None = None, dry_run: 
         builder, profile = builder_of(settings), settings.mix_env
         if builder == "rebar3":
             profile = settings.rebar3_profile
-        res = hc.run(builders.package_upgrade(builder, hc.host.deploy_path, settings.app, profile,
+        res = hc.run(builders.package_upgrade(builder, hc.host.deploy_path, settings.release, profile,
                                               to, manifest.lib_dirs))
         digest = res.stdout.strip().splitlines()[-1] if res.stdout.strip() else ""
         if not res.ok or (not hc.dry_run and len(digest) != 64):
@@ -215,8 +215,8 @@ def build_upgrade(c: Ctx, from_: str, to: str, tag: str | None = None, dry_run: 
         made["path"] = fetch_artifact(hc, to, digest, "upgrade")
         made["sha256"] = digest
         if hc.dry_run:
-            return f"would build {settings.app} {to} with a relup from {from_}"
-        return f"built {settings.app} {to} with relup from {from_} -> {made['path']}"
+            return f"would build {settings.release} {to} with a relup from {from_}"
+        return f"built {settings.release} {to} with relup from {from_} -> {made['path']}"
 
     def checked_run(hc: HostContext) -> str:
         try:
@@ -233,10 +233,10 @@ def build_upgrade(c: Ctx, from_: str, to: str, tag: str | None = None, dry_run: 
             raise v.InvalidInput("your appup names modules the releases do not have:\n"
                                  + made["bad_appup"]) from None
         raise
-    result.manifest = made.get("manifest") or UpgradeManifest(settings.app, from_, to)
+    result.manifest = made.get("manifest") or UpgradeManifest(settings.release, from_, to)
     if dry_run:
         return result
-    result.manifest.save(manifest_path(settings.store, settings.app, to))
+    result.manifest.save(manifest_path(settings.store, settings.release, to))
     if not result.manifest.unsafe:
-        result.release = Release(settings.app, to, "upgrade", made["path"], made["sha256"])
+        result.release = Release(settings.release, to, "upgrade", made["path"], made["sha256"])
     return result

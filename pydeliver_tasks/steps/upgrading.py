@@ -51,8 +51,8 @@ def _choice(name: str, value: str | None, allowed: tuple[str, ...], default: str
 def _upgrade_release(c: Ctx, settings: Settings, from_: str, to: str, rebuild: bool,
                      dry_run: bool) -> tuple[Release | None, UpgradeManifest]:
     """The stored upgrade X -> Y, built first when missing (or when rebuild)."""
-    found = None if rebuild else stored_upgrade(settings.store, settings.app, from_, to)
-    if found and found[0] is None and store.get(settings.store, settings.app, to):
+    found = None if rebuild else stored_upgrade(settings.store, settings.release, from_, to)
+    if found and found[0] is None and store.get(settings.store, settings.release, to):
         say(f"using the stored plan for {from_} -> {to}: not hot-upgradable "
             "(after adding appups, run with --rebuild)")
         return found
@@ -111,10 +111,10 @@ def _upgrade(c: Ctx, run: Run, policy: Policy) -> RunResult:
             return "would hot-upgrade"
 
         return run.each(dry)
-    new_rel = store.get(settings.store, settings.app, to)
-    old_rel = store.get(settings.store, settings.app, from_)
+    new_rel = store.get(settings.store, settings.release, to)
+    old_rel = store.get(settings.store, settings.release, from_)
     if new_rel is None:
-        raise v.InvalidInput(f"{settings.app} {to} is missing from the release store: "
+        raise v.InvalidInput(f"{settings.release} {to} is missing from the release store: "
                              f"inv build.release --tag {to}")
     # a restart fallback never takes every host down at once (unless --strategy parallel)
     asked_parallel = run.rollout is not None and run.rollout.strategy == "parallel" \
@@ -141,15 +141,15 @@ def deploy_upgrade(c: Ctx, version: str, from_: str | None = None, stage: str | 
     dry chain only said what it would build) is named, not refused."""
     v.version(version)
     settings, _, builder = target(c, stage, host)
-    rel = store.get(settings.store, settings.app, version, "upgrade")
-    mpath = manifest_path(settings.store, settings.app, version)
+    rel = store.get(settings.store, settings.release, version, "upgrade")
+    mpath = manifest_path(settings.store, settings.release, version)
     if dry_run and (rel is None or not mpath.exists()):
         with over_stage(c, "deploy.upgrade", stage, host, flow="deploy", dry_run=True,
                         json_path=json_path, from_version=from_, to_version=version) as run:
             return run.each(lambda hc: f"would upload and stage the upgrade to {version} "
                             "(built by the step before) beside the running release")
     if rel is None or not mpath.exists():
-        raise v.InvalidInput(f"no upgrade tarball for {settings.app} {version} in the store: "
+        raise v.InvalidInput(f"no upgrade tarball for {settings.release} {version} in the store: "
                              f"inv build.upgrade --from OLD --to {version}")
     manifest = UpgradeManifest.load(mpath)
     if from_ and manifest.from_version != from_:

@@ -30,9 +30,9 @@ def up(c: Context, hosts: int = 2, port: int = 2222, dir: str = "",
        fresh: bool = False, first_address: int = 2, http_port: int = 4000) -> None:
     """Start N sshd hosts + a build host on loopback and write their deliver config."""
     try:
-        app = settings_of(c).app
+        app = settings_of(c).release
         if not app:
-            raise InvalidInput("deliver.app is empty: set it in invoke.yaml (the release name)")
+            raise InvalidInput("deliver.app is empty: set it in invoke.yaml (your OTP application)")
         if not 1 <= hosts <= 50 or not 2 <= first_address <= 250 - hosts:
             raise InvalidInput("--hosts must be 1-50 and --first-address leave room for them")
         box = sb.up(_dir(dir, port), hosts=hosts, port=port, first_address=first_address,

@@ -161,7 +161,7 @@ def test_bad_flags_are_refused_before_any_remote_command(project: Project) -> No
 BAD_CONFIG = [
     (lambda d: d["stages"]["sandbox"]["hosts"].append("a b@c"), "hosts[2]: invalid host 'a b@c'"),
     (lambda d: d["stages"]["sandbox"]["hosts"].append("u@h:99999"), "port must be 1-65535"),
-    (lambda d: d.update(app=""), "deliver.app is empty: set it in invoke.yaml (the release name)"),
+    (lambda d: d.update(app=""), "deliver.app is empty: set it in invoke.yaml (your OTP application)"),
     (lambda d: d.update(builder="make"), "deliver.builder: must be one of"),
     (lambda d: d["ssh"].update(host_key_policy="yolo"), "deliver.ssh.host_key_policy"),
     (lambda d: d.update(hooks={"before_lunch": ["x"]}), "deliver.hooks.before_lunch: unknown hook"),

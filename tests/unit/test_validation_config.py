@@ -159,7 +159,19 @@ def test_a_missing_app_is_one_problem_not_a_cascade() -> None:
     with pytest.raises(ConfigError) as err:
         config.load({"deliver": {"app": "", "builder": "mix",
                                  "stages": {"prod": {"hosts": ["a@h1"]}}}})
-    assert err.value.problems == ["deliver.app is empty: set it in invoke.yaml (the release name)"]
+    assert err.value.problems == ["deliver.app is empty: set it in invoke.yaml (your OTP application)"]
+
+
+def test_the_release_name_defaults_to_the_app_and_names_paths_when_it_differs() -> None:
+    same = load(cfg())
+    assert same.release == same.app
+    umbrella = load(cfg(app="shop_web", release="shop"))
+    assert (umbrella.app, umbrella.release) == ("shop_web", "shop")
+    assert umbrella.build.path == "pydeliver-build/shop"
+    assert umbrella.stages["prod"].hosts[0].deploy_path == "apps/shop"
+    with pytest.raises(ConfigError) as err:
+        load(cfg(release="My-Shop"))
+    assert any(p.startswith("deliver.release: ") for p in err.value.problems), err.value.problems
 
 
 def test_the_documented_known_keys_are_the_real_ones() -> None:
