@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import functools
+import io
 import re
+import tarfile
+from dataclasses import dataclass
 from pathlib import Path
 
 from . import validation as v
@@ -21,6 +25,42 @@ def _read(path: Path, app: str) -> Release | None:
         return None
     words = sums.read_text().split()
     return Release(app, m["vsn"], m["kind"], path, words[0] if words else "")
+
+
+_REL_APP_RE = re.compile(r'\{\s*(\w+)\s*,\s*"([^"]+)"')
+
+
+@dataclass(frozen=True)
+class Contents:
+    """What deploy needs to know of a tarball before it is on a host."""
+
+    extracted_bytes: int  # the files' bytes once extracted
+    erts: str  # erts-<vsn> when the tarball carries no ERTS (the host must have it), else ""
+    otp_libs: tuple[str, ...]  # lib/<app>-<vsn> its .rel names that it does not carry
+
+
+@functools.cache
+def contents(path: Path, sha256: str, name: str, version: str) -> Contents:
+    """Read from the tarball's member headers, the .rel and start_erl.data; once per tarball and
+    process (sha256 keys a tarball rebuilt under the same path)."""
+    size, libs, rel_text, erts, carried = 0, set(), "", "", False
+    with tarfile.open(path, "r:gz") as tar:
+        for member in tar:
+            top, _, rest = member.name.removeprefix("./").partition("/")
+            size += member.size if member.isfile() else 0
+            carried = carried or top.startswith("erts-")
+            if top == "lib" and rest:
+                libs.add(rest.split("/")[0])
+            if member.isfile() and member.name.endswith(f"releases/{version}/{name}.rel"):
+                rel_text = (tar.extractfile(member) or io.BytesIO()).read().decode("latin-1")
+            elif member.isfile() and member.name.endswith("releases/start_erl.data"):
+                erts = (tar.extractfile(member) or io.BytesIO()).read().decode("latin-1")
+    if carried:
+        return Contents(size, "", ())
+    named = _REL_APP_RE.findall(rel_text)  # {erts, Vsn} first, then {App, Vsn[, Type]}
+    erts = next(iter(erts.split()), "") or next((x for a, x in named if a == "erts"), "")
+    missing = tuple(f"lib/{a}-{x}" for a, x in named if a != "erts" and f"{a}-{x}" not in libs)
+    return Contents(size, f"erts-{erts}", missing)
 
 
 def find(store: Path, app: str, version: str) -> Release:

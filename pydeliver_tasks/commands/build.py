@@ -83,7 +83,8 @@ def outside_links(builder: str, build_path: str, app: str, profile: str) -> str:
 
 
 def package(builder: str, build_path: str, app: str, profile: str, version: str) -> str:
-    """Pack the release as an OTP tarball (bin, erts, lib, releases) and print its sha256.
+    """Pack the release as an OTP tarball (erts first: deploy reads whether there is one from
+    the first member; bin, lib, releases) and print its sha256.
 
     The same layout for mix and rebar3, so deploy treats both alike.
     """
@@ -91,7 +92,7 @@ def package(builder: str, build_path: str, app: str, profile: str, version: str)
     rel = q(f"{base}/src/{rel_dir(builder, app, profile)}")
     out = q(f"{base}/out/{release_file_name(app, version)}")
     return (
-        f"cd {rel} && tar -czf {out}.part bin lib releases $(ls -d erts-* 2>/dev/null) "
+        f"cd {rel} && tar -czf {out}.part $(ls -d erts-* 2>/dev/null) bin lib releases "
         f"&& mv {out}.part {out} && sha256sum {out} | cut -d' ' -f1"
     )
 

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import functools
-import tarfile
 from pathlib import Path
 
 from .. import commands, store
 from .. import validation as v
 from ..commands import activation as acmd
+from ..commands import diagnose as dcmd
 from ..commands import retention as rcmd
 from ..fleet import hooks
 from ..fleet.host import HostContext, HostFailure
@@ -26,12 +25,34 @@ MARGIN_BYTES = 32 * 1024 * 1024
 MARGIN_SHARE = 0.10
 
 
-@functools.cache
-def extracted_size(path: Path, sha256: str) -> int:
-    """The bytes the tarball's files take once extracted (read from its member headers; once
-    per release and process)."""
-    with tarfile.open(path, "r:gz") as tar:
-        return sum(m.size for m in tar.getmembers() if m.isfile())
+def contents_of(release: Release) -> store.Contents:
+    return store.contents(release.path, release.sha256, release.app, release.version)
+
+
+def host_otp(hc: HostContext, release: Release) -> None:
+    """A release without ERTS boots on the host's Erlang: refuse before the upload when the
+    host's `erl` (found as the start script finds it) lacks that ERTS or an OTP library the
+    release names and does not carry."""
+    found = contents_of(release)
+    if not found.erts or hc.dry_run:
+        return
+    res = hc.run(dcmd.host_otp(hc.host.deploy_path, hc.host.env, (found.erts, *found.otp_libs)),
+                 changes=False)
+    lines = res.stdout.splitlines()
+    otp = next((x.split(" ", 1)[1] for x in lines if x.startswith("PDT_OTP ")), "")
+    lacks = [x.split(" ", 1)[1] for x in lines if x.startswith("PDT_LACKS ")]
+    if otp and not lacks and res.ok:
+        hc.say(f"{release.file_name} carries no ERTS: it runs on the host's Erlang ({otp}, "
+               f"{found.erts}, read back)")
+        return
+    where = (f"the host's Erlang at {otp} lacks {', '.join(lacks[:4])}" if otp
+             else "the host has no erl on its PATH" if "PDT_NOERL" in lines
+             else f"the host's Erlang could not be read (exit {res.exited})")
+    raise HostFailure(
+        f"{release.file_name} carries no ERTS, so it needs {found.erts} from the host, and "
+        f"{where}; nothing was uploaded. Include ERTS in the release (mix: include_erts: true, "
+        "the default; rebar3: {include_erts, true} or {mode, prod}) or install that OTP on the host",
+        res.tail(), f"inv build.release --tag {release.version} --rebuild")
 
 
 def room(hc: HostContext, release: Release, upload_bytes: int) -> None:
@@ -44,7 +65,7 @@ def room(hc: HostContext, release: Release, upload_bytes: int) -> None:
     if not out.isdigit():
         hc.say(f"could not read the free space of {where} (df said {out[-80:]!r}): going on")
         return
-    need = upload_bytes + extracted_size(release.path, release.sha256)
+    need = upload_bytes + contents_of(release).extracted_bytes
     need += int(need * MARGIN_SHARE) + MARGIN_BYTES
     free = int(out) * 1024
     if free < need:
@@ -88,6 +109,7 @@ def upload(hc: HostContext, release: Release) -> bool:
     """Put the tarball on the host unless the same sha256 is already there (checking the room
     first); -> uploaded?"""
     root = hc.host.deploy_path
+    host_otp(hc, release)
     remote = commands.tarball_path(root, release.app, release.version, release.kind)
     have = hc.run(commands.remote_sha256(remote), changes=False).stdout.strip()
     if have == release.sha256:
@@ -169,7 +191,7 @@ def tidy(hc: HostContext, deployed: str) -> str:
     """After a deploy: remove old versions beyond deliver.keep_releases (never the running one,
     the previous good one or the one just deployed); a cheap listing decides whether to look."""
     keep = hc.settings.keep_releases
-    root, app = hc.host.deploy_path, hc.settings.app
+    root, app = hc.host.deploy_path, hc.settings.release
     if keep <= 0:
         return ""
     state = parse_listing(hc.run(rcmd.listing(root, app), changes=False).stdout)
@@ -194,11 +216,11 @@ def deploy_release(
     would build it) is named, not refused."""
     v.version(version)
     settings = settings_of(c)
-    release = stored_release(settings.store, settings.app, version, dry_run)
+    release = stored_release(settings.store, settings.release, version, dry_run)
 
     def one(hc: HostContext) -> str:
         if release is None:  # dry run of a chain: the build before it only said what it would do
-            hc.say(f"would upload {release_file_name(settings.app, version)} (built by the step "
+            hc.say(f"would upload {release_file_name(settings.release, version)} (built by the step "
                    "before), verify it and extract it")
             return f"would deploy {version}"
         uploaded = upload(hc, release)
