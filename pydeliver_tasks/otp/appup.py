@@ -247,7 +247,8 @@ def plan(old: ReleaseFacts, new: ReleaseFacts, own_apps: set[str] | frozenset[st
             where = (looked_in or {}).get(name)
             p.unsafe.append(f"dependency {name} changes version ({o.vsn} -> {n.vsn}) and "
                             f"ships no appup (looked in its ebin/" + (f", {where}" if where else "")
-                            + "; or supply one: <appups_dir>/<from>-<to>/" + f"{name}.appup)")
+                            + "; or supply one: <appups_dir>/<from>-<to>/" + f"{name}.appup; "
+                            "if it is your own application, list it in deliver.upgrade.apps)")
     if not p.changed_apps and not p.unsafe:
         p.unsafe.append(f"no application changes version between {old.vsn} and {new.vsn}: a "
                         "relup would load nothing (bump your application's version)")

@@ -635,4 +635,5 @@ def test_a_dependency_without_an_appup_says_where_it_was_looked_for() -> None:
     p = appup.plan(old, new, {"demo"}, looked_in={"bare": "_build/prod/lib/bare/src"})
     assert ("dependency bare changes version (0.2 -> 0.3) and ships no appup (looked in its "
             "ebin/, _build/prod/lib/bare/src; or supply one: <appups_dir>/<from>-<to>/"
-            "bare.appup)") in p.unsafe
+            "bare.appup; if it is your own application, list it in deliver.upgrade.apps)"
+            ) in p.unsafe
