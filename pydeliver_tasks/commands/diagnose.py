@@ -97,14 +97,19 @@ def foreground(root: str, app: str, builder: str, env: Mapping[str, str], second
 
 def host_otp(root: str, env: Mapping[str, str], dirs: Iterable[str]) -> str:
     """For a release without ERTS: the Erlang its start script will find (`erl` on PATH, with the
-    stage's env), printed as `PDT_OTP <its root>`, then `PDT_LACKS <dir>` for each of `dirs`
-    (erts-<vsn>, lib/<app>-<vsn>) that root lacks; `PDT_NOERL` when no erl is on PATH."""
+    stage's env; one VM boot, only for such releases), printed as `PDT_OTP <its root>`, then
+    `PDT_LACKS <dir>` for each of `dirs` (erts-<vsn>, lib/<app>-<vsn>) that root lacks;
+    `PDT_NOERL` when no erl is on PATH."""
     wanted = " ".join(q(d) for d in dirs)
     return "\n".join([
         f"cd {q(root)} 2>/dev/null || cd",
         env_prefix(env) + "true",
         'e=$(command -v erl) || { echo PDT_NOERL; exit 0; }',
-        'o=$(cd "$(dirname "$(readlink -f "$e")")/.." && pwd -P)',
+        # erl itself says where its OTP is (as relx asks it; a version manager's erl is a
+        # wrapper script); the directory above the real bin/erl when that gives nothing
+        "o=$(\"$e\" -noshell -boot no_dot_erlang -eval "
+        "'io:format(\"~s\", [code:root_dir()]), halt().' 2>/dev/null) || o=",
+        '[ -d "$o" ] || o=$(cd "$(dirname "$(readlink -f "$e")")/.." && pwd -P)',
         'echo "PDT_OTP $o"',
         f'for d in {wanted}; do [ -d "$o/$d" ] || echo "PDT_LACKS $d"; done',
     ])

@@ -107,3 +107,22 @@ def test_the_stage_env_is_sourced_first_as_for_the_release_scripts(tmp_path: Pat
     empty.mkdir()
     script = diagnose.host_otp(str(tmp_path), {"PATH": f"{on_path}:/bin"}, ["erts-13.1.5"])
     assert _run(script, str(empty), tmp_path) == [f"PDT_OTP {otp.resolve()}"]
+
+
+def test_a_wrapper_erl_is_asked_where_its_otp_is(tmp_path: Path) -> None:
+    """A version manager's erl is a script elsewhere (asdf's shims): its root is what erl says."""
+    otp, _ = _otp(tmp_path, "erts-13.1.5")
+    shims = tmp_path / "shims"
+    shims.mkdir()
+    (shims / "erl").write_text(f"#!/bin/sh\nprintf %s '{otp}'\n")
+    (shims / "erl").chmod(0o755)
+    script = diagnose.host_otp(str(tmp_path), {}, ["erts-13.1.5", "lib/kernel-8.5.3"])
+    assert _run(script, f"{shims}:/usr/bin:/bin", tmp_path) == [f"PDT_OTP {otp}",
+                                                               "PDT_LACKS lib/kernel-8.5.3"]
+
+
+def test_the_real_erl_names_its_own_otp_root(tmp_path: Path) -> None:
+    real = subprocess.run(["erl", "-noshell", "-eval", 'io:format("~s", [code:root_dir()]), halt().'],
+                          capture_output=True, text=True, timeout=60).stdout
+    script = diagnose.host_otp(str(tmp_path), {}, ["lib"])
+    assert _run(script, os.environ["PATH"], tmp_path) == [f"PDT_OTP {real}"]
