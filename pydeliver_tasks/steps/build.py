@@ -11,10 +11,16 @@ from typing import Any
 from .. import lazy, store
 from .. import validation as v
 from ..commands import build as builders
+from ..commands import warm
 from ..config import Settings
 from ..fleet import HostContext, HostFailure, RunResult, for_each_host, hooks
 from ..model import Host, Release, release_file_name
 from .frame import Ctx, builder_of, settings_of
+
+# how the build says where its dependency build comes from (warm.restore's states)
+WARM_WORDS = {"restored": "dependencies as built before, from the build host's cache",
+              "cold": "dependencies built cold: none kept for this lock file, config and OTP yet",
+              "clean": "cold, as asked (--clean)", "nolock": "no lock file: no dependencies to keep"}
 
 git = lazy.module("git")
 ssh = lazy.module("pydeliver_tasks.fleet.ssh")
@@ -111,8 +117,11 @@ def project_subdir(settings: Settings) -> str:
     return "" if inside == "." else v.subdir(inside)
 
 
-def build_on_host(hc: HostContext, sha: str, expected: str | None) -> tuple[str, str]:
-    """Check out sha in a clean tree, build, find the single version, pack; -> (version, sha256)."""
+def build_on_host(hc: HostContext, sha: str, expected: str | None,
+                  clean: bool = False) -> tuple[str, str]:
+    """Check out sha in a clean tree, build (warm: with the dependency build kept from an
+    earlier build of the same key, unless clean), find the single version, pack;
+    -> (version, sha256)."""
     s = hc.settings
     builder, path = builder_of(s), hc.host.deploy_path
     profile = s.mix_env if builder == "mix" else s.rebar3_profile
@@ -120,12 +129,21 @@ def build_on_host(hc: HostContext, sha: str, expected: str | None) -> tuple[str,
     res = hc.run(builders.checkout(path, sha, project_subdir(s)))
     if not res.ok:
         raise HostFailure(f"could not check out {sha[:12]} on the build host", res.tail())
-    hc.say(f"building {s.release} with {builder} (output follows)")
+    res = hc.run(warm.restore(builder, path, profile, clean))
+    key, state = warm.parse(res.stdout)
+    if not res.ok:
+        raise HostFailure("could not restore the kept dependency build", res.tail(),
+                          "build cold: the same command with --clean")
+    hc.say(f"building {s.release} with {builder} ({WARM_WORDS.get(state, state)}; output follows)")
     command = builders.build(builder, path, s.release, profile)
     res = hc.run(command, stream=True)
     if not res.ok:  # its output was streamed above: not repeated as the failure's detail
         raise HostFailure(f"{builder} build failed (exit {res.exited}); its output is above", "",
                           f"the same build, by hand on the build host: {command}")
+    if state in ("cold", "clean"):
+        kept = hc.run(warm.save(builder, path, profile))
+        if not kept.ok:  # the build itself is fine: only the next one will be cold
+            hc.say(f"could not keep the dependency build for warm builds: {kept.tail()[-200:]}")
     if hc.dry_run:
         version = expected or "<version>"
     else:
@@ -226,19 +244,19 @@ def stored_build(settings: Settings, sha: str, expected: str | None) -> Release 
 def build_release(
     c: Ctx, tag: str | None = None, branch: str | None = None, revision: str | None = None,
     version: str | None = None, dry_run: bool = False, json_path: str | None = None,
-    rebuild: bool = False,
+    rebuild: bool = False, clean: bool = False,
 ) -> RunResult:
     """Build a release from a git ref on the build host and store it locally (steps' API).
 
     A release the store holds from the same commit and build settings is not built again
-    (`rebuild=True` builds it anyway)."""
+    (`rebuild=True` builds it anyway). Warm unless `clean`: see commands.warm."""
     settings = settings_of(c)
     builder_of(settings)
     expected = expected_version(tag, version)
     ref, sha = resolve_ref(settings.project_dir, tag, branch, revision)
     host, local = build_host(settings)
     made: dict[str, Any] = {}
-    have = None if rebuild else stored_build(settings, sha, expected)
+    have = None if rebuild or clean else stored_build(settings, sha, expected)
 
     def run(hc: HostContext) -> str:
         if have is not None:
@@ -247,7 +265,7 @@ def build_release(
                     "from the same commit and build settings: not built again (--rebuild "
                     f"builds it anyway) -> {have.path}")
         push_source(hc, sha, ref, local)
-        vsn, digest = build_on_host(hc, sha, expected)
+        vsn, digest = build_on_host(hc, sha, expected, clean)
         made["path"] = fetch_artifact(hc, vsn, digest)
         made.update(version=vsn, sha256=digest)
         if dry_run:

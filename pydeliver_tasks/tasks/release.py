@@ -14,22 +14,26 @@ REF_HELP = {"tag": "git tag to build", "branch": "git branch to build",
             "revision": "commit sha to build", "version": "version the build must produce"}
 REBUILD = ("build even when the store holds this release from the same commit and build "
            "settings")
+CLEAN = ("build cold: compile the dependencies too instead of reusing the ones the build host "
+         "kept from a build with the same lock file, config and OTP (implies --rebuild)")
 
 
 @deliver_task(help={**REF_HELP, "stage": "checked to exist; the build host is the same for "
-                    "every stage", "dry_run": DRY, "json": JSON, "rebuild": REBUILD})
+                    "every stage", "dry_run": DRY, "json": JSON, "rebuild": REBUILD,
+                    "clean": CLEAN})
 def build_release(c: Context, tag: str | None = None, branch: str | None = None,
                   revision: str | None = None, version: str | None = None,
                   stage: str | None = None, dry_run: bool = False, json: str | None = None,
-                  rebuild: bool = False) -> None:
+                  rebuild: bool = False, clean: bool = False) -> None:
     """Push a git ref to the build host, build the release there, fetch it into the store.
 
     A release the store already holds from the same commit and build settings is not built
-    again."""
+    again. The project is compiled from a clean checkout; its dependencies are reused from an
+    earlier build with the same lock file, config and OTP (--clean: built too)."""
     if stage:
         steps.settings_of(c).stage(stage)
     steps.build_release(c, tag=tag, branch=branch, revision=revision, version=version,
-                        dry_run=dry_run, json_path=json, rebuild=rebuild)
+                        dry_run=dry_run, json_path=json, rebuild=rebuild, clean=clean)
 
 
 @deliver_task(rollout=True, help={"version": "release version to deploy (from the store)",
@@ -45,17 +49,18 @@ def deploy_release(c: Context, version: str | None = None, stage: str | None = N
 
 
 @deliver_task(rollout=True, help={**REF_HELP, "stage": STAGE, "host": HOST, "dry_run": DRY,
-                                  "json": JSON, "rebuild": REBUILD})
+                                  "json": JSON, "rebuild": REBUILD, "clean": CLEAN})
 def update(c: Context, tag: str | None = None, branch: str | None = None,
            revision: str | None = None, version: str | None = None, stage: str | None = None,
            host: str | None = None, dry_run: bool = False, json: str | None = None,
-           rebuild: bool = False, rollout: Rollout | None = None) -> None:
+           rebuild: bool = False, clean: bool = False, rollout: Rollout | None = None) -> None:
     """Build a release, deploy it and restart into it, verified.
 
     With a rolling or canary strategy, batch by batch: each batch deployed and restarted before
     the next one starts."""
     steps.update(c, tag=tag, branch=branch, revision=revision, version=version, stage=stage,
-                 host=host, dry_run=dry_run, json_path=json, rollout=rollout, rebuild=rebuild)
+                 host=host, dry_run=dry_run, json_path=json, rollout=rollout, rebuild=rebuild,
+                 clean=clean)
 
 
 @deliver_task(name="releases", help={
