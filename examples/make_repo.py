@@ -90,6 +90,50 @@ def init_repo(repo: Path) -> None:
     _git(repo, "init", "--quiet", "--initial-branch=main")
 
 
+def make_locked(dest: Path, dep: Path, modules: int = 40) -> Path:
+    """`mix new warmy --sup` at ``dest`` with a git dependency locked in its mix.lock: a
+    repository made by `mix new wdep` at ``dep`` (``modules`` modules to compile, tag v1). Tags
+    0.1.0 and 0.1.1 (a code-only change). To build it elsewhere, make ``dep`` readable by the
+    build user there (git refuses a repository another user owns: chown it to that user)."""
+    env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": str(dest.parent), "LANG": "C.UTF-8"}
+
+    def mix(cwd: Path, *args: str) -> None:
+        subprocess.run(["mix", *args], cwd=cwd, check=True, capture_output=True, env=env)
+
+    dep.parent.mkdir(parents=True, exist_ok=True)
+    mix(dep.parent, "new", dep.name)
+    for n in range(modules):
+        funs = "\n".join(f"  def f{i}(x), do: {{{n}, {i}, x}}" for i in range(40))
+        (dep / "lib" / f"{dep.name}_m{n}.ex").write_text(
+            f"defmodule {dep.name.capitalize()}.M{n} do\n{funs}\nend\n")
+    init_repo(dep)
+    _git(dep, "add", "--all")
+    _git(dep, "commit", "--quiet", "-m", f"{dep.name} 1")
+    _git(dep, "tag", "v1")
+    mix(dest.parent, "new", dest.name, "--sup")
+    init_repo(dest)
+    _edit(dest / "mix.exs", "extra_applications: [:logger]", "extra_applications: [:logger, :sasl]")
+    _edit(dest / "mix.exs", "# {:dep_from_hexpm",
+          f'{{:{dep.name}, git: "{dep}", tag: "v1"}},\n      # {{:x')
+    text = f'defmodule {dest.name.capitalize()}.Text do\n  def text, do: "WORDS"\nend\n'
+    (dest / "lib" / dest.name / "text.ex").write_text(text.replace("WORDS", "warm one"))
+    mix(dest, "deps.get")  # writes mix.lock, as on the developer's machine
+    (dest / "tasks.py").write_text("from pydeliver_tasks import ns  # noqa: F401\n")
+    (dest / "invoke.yaml").write_text(f"deliver:\n  app: {dest.name}\n")
+    commit_version(dest, dest.name, "0.1.0")
+    _edit(dest / "mix.exs", 'version: "0.1.0"', 'version: "0.1.1"')
+    (dest / "lib" / dest.name / "text.ex").write_text(text.replace("WORDS", "warm two"))
+    commit_version(dest, dest.name, "0.1.1")
+    return dest
+
+
+def _edit(path: Path, old: str, new: str) -> None:
+    text = path.read_text()
+    if old not in text:
+        raise ValueError(f"{path}: {old!r} not found")
+    path.write_text(text.replace(old, new, 1))
+
+
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point: ``make_repo.py APP DEST [--versions V ...]``."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
