@@ -100,14 +100,14 @@ class Round:
         return max(self.deploy.max_logins, self.start.max_logins)
 
 
-def load_make_repo() -> Any:
-    """examples/make_repo.py's make_repo (examples/ is no package)."""
+def load_make_repo(name: str = "make_repo") -> Any:
+    """A function of examples/make_repo.py, make_repo by default (examples/ is no package)."""
     spec = importlib.util.spec_from_file_location("make_repo", REPO / "examples" / "make_repo.py")
     if spec is None or spec.loader is None:
         raise BenchError("cannot load examples/make_repo.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return module.make_repo
+    return getattr(module, name)
 
 
 def inv_path() -> str:

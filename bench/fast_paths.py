@@ -15,6 +15,9 @@ On one loopback sandbox with 2 hosts (plus the build host) and the mix example h
 - redeploy of the version the hosts have: `inv deploy.release` (seconds, and per host);
 - build of a tag the store has from the same commit: `inv build.release --tag` vs the cold build
   (`--rebuild`);
+- warm vs cold build of a project with a locked git dependency (`make_repo.make_locked`: 40
+  modules to compile): `inv build.release --rebuild` (dependencies kept on the build host) vs
+  `--clean`;
 - `inv --list` vs `python -c 'import invoke, fabric'`.
 
 It prints and asserts nothing about time. It exits 1 when a command fails or ends somewhere else
@@ -179,11 +182,40 @@ class Fast:
         if f"built {APP} 0.0.1" not in out:
             raise BenchError(f"the build with --rebuild did not build:\n{out}")
 
+    def warm_build(self) -> None:
+        out = self.inv_run("build.release", "--tag", "0.1.1", "--rebuild")
+        if "dependencies as built before" not in out:
+            raise BenchError(f"the warm build did not reuse the dependencies:\n{out}")
+
+    def clean_build(self) -> None:
+        out = self.inv_run("build.release", "--tag", "0.1.1", "--clean")
+        if "cold, as asked (--clean)" not in out or "==> wdep" not in out:
+            raise BenchError(f"the --clean build did not compile the dependency:\n{out}")
+
     def listing(self) -> None:
         self.run([self.inv, "--list"], "inv --list")
 
     def imports(self) -> None:
         self.run([sys.executable, "-c", "import invoke, fabric"], "import invoke, fabric")
+
+
+def locked_project(box: sb.Sandbox, verbose: bool) -> Fast:
+    """The warm-build project, its dependency owned by the build user (who clones it), built
+    once so the build host keeps its dependency build."""
+    base = box.dir / "project"
+    for d in (base / "warmy", base / "gitdeps"):
+        if d.exists():
+            shutil.rmtree(d)
+    project = load_make_repo(name="make_locked")(base / "warmy", base / "gitdeps" / "wdep")
+    os.chmod(base, 0o755)
+    os.chmod(base / "gitdeps", 0o755)
+    subprocess.run(["chown", "-R", box.build.user, str(base / "gitdeps")], check=True)
+    config = base / "warmy.json"
+    config.write_text(write_runtime_config(box, "warmy", http_port=HTTP_PORT + 1).read_text())
+    config.chmod(0o600)  # holds the sandbox cookie
+    warmy = Fast(box, project, config, verbose)
+    warmy.inv_run("build.release", "--tag", "0.1.0")
+    return warmy
 
 
 def timed(fn: Callable[[], None], before: Callable[[], None] | None = None) -> float:
@@ -234,12 +266,15 @@ def main(argv: list[str] | None = None) -> int:
     try:
         log(f"sandbox: 2 hosts + build host on port {PORT} in {SANDBOX_DIR}")
         box = sb.up(SANDBOX_DIR, hosts=2, port=PORT, first_address=FIRST_ADDRESS, fresh=True)
-        config = write_runtime_config(box, APP, http_port=HTTP_PORT)
+        config = box.dir / f"{APP}.json"  # write_runtime_config's file is rewritten per app
+        config.write_text(write_runtime_config(box, APP, http_port=HTTP_PORT).read_text())
+        config.chmod(0o600)  # holds the sandbox cookie
         project = box.dir / "project" / APP
         if project.exists():
             shutil.rmtree(project)
         load_make_repo()(APP, project)
         fast = Fast(box, project, config, args.verbose)
+        warmy = locked_project(box, args.verbose)
         fast.cold_build()
         fast.inv_run("deploy.release", "--version", "0.0.1")
         fast.started()
@@ -253,6 +288,8 @@ def main(argv: list[str] | None = None) -> int:
                   fast.raw_deploy, n, before=fast.wipe),
             pairs("stored tag: build.release ÷ --rebuild", fast.stored_build, fast.cold_build,
                   max(2, n // 2)),
+            pairs("build: warm ÷ cold (--clean), locked git dep", warmy.warm_build,
+                  warmy.clean_build, max(2, n // 2)),
             pairs("inv --list (÷ import invoke, fabric)", fast.listing, fast.imports, n),
         ]
         fast.wipe()
