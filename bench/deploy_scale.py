@@ -289,6 +289,11 @@ def render(every: list[Round], build_seconds: float, load: float, parallel: int)
     for n, x in ratios(rounds).items():
         lines.append(f"{n} hosts ÷ 1 host (deploy+start): {x:.2f}   "
                      f"(parallel ≈ 1, serial ≈ {n})")
+    lines += ["", "CPU-seconds per host for deploy+start (client + hosts: the whole machine's busy "
+              "CPU time during the runs ÷ hosts; the nodes' own boot included):"]
+    for r in rounds:
+        lines.append(f"{r.hosts:>5} hosts: {(r.deploy.busy_cpu + r.start.busy_cpu) / r.hosts:.2f} "
+                     f"(of which inv itself {(r.deploy.inv_cpu + r.start.inv_cpu) / r.hosts:.2f})")
     lines += ["", "where the time goes (from each run's --json summary):",
               f"{'hosts':>5}  {'run':<7}  {'wall s':>6}  {'slowest host s':>14}  "
               f"{'sum of hosts s':>14}  {'overlap':>7}  {'inv CPU s':>9}  {'machine CPU busy':>16}"]
