@@ -213,11 +213,20 @@ def fetch_artifact(hc: HostContext, version: str, digest: str, kind: str = "rele
 
 
 def sha256_of(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    """The file's sha256, computed once per process for the same file unchanged: keyed by device,
+    inode, size and mtime, which a rename keeps (the fetched `.part` is the stored tarball)."""
+    st = path.stat()
+    key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+    if key not in _SHA256:
+        h = hashlib.sha256()
+        with path.open("rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
+        _SHA256[key] = h.hexdigest()
+    return _SHA256[key]
+
+
+_SHA256: dict[tuple[int, int, int, int], str] = {}
 
 
 def build_key(settings: Settings, sha: str) -> str:

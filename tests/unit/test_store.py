@@ -12,6 +12,7 @@ from pathlib import Path
 from pydeliver_tasks import config, store
 from pydeliver_tasks.config import load
 from pydeliver_tasks.fleet import hooks
+from pydeliver_tasks.steps import build as build_step
 from pydeliver_tasks.steps.build import build_key, stored_build
 
 SHA = "a" * 40
@@ -75,3 +76,29 @@ def test_without_a_source_record_nothing_is_reused(tmp_path: Path) -> None:
     path = _stored(s, "1.0.0", build_key(s, SHA))
     path.with_name(path.name + ".source").unlink()
     assert store.built_from(s.store, "shop", build_key(s, SHA)) is None
+
+
+def test_a_file_is_hashed_once_and_again_only_when_it_changes(tmp_path: Path) -> None:
+    """update hashes the fetched tarball, then deploy checks the stored one: the same file
+    (renamed), read once; a file written since is read again."""
+    part = tmp_path / "a.tar.gz.part"
+    part.write_bytes(b"one")
+    first = build_step.sha256_of(part)
+    assert first == hashlib.sha256(b"one").hexdigest()
+    stored = part.rename(tmp_path / "a.tar.gz")
+    reads: list[Path] = []
+    real_open = Path.open
+
+    def counting_open(self: Path, *args, **kwargs):  # type: ignore[no-untyped-def]
+        reads.append(self)
+        return real_open(self, *args, **kwargs)
+
+    Path.open = counting_open  # type: ignore[method-assign]
+    try:
+        assert build_step.sha256_of(stored) == first and reads == []
+        stored.write_bytes(b"two")  # same size, new content and mtime
+        reads.clear()
+        assert build_step.sha256_of(stored) == hashlib.sha256(b"two").hexdigest()
+        assert reads == [stored]
+    finally:
+        Path.open = real_open  # type: ignore[method-assign]
