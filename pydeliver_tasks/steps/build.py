@@ -280,7 +280,10 @@ def build_release(
         if dry_run:
             return f"would build {settings.release} from {ref} ({sha[:12]}) and store it"
         store.record_source(made["path"], sha, build_key(settings, sha))
-        return f"built {settings.release} {vsn} from {ref} ({sha[:12]}) -> {made['path']}"
+        erts = store.contents(made["path"], digest, settings.release, vsn).erts
+        runs_on = (f" (it carries no ERTS: every host needs {erts}, which deploy.release checks)"
+                   if erts else "")
+        return f"built {settings.release} {vsn} from {ref} ({sha[:12]}) -> {made['path']}{runs_on}"
 
     result = for_each_host("build.release", settings, "build", [host], run,
                            dry_run=dry_run, json_path=json_path, local=local)

@@ -170,6 +170,7 @@ def host_erlang() -> tuple[str, str]:
 def test_a_release_without_erts_needs_and_runs_on_the_hosts_erlang(minimal: Project) -> None:
     built = minimal.inv("build.release", "--tag", "0.1.0").ok()
     assert f"built {MIN} 0.1.0 from 0.1.0" in built.out, built.out
+    assert "(it carries no ERTS: every host needs erts-" in built.out, built.out
     roots = [Path(h["deploy_path"]) for h in minimal.settings()["stages"]["sandbox"]["hosts"]]
     assert len(roots) == 2 and all(str(r).endswith(f"/apps/{MIN}") for r in roots), roots
 
