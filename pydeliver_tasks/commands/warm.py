@@ -68,10 +68,11 @@ def restore(builder: str, build_path: str, profile: str, clean: bool) -> str:
     ])
 
 
-def save(builder: str, build_path: str, profile: str) -> str:
+def save(builder: str, build_path: str, profile: str, replace: bool = False) -> str:
     """After a successful build: the dependency build into `deps-cache/<key>` (written beside,
-    then renamed, so a cut build leaves no half entry), unless that key is cached; the oldest
-    entries beyond KEEP removed. Prints `PDT_WARM <key> saved|kept`, nothing without a key."""
+    then renamed, so a cut build leaves no half entry), unless that key is cached and not
+    `replace` (a --clean build replaces what it was asked not to trust); the oldest entries
+    beyond KEEP removed. Prints `PDT_WARM <key> saved|kept`, nothing without a key."""
     root = build_path.rstrip("/")
     cache = q(f"{root}/{CACHE}")
     lib = q(f"_build/{profile}/lib")
@@ -92,11 +93,12 @@ def save(builder: str, build_path: str, profile: str) -> str:
     return "\n".join([
         f"k=$(cat {q(f'{root}/{KEY_FILE}')} 2>/dev/null) || exit 0",
         '[ -n "$k" ] || exit 0',
-        f'if [ -d {cache}/"$k" ]; then echo "{MARK} $k kept"; exit 0; fi',
+        f'if [ {"0" if replace else "1"} = 1 ] && [ -d {cache}/"$k" ]; then '
+        f'echo "{MARK} $k kept"; exit 0; fi',
         f"cd {q(root + '/src')}",
         f'rm -rf {cache}/.new.*; t={cache}/.new.$$; mkdir -p "$t"',
         *copy,
-        f'mv "$t" {cache}/"$k"',
+        f'rm -rf {cache}/"$k" && mv "$t" {cache}/"$k"',
         f'echo "{MARK} $k saved"',
         f"cd {cache} && ls -t | tail -n +{KEEP + 1} | while IFS= read -r old; do "
         'rm -rf -- "$old"; done',

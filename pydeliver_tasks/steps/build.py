@@ -141,7 +141,7 @@ def build_on_host(hc: HostContext, sha: str, expected: str | None,
         raise HostFailure(f"{builder} build failed (exit {res.exited}); its output is above", "",
                           f"the same build, by hand on the build host: {command}")
     if state in ("cold", "clean"):
-        kept = hc.run(warm.save(builder, path, profile))
+        kept = hc.run(warm.save(builder, path, profile, replace=state == "clean"))
         if not kept.ok:  # the build itself is fine: only the next one will be cold
             hc.say(f"could not keep the dependency build for warm builds: {kept.tail()[-200:]}")
     if hc.dry_run:

@@ -119,3 +119,15 @@ def test_a_save_cut_short_leaves_no_entry_the_next_build_would_trust(tmp_path: P
     assert not (tmp_path / warm.CACHE / key).exists()
     assert warm.parse(_sh(warm.restore("mix", root, "prod", clean=False))) == (key, "cold")
     assert warm.parse(_sh(warm.save("mix", root, "prod"))) == (key, "saved")
+
+
+def test_a_clean_build_replaces_the_kept_build_it_was_asked_not_to_trust(tmp_path: Path):
+    root = str(tmp_path)
+    src = _mix_tree(tmp_path)
+    key, _ = warm.parse(_sh(warm.restore("mix", root, "prod", clean=False)))
+    _sh(warm.save("mix", root, "prod"))
+    kept = tmp_path / warm.CACHE / key / "_build/prod/lib/jason/ebin/Elixir.Jason.beam"
+    kept.write_text("damaged")
+    assert warm.parse(_sh(warm.restore("mix", root, "prod", clean=True))) == (key, "clean")
+    assert warm.parse(_sh(warm.save("mix", root, "prod", replace=True))) == (key, "saved")
+    assert kept.read_text() == (src / "_build/prod/lib/jason/ebin/Elixir.Jason.beam").read_text()
