@@ -134,7 +134,8 @@ def build_on_host(hc: HostContext, sha: str, expected: str | None,
     if not res.ok:
         raise HostFailure("could not restore the kept dependency build", res.tail(),
                           "build cold: the same command with --clean")
-    hc.say(f"building {s.release} with {builder} ({WARM_WORDS.get(state, state)}; output follows)")
+    how = WARM_WORDS.get(state) or "dependencies kept for the same key are reused"  # dry run
+    hc.say(f"building {s.release} with {builder} ({how}; output follows)")
     command = builders.build(builder, path, s.release, profile)
     res = hc.run(command, stream=True)
     if not res.ok:  # its output was streamed above: not repeated as the failure's detail
