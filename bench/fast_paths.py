@@ -44,7 +44,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from deploy_scale import BenchError, inv_path, load_make_repo, log  # noqa: E402
+from deploy_scale import BenchError, compile_package, inv_path, load_make_repo, log  # noqa: E402
 
 from pydeliver_tasks import sandbox as sb  # noqa: E402
 from pydeliver_tasks.sandbox.config import write_runtime_config  # noqa: E402
@@ -262,6 +262,7 @@ def main(argv: list[str] | None = None) -> int:
         log("run as root: the sandbox makes one Unix user per host")
         return 2
     fast: Fast | None = None
+    compile_package()
     ok, load = False, os.getloadavg()[0]
     try:
         log(f"sandbox: 2 hosts + build host on port {PORT} in {SANDBOX_DIR}")

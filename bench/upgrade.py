@@ -47,6 +47,7 @@ from deploy_scale import (  # noqa: E402
     BenchError,
     accepted_logins,
     children_cpu_seconds,
+    compile_package,
     inv_path,
     load_make_repo,
     log,
@@ -622,6 +623,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--repeat must be >= 1")
     bench: UpgradeBench | None = None
     uids: set[int] = set()
+    compile_package()
     ok, load = False, os.getloadavg()[0]
     try:
         log(f"sandbox: 1 host + build host on port {PORT} in {SANDBOX_DIR}")
