@@ -146,6 +146,16 @@ class PsWatch:
         except (OSError, IndexError):
             return False
 
+    @staticmethod
+    def _forked_by_a_vm(entry: Path) -> bool:
+        """A VM's child between fork and exec (erl_child_setup's start) still shows the VM's
+        command line: it is not another VM."""
+        try:
+            ppid = (entry / "stat").read_text().rsplit(")", 1)[1].split()[1]
+            return Path(f"/proc/{ppid}/comm").read_text().strip() == "beam.smp"
+        except (OSError, IndexError):
+            return False
+
     def _run(self) -> None:
         while not self._stop.is_set():
             for entry in Path("/proc").iterdir():
@@ -159,7 +169,7 @@ class PsWatch:
                     continue
                 if len(argv) > 2 and argv[1] == b"-c" and self._from_sshd(entry):
                     self.shells.add(b" ".join(argv).decode(errors="replace"))
-                elif argv[0].endswith(b"beam.smp"):
+                elif argv[0].endswith(b"beam.smp") and not self._forked_by_a_vm(entry):
                     self.vms.setdefault(int(entry.name), b" ".join(argv).decode(errors="replace"))
             self._stop.wait(self.period)
 
