@@ -2,7 +2,7 @@
 # Install what pydeliver_tasks, its demo and its tests need on Debian 12, as root:
 # Python 3 + venv, git, OpenSSH (server and client), Erlang/OTP 25, Elixir 1.14, rebar3,
 # makes sure this host's own name resolves (erl_call needs it), then a virtualenv at <repo>/.venv
-# with the package installed editable (plus test tools).
+# with the package installed editable (plus test tools and MkDocs for the docs site).
 #
 #   bash examples/setup-debian.sh
 #
@@ -81,7 +81,7 @@ else
   say "host name $name resolves"
 fi
 
-# ---- the virtualenv with pydeliver_tasks (editable) and the test tools ----
+# ---- the virtualenv with pydeliver_tasks (editable), the test tools and MkDocs ----
 if [ ! -x "$VENV/bin/python" ]; then
   say "creating $VENV"
   python3 -m venv "$VENV"
@@ -91,11 +91,11 @@ stamp="$VENV/.pydeliver-setup"
 want=$(cat "$REPO/setup.cfg" "$REPO/pyproject.toml" | sha256sum | cut -d' ' -f1)
 if [ "$(cat "$stamp" 2>/dev/null)" = "$want" ] \
    && "$VENV/bin/python" -c 'import pydeliver_tasks, pytest' 2>/dev/null \
-   && [ -x "$VENV/bin/inv" ] && [ -x "$VENV/bin/ruff" ]; then
-  say "venv: pydeliver_tasks[test] installed ($VENV)"
+   && [ -x "$VENV/bin/inv" ] && [ -x "$VENV/bin/ruff" ] && [ -x "$VENV/bin/mkdocs" ]; then
+  say "venv: pydeliver_tasks[test,docs] installed ($VENV)"
 else
-  say "pip install -e $REPO[test]"
-  "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e "$REPO[test]"
+  say "pip install -e $REPO[test,docs]"
+  "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e "$REPO[test,docs]"
   echo "$want" >"$stamp"
   say "venv ready: $VENV"
 fi

@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# The whole check, from any directory: install what is needed (examples/setup-debian.sh), lint with
-# ruff, then pytest over tests/ (unit + integration on the loopback sshd sandbox, real builds).
+# The whole check, from any directory: install what is needed (examples/setup-debian.sh), build the
+# docs site (mkdocs build --strict: a broken link or #anchor in docs/ fails), lint with ruff, then
+# pytest over tests/ (unit + integration on the loopback sshd sandbox, real builds).
 #
 #   bash tests/run.sh                 # as root on Debian 12
 #   bash tests/run.sh -x -q           # extra arguments go to pytest
 #   bash tests/run.sh tests/unit      # a subset
 #
-# Both ruff and pytest always run; the exit code is the first failure's.
+# The docs build, ruff and pytest always run; the exit code is the first failure's.
 set -uo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -15,8 +16,15 @@ cd "$REPO" || exit 2
 bash examples/setup-debian.sh || exit $?
 
 rc=0
+site=$(mktemp -d) || exit 2
+echo "== mkdocs build --strict --site-dir $site"
+.venv/bin/mkdocs build --strict --site-dir "$site" || rc=$?
+rm -rf "$site"
+
 echo "== ruff check ."
-.venv/bin/ruff check . || rc=$?
+prc=0
+.venv/bin/ruff check . || prc=$?
+[ "$rc" -eq 0 ] && rc=$prc
 
 echo "== pytest -v -rfEs --durations=25 tests $*"
 .venv/bin/pytest -v -rfEs --durations=25 tests "$@"
