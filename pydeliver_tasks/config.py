@@ -11,6 +11,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from . import autoversion
 from . import validation as v
 from .config_reader import Reader, detect_builder, plain
 from .model import SECRET_NAME_RE, SHORT_SECRET, HealthCheck, Host, Rollout, Stage
@@ -122,10 +123,21 @@ def load(config: Any) -> Settings:
         log_files=_read_log_files(r, data["log_files"]),
         upgrade=_read_upgrade(r, r.section("upgrade", data)),
         keep_releases=r.number("keep_releases", data["keep_releases"], 0, int),
+        auto_version=_read_auto_version(r, data["auto_version"]),
     )
     if r.problems:
         raise ConfigError(r.problems)
     return settings
+
+
+def _read_auto_version(r: Reader, raw: Any) -> str:
+    text = str(raw or "")
+    if text:
+        try:
+            autoversion.pieces(text, "deliver.auto_version")
+        except v.InvalidInput as exc:
+            r.problems.append(str(exc))
+    return text
 
 
 def _read_upgrade(r: Reader, raw: dict[str, Any]) -> UpgradeSettings:

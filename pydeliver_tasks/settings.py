@@ -19,6 +19,7 @@ DEFAULTS: dict[str, Any] = {
     "release": "",  # the release's name when it is not app's (an umbrella); default: app
     "builder": "auto",  # auto | mix | rebar3
     "mix_env": "prod",
+    "auto_version": "",  # pieces like commit-count+revision: every build's version gets them
     "project_dir": ".",  # the git repository to build
     "stage": "",  # default stage; may be empty when only one stage exists
     "build": {"host": "local", "path": "", "subdir": ""},  # path default: pydeliver-build/<app>
@@ -98,6 +99,7 @@ class Settings:
     log_files: tuple[str, ...] = ()
     upgrade: UpgradeSettings = UpgradeSettings()
     keep_releases: int = 5
+    auto_version: str = ""  # edeliver-style pieces (autoversion.PIECES), "" = the project's own
 
     def stage(self, name: str | None = None, host: str | None = None) -> Stage:
         """The stage to act on (flag, else config default, else the only one), narrowed by --host."""

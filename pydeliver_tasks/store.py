@@ -82,10 +82,20 @@ def get(store: Path, app: str, version: str, kind: str = "release") -> Release |
     return _read(path, app) if path.exists() else None
 
 
-def record_source(release_path: Path, commit: str, key: str) -> None:
-    """Beside a stored tarball: the commit and build key (build settings) it was built from."""
+def record_source(release_path: Path, commit: str, key: str, extra: str = "") -> None:
+    """Beside a stored tarball: the commit and build key (build settings) it was built from,
+    and the auto-version metadata its version got (to build the same version again)."""
     release_path.with_name(release_path.name + ".source").write_text(
-        f"commit={commit}\nkey={key}\n")
+        f"commit={commit}\nkey={key}\n" + (f"extra={extra}\n" if extra else ""))
+
+
+def source_of(store: Path, app: str, version: str) -> dict[str, str]:
+    """What record_source wrote beside the stored release of `version` ({} when nothing)."""
+    path = store / (release_file_name(app, version, "release") + ".source")
+    if not path.exists():
+        return {}
+    pairs = (line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
+    return {k: val for k, val in pairs}
 
 
 def built_from(store: Path, app: str, key: str) -> Release | None:

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from packaging.version import Version
 
+from . import autoversion
 from . import validation as v
 
 DEFAULT_KEEP = 5
@@ -33,6 +34,23 @@ def version_key(vsn: str) -> tuple[int, Version | tuple[tuple[int, int | str], .
     if parsed is not None:
         return (0, parsed)
     return (1, tuple((0, int(p)) if p.isdigit() else (1, p) for p in _PIECES.split(vsn) if p))
+
+
+UNORDERED = ("their versions differ first in metadata that is not a number: put commit-count, "
+             "date or time first in the auto-version pieces")
+
+
+def latest(versions: Iterable[str]) -> str | None:
+    """The newest version (None when there is none); refused when another one has no order
+    against it (autoversion.ordered), rather than picking one of them by their text."""
+    vs = list(versions)
+    if not vs:
+        return None
+    newest = max(vs, key=version_key)
+    tied = sorted(x for x in vs if x != newest and not autoversion.ordered(newest, x))
+    if tied:
+        raise v.InvalidInput(f"cannot tell which is latest, {newest} or {tied[0]}: {UNORDERED}")
+    return newest
 
 
 def previous_good(versions: Iterable[str], reference: str | None,

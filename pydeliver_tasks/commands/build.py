@@ -8,6 +8,7 @@ dir can confuse version detection — edeliver #44/#284), `out` (the packed tarb
 from __future__ import annotations
 
 import shlex
+from collections.abc import Mapping
 
 from ..model import release_file_name
 
@@ -37,6 +38,19 @@ def checkout(build_path: str, sha: str, subdir: str = "") -> str:
         f"&& git -C checkout checkout -q --detach {q(sha)} && test -d checkout/{q(subdir)} "
         f"&& ln -s checkout/{q(subdir)} src && git -C checkout log -1 --format=%H"
     )
+
+
+def write_files(build_path: str, files: Mapping[str, str]) -> str:
+    """Replace project files in the checkout (the version an auto-version build gets); each is
+    written beside and renamed, and must already exist there."""
+    src = q(f"{build_path.rstrip('/')}/src")
+    steps = [f"cd {src}"]
+    for rel, text in files.items():
+        if rel.startswith("/") or ".." in rel.split("/"):
+            raise ValueError(f"not a path inside the project: {rel!r}")
+        steps.append(f"test -f {q(rel)} && printf %s {q(text)} > {q(rel + '.pdt')} "
+                     f"&& mv {q(rel + '.pdt')} {q(rel)}")
+    return " && ".join(steps)
 
 
 def rel_dir(builder: str, app: str, profile: str) -> str:

@@ -16,6 +16,7 @@ from ..config import Settings
 from ..fleet import HostContext, HostFailure, RunResult, for_each_host, hooks
 from ..model import Host, Release, release_file_name
 from .frame import Ctx, builder_of, settings_of
+from .versioning import VersionPlan, auto_plan, expected_version, project_subdir
 
 # how the build says where its dependency build comes from (warm.restore's states)
 WARM_WORDS = {"restored": "dependencies as built before, from the build host's cache",
@@ -50,15 +51,6 @@ def resolve_ref(
         kind = "tag" if tag else "branch" if branch else "revision"
         raise v.InvalidInput(f"no {kind} {given[0] if given else 'HEAD'!r} in {repo.working_dir}") from exc
     return (tag or branch or revision or "HEAD"), sha
-
-
-def expected_version(tag: str | None, version: str | None) -> str | None:
-    """The version the build must produce: --version, else a version-like --tag (v1.2 -> 1.2)."""
-    if version:
-        return v.version(version)
-    if tag and re.match(r"^v?\d+(\.\d+)*([+-].*)?$", tag):
-        return tag[1:] if tag.startswith("v") else tag
-    return None
 
 
 def build_host(settings: Settings) -> tuple[Host, bool]:
@@ -104,24 +96,11 @@ def push_source(hc: HostContext, sha: str, ref: str, local: bool) -> None:
     hooks.run(hc, "after", "push", hc.host.deploy_path)
 
 
-def project_subdir(settings: Settings) -> str:
-    """Where the project sits in its git repository: deliver.build.subdir, else project_dir's
-    place under the repository's top level ("" at the top)."""
-    if settings.build.subdir:
-        return settings.build.subdir
-    try:
-        top = Path(git.Repo(settings.project_dir, search_parent_directories=True).working_dir)
-    except (git.InvalidGitRepositoryError, git.NoSuchPathError):
-        return ""  # resolve_ref says so, before anything runs
-    inside = settings.project_dir.resolve().relative_to(top.resolve()).as_posix()
-    return "" if inside == "." else v.subdir(inside)
-
-
-def build_on_host(hc: HostContext, sha: str, expected: str | None,
-                  clean: bool = False) -> tuple[str, str]:
-    """Check out sha in a clean tree, build (warm: with the dependency build kept from an
-    earlier build of the same key, unless clean), find the single version, pack;
-    -> (version, sha256)."""
+def build_on_host(hc: HostContext, sha: str, expected: str | None, clean: bool = False,
+                  files: dict[str, str] | None = None) -> tuple[str, str]:
+    """Check out sha in a clean tree (files: project files replaced there, an auto-version's),
+    build (warm: with the dependency build kept from an earlier build of the same key, unless
+    clean), find the single version, pack; -> (version, sha256)."""
     s = hc.settings
     builder, path = builder_of(s), hc.host.deploy_path
     profile = s.mix_env if builder == "mix" else s.rebar3_profile
@@ -129,6 +108,12 @@ def build_on_host(hc: HostContext, sha: str, expected: str | None,
     res = hc.run(builders.checkout(path, sha, project_subdir(s)))
     if not res.ok:
         raise HostFailure(f"could not check out {sha[:12]} on the build host", res.tail())
+    if files and hc.dry_run:
+        hc.say(f"would set version {expected} in the checkout's {', '.join(files)}")
+    elif files:
+        res = hc.run(builders.write_files(path, files))
+        if not res.ok:
+            raise HostFailure(f"could not set version {expected} in the checkout", res.tail())
     res = hc.run(warm.restore(builder, path, profile, clean))
     key, state = warm.parse(res.stdout)
     if not res.ok:
@@ -230,22 +215,24 @@ def sha256_of(path: Path) -> str:
 _SHA256: dict[tuple[int, int, int, int], str] = {}
 
 
-def build_key(settings: Settings, sha: str) -> str:
+def build_key(settings: Settings, sha: str, extra: str = "") -> str:
     """What a build's output depends on that we can name: the commit and the build settings
-    (builder, profile, project dir in the repository, build host and dir, build hooks)."""
-    parts = [sha, settings.release, builder_of(settings), settings.mix_env, settings.rebar3_profile,
+    (builder, profile, project dir in the repository, build host and dir, build hooks), and
+    the auto-version metadata the build's version got (extra)."""
+    parts = [sha, extra, settings.release, builder_of(settings), settings.mix_env, settings.rebar3_profile,
              project_subdir(settings), repr(settings.build),
              repr({k: w for k, w in sorted(settings.hooks.items()) if k.endswith("_build")})]
     return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:32]
 
 
-def stored_build(settings: Settings, sha: str, expected: str | None) -> Release | None:
+def stored_build(settings: Settings, sha: str, expected: str | None,
+                 extra: str = "") -> Release | None:
     """The stored release this build would make again: same commit and build settings, the
     expected version, its sha256 intact. None when Python build hooks are registered: what they
     do is not known here."""
     if hooks.registered("before", "build") or hooks.registered("after", "build"):
         return None
-    found = store.built_from(settings.store, settings.release, build_key(settings, sha))
+    found = store.built_from(settings.store, settings.release, build_key(settings, sha, extra))
     if found is None or (expected and found.version != expected):
         return None
     return found if sha256_of(found.path) == found.sha256 else None
@@ -254,19 +241,28 @@ def stored_build(settings: Settings, sha: str, expected: str | None) -> Release 
 def build_release(
     c: Ctx, tag: str | None = None, branch: str | None = None, revision: str | None = None,
     version: str | None = None, dry_run: bool = False, json_path: str | None = None,
-    rebuild: bool = False, clean: bool = False,
+    rebuild: bool = False, clean: bool = False, auto_version: str | None = None,
+    pinned: VersionPlan | None = None,
 ) -> RunResult:
     """Build a release from a git ref on the build host and store it locally (steps' API).
 
     A release the store holds from the same commit and build settings is not built again
-    (`rebuild=True` builds it anyway). Warm unless `clean`: see commands.warm."""
+    (`rebuild=True` builds it anyway). Warm unless `clean`: see commands.warm. auto_version:
+    pieces (else deliver.auto_version) appended to the project's version; pinned: a version
+    plan made before (the same auto-version again)."""
     settings = settings_of(c)
     builder_of(settings)
     expected = expected_version(tag, version)
     ref, sha = resolve_ref(settings.project_dir, tag, branch, revision)
+    plan = pinned or auto_plan(settings, sha, branch, auto_version)
+    if plan is not None:
+        if version and version != plan.version:
+            raise v.InvalidInput(f"--version {version} and the auto-version {plan.version} differ")
+        expected = plan.version
+    extra = plan.extra if plan else ""
     host, local = build_host(settings)
     made: dict[str, Any] = {}
-    have = None if rebuild or clean else stored_build(settings, sha, expected)
+    have = None if rebuild or clean else stored_build(settings, sha, expected, extra)
 
     def run(hc: HostContext) -> str:
         if have is not None:
@@ -275,12 +271,12 @@ def build_release(
                     "from the same commit and build settings: not built again (--rebuild "
                     f"builds it anyway) -> {have.path}")
         push_source(hc, sha, ref, local)
-        vsn, digest = build_on_host(hc, sha, expected, clean)
+        vsn, digest = build_on_host(hc, sha, expected, clean, plan.files if plan else None)
         made["path"] = fetch_artifact(hc, vsn, digest)
         made.update(version=vsn, sha256=digest)
         if dry_run:
             return f"would build {settings.release} from {ref} ({sha[:12]}) and store it"
-        store.record_source(made["path"], sha, build_key(settings, sha))
+        store.record_source(made["path"], sha, build_key(settings, sha, extra), extra)
         erts = store.contents(made["path"], digest, settings.release, vsn).erts
         runs_on = (f" (it carries no ERTS: every host needs {erts}, which deploy.release checks)"
                    if erts else "")

@@ -21,7 +21,7 @@ def update(
     c: Ctx, tag: str | None = None, branch: str | None = None, revision: str | None = None,
     version: str | None = None, stage: str | None = None, host: str | None = None,
     dry_run: bool = False, json_path: str | None = None, rollout: Rollout | None = None,
-    rebuild: bool = False, clean: bool = False,
+    rebuild: bool = False, clean: bool = False, auto_version: str | None = None,
 ) -> RunResult:
     """Build a release (unless the store has it from the same commit, see build_release),
     deploy it, and do a verified restart into it.
@@ -30,7 +30,8 @@ def update(
     a failed batch can go back to the version each host booted before (auto_rollback)."""
     st = settings_of(c).stage(stage, host)  # refuse a bad stage/host before building anything
     built = build_release(c, tag=tag, branch=branch, revision=revision, version=version,
-                          dry_run=dry_run, rebuild=rebuild, clean=clean)
+                          dry_run=dry_run, rebuild=rebuild, clean=clean,
+                          auto_version=auto_version)
     vsn = built.release.version if built.release else (version or tag or "<built version>")
     if dry_run:
         say(f"would deploy {vsn} to stage {st.name} and restart verified")

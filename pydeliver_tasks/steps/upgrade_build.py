@@ -14,7 +14,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from .. import store
+from .. import store, versions
 from .. import validation as v
 from ..commands import build as builders
 from ..config import Settings
@@ -23,6 +23,7 @@ from ..model import Release, UpgradeManifest, release_file_name
 from ..otp import appup, appup_file
 from .build import build_host, build_on_host, build_release, fetch_artifact, push_source, resolve_ref
 from .frame import Ctx, builder_of, settings_of
+from .versioning import VersionPlan, plan
 
 ESCRIPT = Path(__file__).resolve().parent.parent / "otp" / "erl" / "pdt_upgrade.escript"
 
@@ -52,10 +53,11 @@ def stored_upgrade(store_dir: Path, app: str, from_version: str,
 def check_sources(settings: Settings, from_version: str, to_version: str, rebuild: bool = False,
                   tag: str | None = None) -> None:
     """Before any host is asked: the store has this upgrade, or it can be built — TO has a git
-    tag (or TAG names the ref) and FROM is stored or tagged (InvalidInput, exit 2, otherwise)."""
+    tag (or TAG names the ref, or the store knows the commit TO was built from) and FROM is
+    stored or tagged (InvalidInput, exit 2, otherwise)."""
     if not rebuild and stored_upgrade(settings.store, settings.release, from_version, to_version):
         return
-    wanted = [(to_version, tag or to_version)]
+    wanted = [] if source_of(settings, to_version, tag) else [(to_version, tag or to_version)]
     if store.get(settings.store, settings.release, from_version) is None:
         wanted.append((from_version, from_version))
     for version, ref in wanted:
@@ -66,6 +68,40 @@ def check_sources(settings: Settings, from_version: str, to_version: str, rebuil
                                  f"{version} to build the upgrade {from_version} -> {to_version} "
                                  f"from: tag {version} (git tag {version}), or check the versions "
                                  "(inv releases)") from None
+
+
+def source_of(settings: Settings, version: str, tag: str | None) -> VersionPlan | None:
+    """How to build `version` again when no tag names it: the commit its stored release was
+    built from, with the same auto-version metadata (None: build it from a tag)."""
+    if tag:
+        return None
+    recorded = store.source_of(settings.store, settings.release, version)
+    if not recorded.get("extra") or not recorded.get("commit"):
+        return None
+    made = plan(settings, recorded["commit"], recorded["extra"])
+    return made if made.version == version else None
+
+
+def _to_source(settings: Settings, to: str, tag: str | None) -> tuple[str, str, dict[str, str]]:
+    """(ref, commit, files to set in the checkout) that build TO: its tag, else (an
+    auto-version) the commit it was built from, with the same version set in it."""
+    again = source_of(settings, to, tag)
+    if again is None:
+        return (*resolve_ref(settings.project_dir, tag or to, None, None), {})
+    sha = store.source_of(settings.store, settings.release, to)["commit"]
+    return f"the commit {to} was built from", sha, again.files
+
+
+def latest_to(settings: Settings, to: str) -> str:
+    """--to latest: the newest release in the store (said, so the run names what it chose)."""
+    if to != "latest":
+        return to
+    found = versions.latest(r.version for r in store.listing(settings.store, settings.release))
+    if found is None:
+        raise v.InvalidInput(f"--to latest: the release store has no {settings.release} release "
+                             "(inv build.release first)")
+    say(f"--to latest: {found}, the newest {settings.release} in the release store")
+    return found
 
 
 def user_appups(settings: Settings, from_version: str, to_version: str) -> dict[str, Path]:
@@ -179,6 +215,7 @@ def build_upgrade(c: Ctx, from_: str, to: str, tag: str | None = None, dry_run: 
     """
     settings = settings_of(c)
     builder_of(settings)
+    to = latest_to(settings, to)
     v.version(from_)
     v.version(to)
     check_user_appups(settings, from_, to)
@@ -187,13 +224,13 @@ def build_upgrade(c: Ctx, from_: str, to: str, tag: str | None = None, dry_run: 
     if from_release is None and not dry_run:
         say(f"{settings.release} {from_} is not in the release store: building it from tag {from_}")
         from_release = build_release(c, tag=from_, version=from_).release
-    ref, sha = resolve_ref(settings.project_dir, tag or to, None, None)
+    ref, sha, files = _to_source(settings, to, tag)
     host, local = build_host(settings)
     made: dict[str, Any] = {}
 
     def run(hc: HostContext) -> str:
         push_source(hc, sha, ref, local)
-        vsn, digest = build_on_host(hc, sha, to)
+        vsn, digest = build_on_host(hc, sha, to, files=files)
         fetch_artifact(hc, vsn, digest)
         if from_release is None:  # dry run without the old release stored
             return f"would build {from_} from its tag, then the upgrade {from_} -> {to}"

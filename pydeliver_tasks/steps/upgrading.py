@@ -11,19 +11,20 @@ from __future__ import annotations
 
 from typing import Any
 
-from .. import store
+from .. import autoversion, store, versions
 from .. import validation as v
 from ..config import ON_FAILURE, ON_UNSAFE, Settings
 from ..fleet import HostContext, HostFailure, RunResult, say, strategy
 from ..model import NextStep, Release, Rollout, UpgradeManifest
 from . import hot
 from .build import sha256_of
-from .frame import Ctx, Run, over_stage, target
+from .frame import Ctx, Run, over_stage, settings_of, target
 from .probe import probe
 from .upgrade_build import (
     build_upgrade,
     check_sources,
     check_user_appups,
+    latest_to,
     manifest_path,
     stored_upgrade,
 )
@@ -36,6 +37,9 @@ def _versions(from_: str, to: str, force: bool) -> None:
     if from_ == to:
         raise v.InvalidInput(f"--from and --to are both {to}: nothing to upgrade")
     old, new = v.parsed_version(from_), v.parsed_version(to)
+    if not force and not autoversion.ordered(from_, to):
+        raise v.InvalidInput(f"cannot tell whether {to} is newer than {from_}: "
+                             f"{versions.UNORDERED}; or --force to install it as an upgrade")
     if not force and old is not None and new is not None and new <= old:
         raise v.InvalidInput(f"{to} is not newer than {from_}: use inv downgrade --to {to}, "
                              "or --force to install an older release as an upgrade")
@@ -77,7 +81,9 @@ def upgrade(
     """Hot-upgrade every host of the stage from X to Y, verified (steps' API of `inv upgrade`).
 
     rollout: the strategy (default: the stage's, with keep_going); a failed batch's hosts go back
-    hot to X with rollout.auto_rollback. Runs under the deploy lock, audited per host."""
+    hot to X with rollout.auto_rollback. Runs under the deploy lock, audited per host.
+    to: a version, or "latest" (the newest in the store)."""
+    to = latest_to(settings_of(c), to)
     _versions(from_, to, force)
     settings, st, _ = target(c, stage, host)
     check_user_appups(settings, from_, to)

@@ -14,17 +14,21 @@ REF_HELP = {"tag": "git tag to build", "branch": "git branch to build",
             "revision": "commit sha to build", "version": "version the build must produce"}
 REBUILD = ("build even when the store holds this release from the same commit and build "
            "settings")
+AUTO_VERSION = ("append metadata to the project's version, edeliver's pieces joined by +: "
+                "commit-count, revision, branch, branch-unless-master, date, time, mix-env "
+                "(default: deliver.auto_version)")
 CLEAN = ("build cold: compile the dependencies too instead of reusing the ones the build host "
          "kept from a build with the same lock file, config and OTP (implies --rebuild)")
 
 
 @deliver_task(help={**REF_HELP, "stage": "checked to exist; the build host is the same for "
                     "every stage", "dry_run": DRY, "json": JSON, "rebuild": REBUILD,
-                    "clean": CLEAN})
+                    "clean": CLEAN, "auto_version": AUTO_VERSION})
 def build_release(c: Context, tag: str | None = None, branch: str | None = None,
                   revision: str | None = None, version: str | None = None,
                   stage: str | None = None, dry_run: bool = False, json: str | None = None,
-                  rebuild: bool = False, clean: bool = False) -> None:
+                  rebuild: bool = False, clean: bool = False,
+                  auto_version: str | None = None) -> None:
     """Push a git ref to the build host, build the release there, fetch it into the store.
 
     A release the store already holds from the same commit and build settings is not built
@@ -33,7 +37,8 @@ def build_release(c: Context, tag: str | None = None, branch: str | None = None,
     if stage:
         steps.settings_of(c).stage(stage)
     steps.build_release(c, tag=tag, branch=branch, revision=revision, version=version,
-                        dry_run=dry_run, json_path=json, rebuild=rebuild, clean=clean)
+                        dry_run=dry_run, json_path=json, rebuild=rebuild, clean=clean,
+                        auto_version=auto_version)
 
 
 @deliver_task(rollout=True, help={"version": "release version to deploy (from the store)",
@@ -49,18 +54,20 @@ def deploy_release(c: Context, version: str | None = None, stage: str | None = N
 
 
 @deliver_task(rollout=True, help={**REF_HELP, "stage": STAGE, "host": HOST, "dry_run": DRY,
-                                  "json": JSON, "rebuild": REBUILD, "clean": CLEAN})
+                                  "json": JSON, "rebuild": REBUILD, "clean": CLEAN,
+                                  "auto_version": AUTO_VERSION})
 def update(c: Context, tag: str | None = None, branch: str | None = None,
            revision: str | None = None, version: str | None = None, stage: str | None = None,
            host: str | None = None, dry_run: bool = False, json: str | None = None,
-           rebuild: bool = False, clean: bool = False, rollout: Rollout | None = None) -> None:
+           rebuild: bool = False, clean: bool = False, auto_version: str | None = None,
+           rollout: Rollout | None = None) -> None:
     """Build a release, deploy it and restart into it, verified.
 
     With a rolling or canary strategy, batch by batch: each batch deployed and restarted before
     the next one starts."""
     steps.update(c, tag=tag, branch=branch, revision=revision, version=version, stage=stage,
                  host=host, dry_run=dry_run, json_path=json, rollout=rollout, rebuild=rebuild,
-                 clean=clean)
+                 clean=clean, auto_version=auto_version)
 
 
 @deliver_task(name="releases", help={

@@ -11,7 +11,7 @@ from ..validation import InvalidInput
 from .flags import DRY, HOST, JSON, STAGE, deliver_task
 
 FROM = "the version running now (the relup upgrades from it)"
-TO = "the version to upgrade to"
+TO = "the version to upgrade to (latest: the newest release in the store)"
 
 
 def manifest_dir(c: Context, from_: str, to: str) -> str:

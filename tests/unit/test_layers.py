@@ -2,7 +2,7 @@
 layers only, no import circle, no import hidden inside a function, no module over 300 lines.
 
 Layers, top down: the face (pydeliver_tasks/__init__) > tasks > steps > fleet, sandbox > commands
-> otp > the base (config, settings, model, validation, store, versions, lazy). A module may import
+> otp > the base (config, settings, model, validation, store, versions, autoversion, lazy). A module may import
 its own folder and anything below it; `lazy.module("pydeliver_tasks.X")` counts as importing X.
 """
 
@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[2] / "pydeliver_tasks"
-BASE = {"config", "config_reader", "settings", "model", "validation", "store", "versions", "lazy"}
+BASE = {"config", "config_reader", "settings", "model", "validation", "store", "versions", "lazy",
+        "autoversion", "importer"}
 RANK = {"otp": 1, "commands": 2, "fleet": 3, "sandbox": 3, "steps": 4, "tasks": 5}
 MAX_LINES = 300
 
