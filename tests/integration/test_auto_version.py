@@ -112,3 +112,65 @@ def test_versions_without_an_order_and_bad_pieces_are_refused(project: Project) 
     res = project.inv("upgrade", "--from", running, "--to", "0.1.0+main")
     assert res.rc == 2 and f"cannot tell whether 0.1.0+main is newer than {running}" in res.out
     assert "commit-count" in res.out, res.out  # what to put first
+
+
+RB = "rb_auto"
+RB_TEXT = '-module(rb_auto_text).\n-export([text/0]).\ntext() -> "WORDS".\n'
+
+
+@pytest.fixture(scope="module")
+def relx(box: sb.Sandbox, tmp_path_factory) -> Project:
+    """`rebar3 new release rb_auto` as generated (prod profile), plus a module with a text."""
+    base = tmp_path_factory.mktemp(RB)
+    subprocess.run(["rebar3", "new", "release", RB], cwd=base, check=True, capture_output=True,
+                   env={"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": str(base)})
+    d = base / RB
+    init_repo(d)
+    (d / "tasks.py").write_text("from pydeliver_tasks import ns  # noqa: F401\n")
+    (d / "invoke.yaml").write_text(
+        f"deliver:\n  app: {RB}\n  builder: rebar3\n  rebar3_profile: prod\n")
+    with (d / ".gitignore").open("a") as ignore:
+        ignore.write(".deliver/\n")
+    cfg = base / f"{RB}-sandbox.json"
+    data = json.loads(write_runtime_config(box, RB, 4089).read_text())
+    data["deliver"]["stages"]["sandbox"]["health"] = {
+        "url": "", "checks": [{"eval": f"is_pid(whereis({RB}_sup))"}]}
+    cfg.write_text(json.dumps(data))
+    p = Project(RB, d, cfg, box)
+    yield p
+    p.inv("stop")
+
+
+def rb_commit(d: Path, words: str) -> str:
+    (d / "apps" / RB / "src" / "rb_auto_text.erl").write_text(RB_TEXT.replace("WORDS", words))
+    git(d, "add", "--all")
+    git(d, "commit", "--quiet", "-m", words)
+    return f"0.1.0+{git(d, 'rev-list', '--count', 'HEAD')}"
+
+
+def rb_seen(project: Project, expr: str) -> list[str]:
+    out = project.inv("eval", expr).ok().out
+    return re.findall(r"^\[\S+\] (.+)$", out, re.M)
+
+
+def test_a_rebar3_release_and_its_app_get_the_version_and_upgrade_hot(relx: Project) -> None:
+    """relx's release version and the app's .app.src vsn both get the metadata: the generated
+    appup sees a new vsn of rb_auto, and the upgrade goes hot."""
+    d = relx.dir
+    first = rb_commit(d, "relx one")
+    relx.inv("build.release", "--branch", "main", "--auto-version", "commit-count").ok()
+    relx.inv("deploy.release", "--version", first).ok()
+    relx.inv("start").ok()
+    pids = rb_seen(relx, "os:getpid().")
+    assert rb_seen(relx, "rb_auto_text:text().") == ['"relx one"'] * 2
+    second = rb_commit(d, "relx two")
+    built = relx.inv("build.release", "--branch", "main", "--auto-version", "commit-count").ok()
+    assert f"built {RB} {second} from main" in built.out, built.out
+    res = relx.inv("upgrade", "--from", first, "--to", "latest", timeout=600)
+    assert res.rc == 0 and res.out.count(f"hot-upgraded {first} -> {second}") == 2, res.out
+    assert f"appup for {RB} (generated)" in res.out, res.out
+    assert rb_seen(relx, "rb_auto_text:text().") == ['"relx two"'] * 2
+    vsns = [x.replace(" ", "") for x in rb_seen(relx, f"application:get_key({RB}, vsn).")]
+    assert vsns == [f'{{ok,"{second}"}}'] * 2
+    assert rb_seen(relx, "os:getpid().") == pids  # hot: the same OS processes
+    assert git(d, "status", "--porcelain") == ""
