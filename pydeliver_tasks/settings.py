@@ -12,7 +12,7 @@ from .model import Stage
 
 BUILDERS = ("auto", "mix", "rebar3")
 HOST_KEY_POLICIES = ("strict", "accept-new")
-HOOK_STEPS = ("push", "build", "fetch", "upload", "extract", "start", "stop")
+HOOK_STEPS = ("push", "build", "compile", "fetch", "upload", "extract", "start", "stop")
 
 DEFAULTS: dict[str, Any] = {
     "app": "",  # your OTP application: its start is checked, it gets appups (required)

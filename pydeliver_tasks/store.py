@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import hashlib
 import io
 import re
 import tarfile
@@ -118,3 +119,20 @@ def listing(store: Path, app: str) -> list[Release]:
         return (0, parsed, "") if parsed is not None else (1, None, r.version)
 
     return sorted(found, key=key)
+
+
+def sha256_of(path: Path) -> str:
+    """The file's sha256, computed once per process for the same file unchanged: keyed by device,
+    inode, size and mtime, which a rename keeps (the fetched `.part` is the stored tarball)."""
+    st = path.stat()
+    key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+    if key not in _SHA256:
+        h = hashlib.sha256()
+        with path.open("rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
+        _SHA256[key] = h.hexdigest()
+    return _SHA256[key]
+
+
+_SHA256: dict[tuple[int, int, int, int], str] = {}

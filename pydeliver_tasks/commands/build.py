@@ -59,16 +59,26 @@ def rel_dir(builder: str, app: str, profile: str) -> str:
     return f"_build/{profile}/rel/{app}"
 
 
-def build(builder: str, build_path: str, app: str, profile: str) -> str:
-    """Compile and assemble the release (deps must already be local: hex/rebar offline OK)."""
+def fetch_deps(builder: str, build_path: str, profile: str) -> str:
+    """Fetch the dependencies into the work tree (what `build` does first unless told not to)."""
+    src = q(f"{build_path.rstrip('/')}/src")
+    if builder == "mix":
+        return f"cd {src} && export MIX_ENV={q(profile)} LANG=C.UTF-8 && mix deps.get --only {q(profile)}"
+    return f"cd {src} && rebar3 as {q(profile)} get-deps"
+
+
+def build(builder: str, build_path: str, app: str, profile: str, deps: bool = True) -> str:
+    """Compile and assemble the release (deps must already be local: hex/rebar offline OK;
+    deps=False: already fetched, see fetch_deps)."""
     src = q(f"{build_path.rstrip('/')}/src")
     if builder == "mix":
         env = f"MIX_ENV={q(profile)}"
+        fetch = f"mix deps.get --only {q(profile)} && " if deps else ""
         # A project without a `releases:` section (as `mix new` makes it) has one release named
         # after the app that `mix release NAME` does not know: build it without the name.
         return (
-            f"cd {src} && export {env} LANG=C.UTF-8 && mix deps.get --only {q(profile)} "
-            f"&& if grep -qs 'releases:' mix.exs; then mix release {q(app)} --overwrite; "
+            f"cd {src} && export {env} LANG=C.UTF-8 && {fetch}"
+            f"if grep -qs 'releases:' mix.exs; then mix release {q(app)} --overwrite; "
             "else mix release --overwrite; fi"
         )
     return f"cd {src} && rebar3 as {q(profile)} release -n {q(app)}"

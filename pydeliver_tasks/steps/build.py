@@ -15,6 +15,7 @@ from ..commands import warm
 from ..config import Settings
 from ..fleet import HostContext, HostFailure, RunResult, for_each_host, hooks
 from ..model import Host, Release, release_file_name
+from ..store import sha256_of
 from .frame import Ctx, builder_of, settings_of
 from .versioning import VersionPlan, auto_plan, expected_version, project_subdir
 
@@ -121,11 +122,7 @@ def build_on_host(hc: HostContext, sha: str, expected: str | None, clean: bool =
                           "build cold: the same command with --clean")
     how = WARM_WORDS.get(state) or "dependencies kept for the same key are reused"  # dry run
     hc.say(f"building {s.release} with {builder} ({how}; output follows)")
-    command = builders.build(builder, path, s.release, profile)
-    res = hc.run(command, stream=True)
-    if not res.ok:  # its output was streamed above: not repeated as the failure's detail
-        raise HostFailure(f"{builder} build failed (exit {res.exited}); its output is above", "",
-                          f"the same build, by hand on the build host: {command}")
+    compile_release(hc, builder, path, profile)
     if state in ("cold", "clean"):
         kept = hc.run(warm.save(builder, path, profile, replace=state == "clean"))
         if not kept.ok:  # the build itself is fine: only the next one will be cold
@@ -155,6 +152,24 @@ def build_on_host(hc: HostContext, sha: str, expected: str | None, clean: bool =
         raise HostFailure("could not pack the release tarball", res.tail())
     hooks.run(hc, "after", "build", path)
     return version, digest
+
+
+def compile_release(hc: HostContext, builder: str, path: str, profile: str) -> None:
+    """The build command, streamed. With compile hooks, the dependencies are fetched first so
+    that `before_compile` (asset steps: npm, phx.digest) runs in the work tree with them."""
+    src = f"{path.rstrip('/')}/src"
+    split = any(hc.settings.hooks.get(f"{w}_compile") or hooks.registered(w, "compile")
+                for w in ("before", "after"))
+    commands = [builders.fetch_deps(builder, path, profile)] if split else []
+    commands.append(builders.build(builder, path, hc.settings.release, profile, deps=not split))
+    for i, command in enumerate(commands):
+        if i == len(commands) - 1:
+            hooks.run(hc, "before", "compile", src)
+        res = hc.run(command, stream=True)
+        if not res.ok:  # its output was streamed above: not repeated as the failure's detail
+            raise HostFailure(f"{builder} build failed (exit {res.exited}); its output is above",
+                              "", f"the same build, by hand on the build host: {command}")
+    hooks.run(hc, "after", "compile", src)
 
 
 def self_contained(hc: HostContext, builder: str, profile: str) -> None:
@@ -196,23 +211,6 @@ def fetch_artifact(hc: HostContext, version: str, digest: str, kind: str = "rele
     dest.with_name(dest.name + ".sha256").write_text(f"{digest}  {dest.name}\n")
     hooks.run(hc, "after", "fetch", hc.host.deploy_path)
     return dest
-
-
-def sha256_of(path: Path) -> str:
-    """The file's sha256, computed once per process for the same file unchanged: keyed by device,
-    inode, size and mtime, which a rename keeps (the fetched `.part` is the stored tarball)."""
-    st = path.stat()
-    key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
-    if key not in _SHA256:
-        h = hashlib.sha256()
-        with path.open("rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                h.update(chunk)
-        _SHA256[key] = h.hexdigest()
-    return _SHA256[key]
-
-
-_SHA256: dict[tuple[int, int, int, int], str] = {}
 
 
 def build_key(settings: Settings, sha: str, extra: str = "") -> str:

@@ -14,8 +14,8 @@ from ..fleet.host import HostContext, HostFailure
 from ..fleet.results import RunResult
 from ..fleet.upload import UploadLost, put_resuming
 from ..model import NextStep, Release, Rollout, release_file_name
+from ..store import sha256_of
 from . import activation
-from .build import sha256_of
 from .frame import Ctx, over_stage, settings_of
 from .retention import cleanup_host, parse_listing
 

@@ -16,8 +16,8 @@ from .. import validation as v
 from ..config import ON_FAILURE, ON_UNSAFE, Settings
 from ..fleet import HostContext, HostFailure, RunResult, say, strategy
 from ..model import NextStep, Release, Rollout, UpgradeManifest
+from ..store import sha256_of
 from . import hot
-from .build import sha256_of
 from .frame import Ctx, Run, over_stage, settings_of, target
 from .probe import probe
 from .upgrade_build import (

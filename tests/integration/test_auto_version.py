@@ -1,6 +1,6 @@
 """Auto-versions as edeliver users run them: `mix new autov --sup` made at test time, built from
 branch main with `--auto-version commit-count+revision+branch-unless-master` (no tag, no version
-edit), deployed, changed, built again, hot-upgraded with `--to latest`, restarted. The user's
+edit; an asset step in the before_compile hook), deployed, changed, built again, hot-upgraded with `--to latest`, restarted. The user's
 repository never changes; versions without an order are refused, not guessed."""
 
 from __future__ import annotations
@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+import tarfile
 from pathlib import Path
 
 import pytest
@@ -48,7 +49,13 @@ def project(box: sb.Sandbox, tmp_path_factory) -> Project:
     (d / "tasks.py").write_text("from pydeliver_tasks import ns  # noqa: F401\n")
     with (d / ".gitignore").open("a") as ignore:
         ignore.write(".deliver/\n")  # the release store and the tool's state, as users do
-    (d / "invoke.yaml").write_text(f"deliver:\n  app: {APP}\n")
+    # an asset step as edeliver users have in pre_erlang_clean_compile: in the work tree, after
+    # the dependencies are fetched, before the release is assembled (its priv/ goes in)
+    (d / "invoke.yaml").write_text(
+        f"deliver:\n  app: {APP}\n  hooks:\n"
+        "    before_compile: 'echo assets in $(basename $PWD) && mkdir -p priv/static && "
+        "echo digested > priv/static/assets.txt'\n"
+        "    after_compile: 'echo assembled $(ls _build/prod/rel/autov/releases | grep +)'\n")
     cfg = base / f"{APP}-sandbox.json"
     data = json.loads(write_runtime_config(box, APP, 4087).read_text())
     data["deliver"]["stages"]["sandbox"]["health"] = {
@@ -71,6 +78,9 @@ def test_builds_get_ordered_versions_and_upgrade_hot_to_the_latest(project: Proj
     built = project.inv("build.release", "--branch", "main", "--auto-version", PIECES).ok()
     assert f"built {APP} {first} from main" in built.out, built.out
     assert git(d, "status", "--porcelain") == "" and (d / "mix.exs").read_text() == mix_exs
+    assert "assets in src" in built.out and f"assembled {first}" in built.out, built.out
+    with tarfile.open(d / ".deliver" / "releases" / f"{APP}_{first}.release.tar.gz") as tar:
+        assert f"lib/{APP}-{first}/priv/static/assets.txt" in tar.getnames()
     again = project.inv("build.release", "--branch", "main", "--auto-version", PIECES).ok()
     assert f"{APP} {first} from main" in again.out and "not built again" in again.out, again.out
     project.inv("deploy.release", "--version", first).ok()
