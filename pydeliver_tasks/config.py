@@ -11,9 +11,16 @@ import re
 from pathlib import Path
 from typing import Any
 
-from . import autoversion
+from . import store_url
 from . import validation as v
-from .config_reader import Reader, detect_builder, plain
+from .config_reader import (
+    LOCAL_STORE,
+    Reader,
+    detect_builder,
+    plain,
+    read_auto_version,
+    read_endpoint,
+)
 from .model import SECRET_NAME_RE, SHORT_SECRET, HealthCheck, Host, Rollout, Stage
 from .settings import (
     BUILDERS,
@@ -46,7 +53,7 @@ def load(config: Any) -> Settings:
     data = {**DEFAULTS, **raw}
     r = Reader()
     r.known("", raw, DEFAULTS)
-    for section in ("build", "ssh", "timeouts", "upgrade", "strategy"):
+    for section in ("build", "ssh", "timeouts", "upgrade", "strategy", "migrations"):
         if isinstance(raw.get(section), dict):
             r.known(section, raw[section], DEFAULTS[section])
 
@@ -103,6 +110,7 @@ def load(config: Any) -> Settings:
         r.problems.append(f"deliver.stage: {default_stage!r} is not one of deliver.stages")
 
     hooks = _read_hooks(r, data["hooks"] or {})
+    shared = r.check("store", lambda t: store_url.parse(t, ""), str(data["store"] or LOCAL_STORE))
     timeouts = r.section("timeouts", data)
     settings = Settings(
         app=app,
@@ -113,7 +121,9 @@ def load(config: Any) -> Settings:
         project_dir=project_dir,
         default_stage=default_stage,
         build=build,
-        store=project_dir / str(data["store"]),  # relative: to the project, not the cwd
+        store=project_dir / (LOCAL_STORE if shared else str(data["store"])),  # not the cwd's
+        shared_store=shared,
+        store_endpoint=read_endpoint(r, data["store_endpoint"], shared),
         stages=stages,
         ssh=ssh,
         parallel=r.number("parallel", data["parallel"], 1, int),
@@ -122,22 +132,13 @@ def load(config: Any) -> Settings:
         hooks=hooks,
         log_files=_read_log_files(r, data["log_files"]),
         upgrade=_read_upgrade(r, r.section("upgrade", data)),
+        migrations=r.migrations(r.section("migrations", data), app, builder),
         keep_releases=r.number("keep_releases", data["keep_releases"], 0, int),
-        auto_version=_read_auto_version(r, data["auto_version"]),
+        auto_version=read_auto_version(r, data["auto_version"]),
     )
     if r.problems:
         raise ConfigError(r.problems)
     return settings
-
-
-def _read_auto_version(r: Reader, raw: Any) -> str:
-    text = str(raw or "")
-    if text:
-        try:
-            autoversion.pieces(text, "deliver.auto_version")
-        except v.InvalidInput as exc:
-            r.problems.append(str(exc))
-    return text
 
 
 def _read_upgrade(r: Reader, raw: dict[str, Any]) -> UpgradeSettings:

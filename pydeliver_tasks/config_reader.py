@@ -8,9 +8,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from . import autoversion, store_url
 from . import validation as v
 from .model import HealthCheck, Rollout, SmokeCheck
-from .settings import DEFAULTS
+from .settings import DEFAULTS, MigrationSettings, migration_defaults
 
 
 def plain(value: Any) -> Any:
@@ -82,6 +83,23 @@ class Reader:
                 self.problems.append(f"deliver.{path}{'.' if path else ''}{key}: unknown key "
                                      f"(known: {', '.join(sorted(allowed))})")
 
+    def migrations(self, value: dict[str, Any], app: str, builder: str) -> MigrationSettings:
+        """deliver.migrations (merged over its defaults by `section`): each an expression,
+        "" for the builder's default; `down` must hold `{to}` (where --to's value goes)."""
+        default = migration_defaults(app or "app", builder)
+        found = {}
+        for key in ("run", "down", "pending"):
+            text = value[key]
+            if not isinstance(text, str) or "\0" in text:
+                self.problems.append(f"deliver.migrations.{key}: expected an expression (Elixir "
+                                     f"for mix, Erlang for rebar3) as a string, got {text!r}")
+                text = ""
+            found[key] = text.strip() or getattr(default, key)
+        if "{to}" not in found["down"]:
+            self.problems.append(f"deliver.migrations.down: {found['down']!r} has no {{to}}: "
+                                 "write where --to's value goes, e.g. MyApp.Release.rollback({to})")
+        return MigrationSettings(**found)
+
     def placeholders(self, path: str, url: str, host: str, env: dict[str, str]) -> None:
         try:
             url.format(host=host, env=env)
@@ -148,3 +166,23 @@ class Reader:
         return tuple(found)
 
 
+LOCAL_STORE = ".deliver/releases"  # the store, or a URL store's local copy
+
+
+def read_endpoint(r: Reader, raw: Any, shared: store_url.StoreUrl | None) -> str:
+    text = str(raw or "")
+    if text and not re.fullmatch(r"https?://[A-Za-z0-9.:\[\]_-]+/?", text):
+        r.problems.append(f"deliver.store_endpoint: expected http(s)://host[:port], got {text!r}")
+    if text and (shared is None or shared.scheme != "s3"):
+        r.problems.append("deliver.store_endpoint: only for an s3:// deliver.store")
+    return text
+
+
+def read_auto_version(r: Reader, raw: Any) -> str:
+    text = str(raw or "")
+    if text:
+        try:
+            autoversion.pieces(text, "deliver.auto_version")
+        except v.InvalidInput as exc:
+            r.problems.append(str(exc))
+    return text

@@ -115,6 +115,11 @@ def release_file_name(app: str, version: str, kind: str = "release") -> str:
     return f"{app}_{version}.{kind}.tar.gz"
 
 
+def manifest_name(app: str, version: str) -> str:
+    """The plan of the upgrade to `version` (UpgradeManifest), beside its tarball."""
+    return f"{app}_{version}.upgrade.json"
+
+
 @dataclass(frozen=True)
 class NextStep:
     """A task to run next (to finish or undo a run on a host), as data: the task layer words

@@ -9,10 +9,11 @@ from typing import Any
 
 from . import validation as v
 from .model import Stage
+from .store_url import StoreUrl
 
 BUILDERS = ("auto", "mix", "rebar3")
 HOST_KEY_POLICIES = ("strict", "accept-new")
-HOOK_STEPS = ("push", "build", "compile", "fetch", "upload", "extract", "start", "stop")
+HOOK_STEPS = ("push", "build", "deps", "compile", "fetch", "upload", "extract", "start", "stop")
 
 DEFAULTS: dict[str, Any] = {
     "app": "",  # your OTP application: its start is checked, it gets appups (required)
@@ -25,7 +26,8 @@ DEFAULTS: dict[str, Any] = {
     "build": {"host": "local", "path": "", "subdir": ""},  # path default: pydeliver-build/<app>
     # ($HOME-relative); subdir default: where project_dir sits in its git repository
     "rebar3_profile": "default",
-    "store": ".deliver/releases",
+    "store": ".deliver/releases",  # a directory, ssh://user@host[:port]/path or s3://bucket/prefix
+    "store_endpoint": "",  # s3 stores: the S3 API's URL (an S3-compatible server); "" = AWS
     "deploy_path": "",  # default for every stage: apps/<release> (relative paths: from $HOME)
     "env": {},  # env for every bin/<app> call on every stage
     "stages": {},  # name -> {hosts: [...], deploy_path, env, health}
@@ -50,6 +52,9 @@ DEFAULTS: dict[str, Any] = {
         "apps": [],  # more own applications (umbrella/rebar3 apps) to generate appups for
         "appups_dir": "rel/appups",  # user appups: <appups_dir>/<from>-<to>/<app>.appup
     },
+    # inv migrate / migrations, --migrate: expressions (Elixir for mix, Erlang for rebar3);
+    # "" = <App>.Release.migrate() / <app>_release:migrate() etc. (migration_defaults)
+    "migrations": {"run": "", "down": "", "pending": ""},  # down: {to} = --to's value
 }
 ON_UNSAFE = ("restart", "abort")
 ON_FAILURE = ("restart", "downgrade", "abort")
@@ -61,6 +66,25 @@ class UpgradeSettings:
     on_failure: str = "restart"
     apps: tuple[str, ...] = ()
     appups_dir: str = "rel/appups"
+
+
+@dataclass(frozen=True)
+class MigrationSettings:
+    """The migration expressions, defaults filled in (config.load): run, down (with `{to}`),
+    pending — evaluated with the release's code and env (steps.migrate)."""
+
+    run: str = ""
+    down: str = ""
+    pending: str = ""
+
+
+def migration_defaults(app: str, builder: str) -> MigrationSettings:
+    """mix: MyShop.Release.migrate() (the app camelized); rebar3: my_shop_release:migrate()."""
+    if builder == "mix":
+        mod = "".join(part[:1].upper() + part[1:] for part in app.split("_")) + ".Release."
+    else:
+        mod = f"{app}_release:"
+    return MigrationSettings(f"{mod}migrate()", f"{mod}rollback({{to}})", f"{mod}pending()")
 
 
 @dataclass(frozen=True)
@@ -98,7 +122,10 @@ class Settings:
     hooks: dict[str, tuple[str, ...]]
     log_files: tuple[str, ...] = ()
     upgrade: UpgradeSettings = UpgradeSettings()
+    migrations: MigrationSettings = MigrationSettings()
     keep_releases: int = 5
+    shared_store: StoreUrl | None = None  # a URL store; `store` is then its local copy
+    store_endpoint: str = ""
     auto_version: str = ""  # edeliver-style pieces (autoversion.PIECES), "" = the project's own
 
     def stage(self, name: str | None = None, host: str | None = None) -> Stage:

@@ -11,7 +11,7 @@ run on that host in the release root, build dir for build-side steps, with the s
         hc.say("starting")           # hc: the HostContext of the host being started
 
 Per run, around a whole flow (deploy, start, stop, restart, update, upgrade, downgrade, rollback,
-cleanup), once, on this machine, under the deploy lock — like a Capistrano flow:
+cleanup, migrate), once, on this machine, under the deploy lock — like a Capistrano flow:
 
     @hooks.before_run("upgrade")
     def announce(run):
@@ -36,7 +36,7 @@ from .output import say
 from .results import RunResult
 
 FLOWS = ("deploy", "start", "stop", "restart", "update", "upgrade", "downgrade", "rollback",
-         "cleanup")
+         "cleanup", "migrate")
 
 
 @dataclass

@@ -15,7 +15,9 @@ from .build import build_release
 from .deploy import deploy_release
 from .doctor import doctor
 from .frame import Ctx, locked, over_stage, settings_of
+from .importing import import_edeliver
 from .lock import history, lock, lock_status, unlock
+from .migrate import migrate, migrations
 from .node import ping, restart, start, stop, version
 from .ops import eval_, exec_, logs, remote_console
 from .recovery import boot_check
@@ -29,7 +31,8 @@ from .upgrading import deploy_upgrade, downgrade, upgrade
 __all__ = [
     "Ctx", "RunResult", "StepFailed", "boot_check", "build_release", "build_upgrade", "cleanup",
     "cleanup_store", "deploy_release", "deploy_upgrade", "doctor", "downgrade", "eval_", "exec_",
-    "history", "host_releases", "lock", "lock_status", "locked", "logs", "over_stage", "ping",
-    "releases", "remote_console", "restart", "rollback", "settings_of", "show_appup",
-    "show_relup", "start", "stop", "unlock", "update", "upgrade", "version",
+    "history", "host_releases", "import_edeliver", "lock", "lock_status", "locked", "logs",
+    "migrate", "migrations", "over_stage", "ping", "releases", "remote_console", "restart",
+    "rollback", "settings_of", "show_appup", "show_relup", "start", "stop", "unlock", "update",
+    "upgrade", "version",
 ]

@@ -16,6 +16,7 @@ from ..config import Settings
 from ..fleet import HostContext, HostFailure, RunResult, for_each_host, hooks
 from ..model import Host, Release, release_file_name
 from ..store import sha256_of
+from . import shared_store
 from .frame import Ctx, builder_of, settings_of
 from .versioning import VersionPlan, auto_plan, expected_version, project_subdir
 
@@ -155,21 +156,22 @@ def build_on_host(hc: HostContext, sha: str, expected: str | None, clean: bool =
 
 
 def compile_release(hc: HostContext, builder: str, path: str, profile: str) -> None:
-    """The build command, streamed. With compile hooks, the dependencies are fetched first so
-    that `before_compile` (asset steps: npm, phx.digest) runs in the work tree with them."""
+    """The build command, streamed. With deps or compile hooks, the dependency fetch is a
+    command of its own between `before_deps` and `after_deps`, so that `before_compile` (asset
+    steps: npm, phx.digest) runs in the work tree with the dependencies there."""
     src = f"{path.rstrip('/')}/src"
-    split = any(hc.settings.hooks.get(f"{w}_compile") or hooks.registered(w, "compile")
-                for w in ("before", "after"))
-    commands = [builders.fetch_deps(builder, path, profile)] if split else []
-    commands.append(builders.build(builder, path, hc.settings.release, profile, deps=not split))
-    for i, command in enumerate(commands):
-        if i == len(commands) - 1:
-            hooks.run(hc, "before", "compile", src)
+    split = any(hc.settings.hooks.get(f"{w}_{step}") or hooks.registered(w, step)
+                for w in ("before", "after") for step in ("deps", "compile"))
+    steps = [("deps", builders.fetch_deps(builder, path, profile))] if split else []
+    steps.append(("compile", builders.build(builder, path, hc.settings.release, profile,
+                                            deps=not split)))
+    for step, command in steps:
+        hooks.run(hc, "before", step, src)
         res = hc.run(command, stream=True)
         if not res.ok:  # its output was streamed above: not repeated as the failure's detail
             raise HostFailure(f"{builder} build failed (exit {res.exited}); its output is above",
                               "", f"the same build, by hand on the build host: {command}")
-    hooks.run(hc, "after", "compile", src)
+        hooks.run(hc, "after", step, src)
 
 
 def self_contained(hc: HostContext, builder: str, profile: str) -> None:
@@ -260,6 +262,8 @@ def build_release(
     extra = plan.extra if plan else ""
     host, local = build_host(settings)
     made: dict[str, Any] = {}
+    if expected and not (rebuild or clean):  # another machine may have built it
+        shared_store.pull(settings, expected, dry_run=dry_run)
     have = None if rebuild or clean else stored_build(settings, sha, expected, extra)
 
     def run(hc: HostContext) -> str:
@@ -285,4 +289,5 @@ def build_release(
     if not dry_run or have is not None:
         result.release = Release(settings.release, made["version"], "release", made["path"],
                                  made["sha256"])
+        shared_store.publish(settings, made["path"], dry_run)  # after the build's summary
     return result

@@ -15,7 +15,7 @@ from ..fleet.results import RunResult
 from ..fleet.upload import UploadLost, put_resuming
 from ..model import NextStep, Release, Rollout, release_file_name
 from ..store import sha256_of
-from . import activation
+from . import activation, shared_store
 from .frame import Ctx, over_stage, settings_of
 from .retention import cleanup_host, parse_listing
 
@@ -216,6 +216,7 @@ def deploy_release(
     would build it) is named, not refused."""
     v.version(version)
     settings = settings_of(c)
+    shared_store.pull(settings, version, dry_run=dry_run)
     release = stored_release(settings.store, settings.release, version, dry_run)
 
     def one(hc: HostContext) -> str:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -129,11 +129,13 @@ def verify_code(hc: HostContext, builder: str, apps: list[str], pid: str, vsn: s
 
 
 def install(hc: HostContext, builder: str, to_version: str, pid: str, apps: list[str],
-            want_dirs: list[str], replacing: Replacing = NOTHING_KNOWN) -> str:
+            want_dirs: list[str], replacing: Replacing = NOTHING_KNOWN,
+            before_permanent: Callable[[HostContext], str] | None = None) -> str:
     """Install to_version (an upgrade, or a downgrade) on the running node. Before the point of
     no return: the env of a fresh boot, processes that would lose code (NotHotSafe), the
     supervision trees. Then release_handler install -> verify (code, env, trees, health) ->
-    make_permanent -> switch bin/ -> check what boots."""
+    before_permanent (upgrade --migrate: the migrations, on the new code) -> make_permanent ->
+    switch bin/ -> check what boots."""
     app = hc.settings.release
     root = hc.host.deploy_path
     env_apps = equal.fresh_env(hc, builder, to_version)
@@ -154,6 +156,8 @@ def install(hc: HostContext, builder: str, to_version: str, pid: str, apps: list
         equal.watched(hc, builder)  # ends the watch; the failure is what is reported
         raise
     checked += "; " + equal.check(hc, builder, to_version, env_apps, before, replacing)
+    if before_permanent:
+        checked += "; " + before_permanent(hc)
     r = ask(hc, builder, otp.make_permanent_expr(to_version))
     if r.get("ok") != "true":
         dead(hc, builder, f"before make_permanent({to_version})")

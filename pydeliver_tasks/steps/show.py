@@ -9,19 +9,29 @@ from .. import store
 from .. import validation as v
 from ..fleet import RunResult, say
 from ..model import UpgradeManifest
+from ..versions import version_key
+from . import shared_store
 from .frame import Ctx, settings_of
 from .upgrade_build import build_upgrade, manifest_path
 
 
 def releases(c: Ctx) -> RunResult:
-    """List the releases in the local store (version, size, sha256): the result's `releases`."""
+    """List the releases in the local store (version, size, sha256): the result's `releases`;
+    then those only the shared store has (deliver.store as a URL), fetched when a step needs
+    them."""
     settings = settings_of(c)
     found = store.listing(settings.store, settings.release)
-    if not found:
-        say(f"no {settings.release} releases in {settings.store}: inv build.release --tag VERSION")
+    here = {r.version for r in found}
+    remote = sorted(set(shared_store.versions(settings)) - here, key=version_key)
+    where = settings.shared_store.text if settings.shared_store else str(settings.store)
+    if not found and not remote:
+        say(f"no {settings.release} releases in {where}: inv build.release --tag VERSION")
     for r in found:
         size = r.path.stat().st_size / 1e6
         say(f"{r.app} {r.version:<12} {size:6.1f} MB  sha256 {r.sha256[:16]}  {r.path}")
+    for vsn in remote:
+        say(f"{settings.release} {vsn:<12} in the release store {where} only (fetched when a "
+            "step needs it)")
     return RunResult("releases", "", releases=found)
 
 

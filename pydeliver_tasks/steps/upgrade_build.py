@@ -19,8 +19,9 @@ from .. import validation as v
 from ..commands import build as builders
 from ..config import Settings
 from ..fleet import HostContext, HostFailure, RunResult, StepFailed, for_each_host, say
-from ..model import Release, UpgradeManifest, release_file_name
+from ..model import Release, UpgradeManifest, manifest_name, release_file_name
 from ..otp import appup, appup_file
+from . import shared_store
 from .build import build_host, build_on_host, build_release, fetch_artifact, push_source, resolve_ref
 from .frame import Ctx, builder_of, settings_of
 from .versioning import VersionPlan, plan
@@ -33,7 +34,7 @@ class BadAppup(HostFailure):
 
 
 def manifest_path(store_dir: Path, app: str, to_version: str) -> Path:
-    return store_dir / release_file_name(app, to_version, "upgrade").replace(".tar.gz", ".json")
+    return store_dir / manifest_name(app, to_version)
 
 
 def stored_upgrade(store_dir: Path, app: str, from_version: str,
@@ -92,11 +93,19 @@ def _to_source(settings: Settings, to: str, tag: str | None) -> tuple[str, str, 
     return f"the commit {to} was built from", sha, again.files
 
 
+def fetch_both(settings: Settings, from_: str, to: str, dry_run: bool) -> None:
+    """What the shared store has of FROM (its release) and TO (its release and upgrade)."""
+    shared_store.pull(settings, from_, dry_run=dry_run)
+    shared_store.pull(settings, to, ("release", "upgrade"), dry_run=dry_run)
+
+
 def latest_to(settings: Settings, to: str) -> str:
-    """--to latest: the newest release in the store (said, so the run names what it chose)."""
+    """--to latest: the newest release in the local or the shared store (said, so the run
+    names what it chose)."""
     if to != "latest":
         return to
-    found = versions.latest(r.version for r in store.listing(settings.store, settings.release))
+    found = versions.latest({*(r.version for r in store.listing(settings.store, settings.release)),
+                             *shared_store.versions(settings)})
     if found is None:
         raise v.InvalidInput(f"--to latest: the release store has no {settings.release} release "
                              "(inv build.release first)")
@@ -219,6 +228,7 @@ def build_upgrade(c: Ctx, from_: str, to: str, tag: str | None = None, dry_run: 
     v.version(from_)
     v.version(to)
     check_user_appups(settings, from_, to)
+    fetch_both(settings, from_, to, dry_run)
     check_sources(settings, from_, to, rebuild=True, tag=tag)
     from_release = store.get(settings.store, settings.release, from_)
     if from_release is None and not dry_run:
@@ -274,6 +284,10 @@ def build_upgrade(c: Ctx, from_: str, to: str, tag: str | None = None, dry_run: 
     if dry_run:
         return result
     result.manifest.save(manifest_path(settings.store, settings.release, to))
-    if not result.manifest.unsafe:
+    shared_store.publish(settings, settings.store / release_file_name(settings.release, to))
+    if result.manifest.unsafe:
+        shared_store.publish_plan(settings, to)
+    else:
         result.release = Release(settings.release, to, "upgrade", made["path"], made["sha256"])
+        shared_store.publish(settings, made["path"])
     return result

@@ -15,6 +15,7 @@ from ..otp.appup import appup_helps
 from . import hot
 from .equal import NotHotSafe
 from .evidence import InstallFailed, NodeDied, cause
+from .migrate import Once
 from .retention import mark
 
 Outcome = tuple[str, dict[str, Any]]
@@ -29,6 +30,7 @@ class Policy:
     on_unsafe: str
     on_failure: str
     rebuild: bool = False
+    migrations: Once | None = None  # --migrate: run once, on the node, before make_permanent
 
 
 def per_host(settings: Settings, builder: str, policy: Policy, before: dict[str, dict[str, Any]],
@@ -37,6 +39,7 @@ def per_host(settings: Settings, builder: str, policy: Policy, before: dict[str,
     """The per-host step of an upgrade run; `before` holds each host's pre-check data."""
     from_, to = policy.from_version, policy.to_version
     apps = sorted(manifest.changed_apps)
+    migrate = policy.migrations.on_node if policy.migrations else None
 
     def one(hc: HostContext) -> Outcome:
         seen = before.get(hc.host.name, {})
@@ -50,8 +53,8 @@ def per_host(settings: Settings, builder: str, policy: Policy, before: dict[str,
         assert upgrade is not None
         hc.say(f"staging {to}: {hot.stage(hc, upgrade, from_, manifest.new_lib_dirs)}")
         try:
-            checked = hot.install(hc, builder, to, pid, apps,
-                                  manifest.new_lib_dirs, manifest.replacing())
+            checked = hot.install(hc, builder, to, pid, apps, manifest.new_lib_dirs,
+                                  manifest.replacing(), before_permanent=migrate)
         except HostFailure as exc:  # NotHotSafe included: judged from evidence first
             return failed(hc, exc, data)
         mark(hc, to, failed=False)

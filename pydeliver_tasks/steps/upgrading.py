@@ -19,11 +19,13 @@ from ..model import NextStep, Release, Rollout, UpgradeManifest
 from ..store import sha256_of
 from . import hot
 from .frame import Ctx, Run, over_stage, settings_of, target
+from .migrate import Once
 from .probe import probe
 from .upgrade_build import (
     build_upgrade,
     check_sources,
     check_user_appups,
+    fetch_both,
     latest_to,
     manifest_path,
     stored_upgrade,
@@ -76,23 +78,27 @@ def upgrade(
     c: Ctx, from_: str, to: str, stage: str | None = None, host: str | None = None,
     on_unsafe: str | None = None, on_failure: str | None = None, keep_going: bool = False,
     force: bool = False, rebuild: bool = False, dry_run: bool = False,
-    json_path: str | None = None, rollout: Rollout | None = None,
+    json_path: str | None = None, rollout: Rollout | None = None, migrate: bool = False,
 ) -> RunResult:
     """Hot-upgrade every host of the stage from X to Y, verified (steps' API of `inv upgrade`).
 
     rollout: the strategy (default: the stage's, with keep_going); a failed batch's hosts go back
     hot to X with rollout.auto_rollback. Runs under the deploy lock, audited per host.
-    to: a version, or "latest" (the newest in the store)."""
+    to: a version, or "latest" (the newest in the store).
+    migrate: deliver.migrations.run on the node of the first host to get there, once Y is
+    installed, before it is made permanent (a failure goes `on_failure`); the others wait for
+    it and do not run them again."""
     to = latest_to(settings_of(c), to)
     _versions(from_, to, force)
-    settings, st, _ = target(c, stage, host)
+    settings, st, builder = target(c, stage, host)
+    fetch_both(settings, from_, to, dry_run)
     check_user_appups(settings, from_, to)
     check_sources(settings, from_, to, rebuild)
     rollout = rollout or strategy.resolve(st, keep_going=keep_going)
     policy = Policy(from_, to,
                     _choice("on-unsafe", on_unsafe, ON_UNSAFE, settings.upgrade.on_unsafe),
                     _choice("on-failure", on_failure, ON_FAILURE, settings.upgrade.on_failure),
-                    rebuild)
+                    rebuild, Once(settings, builder) if migrate else None)
     with over_stage(c, "upgrade", stage, host, rollout, flow="upgrade", dry_run=dry_run,
                     json_path=json_path, from_version=from_, to_version=to) as run:
         return _upgrade(c, run, policy)
@@ -113,7 +119,9 @@ def _upgrade(c: Ctx, run: Run, policy: Policy) -> RunResult:
             hc.say(f"would stage {to} beside {from_} (sha256-checked), install it through "
                    "release_handler, verify it equals a fresh boot (pid, code, env, supervision "
                    "tree, error reports, health), make it permanent; on an unsafe "
-                   f"upgrade: {policy.on_unsafe}, on a failure: {policy.on_failure}")
+                   f"upgrade: {policy.on_unsafe}, on a failure: {policy.on_failure}"
+                   + ("; one host runs deliver.migrations.run before making it permanent"
+                      if policy.migrations else ""))
             return "would hot-upgrade"
 
         return run.each(dry)
@@ -131,7 +139,8 @@ def _upgrade(c: Ctx, run: Run, policy: Policy) -> RunResult:
         with gate.turn(hc.host.name):
             return hot.restart_into(hc, builder, new_rel, old_rel)
 
-    one = per_host(settings, builder, policy, before, upgrade_rel, manifest, restart)
+    then = policy.migrations.after(restart) if policy.migrations else restart  # --migrate
+    one = per_host(settings, builder, policy, before, upgrade_rel, manifest, then)
     return run.each(one, rollback=lambda hc: hot.back_to(hc, builder, from_, to),
                     finish=(NextStep("upgrade", (("from", from_), ("to", to))),),
                     undo=(NextStep("downgrade", (("to", from_),)),))

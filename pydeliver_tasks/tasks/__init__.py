@@ -1,6 +1,7 @@
 """The Invoke collection (`inv --list`): thin tasks over `steps`, one module per topic — node,
-release, upgrade, retention, lock, ops, sandbox. Every task is made by `flags.deliver_task`
-(docstring = --help, help for every flag, the rollout flags where they apply)."""
+release, upgrade, retention, lock, ops, migrate, importing, sandbox. Every task is made by
+`flags.deliver_task` (docstring = --help, help for every flag, the rollout flags where they
+apply)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,9 @@ from invoke import Collection
 
 from ..config import DEFAULTS
 from ..fleet.output import silence
+from .importing import deliver
 from .lock import history, lock_, lock_status, unlock
+from .migrate import migrate, migrations
 from .node import boot_check, doctor, kill_, ping, restart, start, stop, version
 from .ops import eval_, exec_, logs, remote_console
 from .release import build_release, deploy_release, releases, update
@@ -32,7 +35,7 @@ deploy.add_task(lock_status, name="lock-status")
 
 ns = Collection(start, stop, kill_, restart, ping, version, update, releases_collection(releases),
                 cleanup, rollback, doctor, boot_check, logs, exec_, eval_, remote_console, upgrade,
-                downgrade, build, deploy, show_ns, history, sandbox)
+                downgrade, migrate, migrations, build, deploy, deliver, show_ns, history, sandbox)
 ns.configure({"deliver": copy.deepcopy(DEFAULTS)})
 
 

@@ -19,6 +19,8 @@ AUTO_VERSION = ("append metadata to the project's version, edeliver's pieces joi
                 "(default: deliver.auto_version)")
 CLEAN = ("build cold: compile the dependencies too instead of reusing the ones the build host "
          "kept from a build with the same lock file, config and OTP (implies --rebuild)")
+MIGRATE = ("run deliver.migrations.run in a fresh VM of the new version on one host, after the "
+           "deploy and before any node restarts")
 
 
 @deliver_task(help={**REF_HELP, "stage": "checked to exist; the build host is the same for "
@@ -55,19 +57,20 @@ def deploy_release(c: Context, version: str | None = None, stage: str | None = N
 
 @deliver_task(rollout=True, help={**REF_HELP, "stage": STAGE, "host": HOST, "dry_run": DRY,
                                   "json": JSON, "rebuild": REBUILD, "clean": CLEAN,
-                                  "auto_version": AUTO_VERSION})
+                                  "auto_version": AUTO_VERSION, "migrate": MIGRATE})
 def update(c: Context, tag: str | None = None, branch: str | None = None,
            revision: str | None = None, version: str | None = None, stage: str | None = None,
            host: str | None = None, dry_run: bool = False, json: str | None = None,
            rebuild: bool = False, clean: bool = False, auto_version: str | None = None,
-           rollout: Rollout | None = None) -> None:
+           migrate: bool = False, rollout: Rollout | None = None) -> None:
     """Build a release, deploy it and restart into it, verified.
 
     With a rolling or canary strategy, batch by batch: each batch deployed and restarted before
-    the next one starts."""
+    the next one starts. --migrate runs deliver.migrations.run in a fresh VM of the new version
+    on one host after the deploy, before any restart; if it fails, nothing is restarted."""
     steps.update(c, tag=tag, branch=branch, revision=revision, version=version, stage=stage,
                  host=host, dry_run=dry_run, json_path=json, rollout=rollout, rebuild=rebuild,
-                 clean=clean, auto_version=auto_version)
+                 clean=clean, auto_version=auto_version, migrate=migrate)
 
 
 @deliver_task(name="releases", help={

@@ -65,11 +65,14 @@ def deploy_upgrade(c: Context, version: str | None = None, from_: str | None = N
             "on_failure": "restart, downgrade (hot, back to FROM) or abort, when install or "
                           "verification fails",
             "force": "allow TO older than FROM",
-            "rebuild": "build the upgrade again even if the store has it"})
+            "rebuild": "build the upgrade again even if the store has it",
+            "migrate": "run deliver.migrations.run on one node once TO is installed there, "
+                       "before it is made permanent (a failure goes --on-failure)"})
 def upgrade(c: Context, from_: str | None = None, to: str | None = None, stage: str | None = None,
             host: str | None = None, on_unsafe: str | None = None, on_failure: str | None = None,
             force: bool = False, rebuild: bool = False, dry_run: bool = False,
-            json: str | None = None, rollout: Rollout | None = None) -> None:
+            json: str | None = None, migrate: bool = False,
+            rollout: Rollout | None = None) -> None:
     """Hot-upgrade the running release from FROM to TO on every host, verified.
 
     Refuses before any change if a host does not run FROM. Per host: stage, install through
@@ -79,7 +82,7 @@ def upgrade(c: Context, from_: str | None = None, to: str | None = None, stage: 
     assert from_ and to
     steps.upgrade(c, from_, to, stage=stage, host=host, on_unsafe=on_unsafe,
                   on_failure=on_failure, force=force, rebuild=rebuild, dry_run=dry_run,
-                  json_path=json, rollout=rollout)
+                  json_path=json, rollout=rollout, migrate=migrate)
 
 
 @deliver_task(help={"to": "the release to go back to (installed hot before)", "stage": STAGE,
