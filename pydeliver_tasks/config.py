@@ -19,9 +19,11 @@ from .config_reader import (
     detect_builder,
     plain,
     read_auto_version,
+    read_balancer,
     read_endpoint,
+    read_hooks,
 )
-from .model import SECRET_NAME_RE, SHORT_SECRET, HealthCheck, Host, Rollout, Stage
+from .model import SECRET_NAME_RE, SHORT_SECRET, Balancer, HealthCheck, Host, Rollout, Stage
 from .settings import (
     BUILDERS,
     DEFAULTS,
@@ -96,6 +98,7 @@ def load(config: Any) -> Settings:
     default_path = str(data["deploy_path"] or f"apps/{release or 'app'}")
 
     stages: dict[str, Stage] = {}
+    balancer = read_balancer(r, "balancer", data["balancer"], None)
     if not isinstance(data["stages"], dict):
         r.problems.append("deliver.stages: expected a mapping of stage name -> settings")
         data["stages"] = {}
@@ -103,13 +106,13 @@ def load(config: Any) -> Settings:
         if r.check(f"stages.{name}", v.stage_name, name) is None:
             continue
         stages[name] = _read_stage(r, name, stage_raw or {}, default_path, common_env, health,
-                                   rollout)
+                                   rollout, balancer)
 
     default_stage = str(data["stage"] or "")
     if default_stage and default_stage not in stages:
         r.problems.append(f"deliver.stage: {default_stage!r} is not one of deliver.stages")
 
-    hooks = _read_hooks(r, data["hooks"] or {})
+    hooks = read_hooks(r, data["hooks"] or {})
     shared = r.check("store", lambda t: store_url.parse(t, ""), str(data["store"] or LOCAL_STORE))
     timeouts = r.section("timeouts", data)
     settings = Settings(
@@ -179,13 +182,14 @@ def _safe_path(value: str) -> str:
 
 def _read_stage(
     r: Reader, name: str, raw: Any, default_path: str, env: dict[str, str], health: HealthCheck,
-    rollout: Rollout,
+    rollout: Rollout, balancer: Balancer | None = None,
 ) -> Stage:
     path = f"stages.{name}"
     if not isinstance(raw, dict):
         r.problems.append(f"deliver.{path}: expected a mapping with hosts")
         return Stage(name=name, hosts=())
-    r.known(path, raw, ("hosts", "deploy_path", "env", "health", "strategy"))
+    r.known(path, raw, ("hosts", "deploy_path", "env", "health", "strategy", "balancer"))
+    balancer = read_balancer(r, f"{path}.balancer", raw.get("balancer"), balancer)
     if "strategy" in raw:
         rollout = r.rollout(f"{path}.strategy", raw["strategy"], rollout)
     stage_path = str(raw.get("deploy_path") or default_path)
@@ -232,7 +236,7 @@ def _read_stage(
     names = [h.name for h in hosts]
     for dup in sorted({n for n in names if names.count(n) > 1}):
         r.problems.append(f"deliver.{path}.hosts: {dup!r} is listed twice")
-    return Stage(name=name, hosts=tuple(hosts), rollout=rollout)
+    return Stage(name=name, hosts=tuple(hosts), rollout=rollout, balancer=balancer)
 
 
 _LOG_FILE_RE = re.compile(r"[A-Za-z0-9_./*-]+")
@@ -247,27 +251,6 @@ def _read_log_files(r: Reader, raw: Any) -> tuple[str, ...]:
         if not isinstance(item, str) or not _LOG_FILE_RE.fullmatch(item):
             r.problems.append(f"deliver.log_files[{i}]: {item!r}: letters, digits, _ . / - and * only")
     return tuple(x for x in raw if isinstance(x, str) and _LOG_FILE_RE.fullmatch(x))
-
-
-def _read_hooks(r: Reader, raw: Any) -> dict[str, tuple[str, ...]]:
-    if not isinstance(raw, dict):
-        r.problems.append("deliver.hooks: expected a mapping like before_start: [commands]")
-        return {}
-    hooks: dict[str, tuple[str, ...]] = {}
-    for key, cmds in raw.items():
-        when, _, step = str(key).partition("_")
-        if when not in ("before", "after") or step not in HOOK_STEPS:
-            r.problems.append(
-                f"deliver.hooks.{key}: unknown hook; use before_/after_ + one of "
-                f"{', '.join(HOOK_STEPS)}"
-            )
-            continue
-        cmds = [cmds] if isinstance(cmds, str) else cmds
-        if not isinstance(cmds, list) or not all(isinstance(c, str) and c for c in cmds):
-            r.problems.append(f"deliver.hooks.{key}: expected a list of shell commands")
-            continue
-        hooks[key] = tuple(cmds)
-    return hooks
 
 
 def _read_build(r: Reader, raw: dict[str, Any], release: str) -> BuildSettings:

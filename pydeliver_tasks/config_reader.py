@@ -10,8 +10,8 @@ from typing import Any
 
 from . import autoversion, store_url
 from . import validation as v
-from .model import HealthCheck, Rollout, SmokeCheck
-from .settings import DEFAULTS, MigrationSettings, migration_defaults
+from .model import Balancer, HealthCheck, Rollout, SmokeCheck
+from .settings import DEFAULTS, HOOK_STEPS, MigrationSettings, migration_defaults
 
 
 def plain(value: Any) -> Any:
@@ -186,3 +186,59 @@ def read_auto_version(r: Reader, raw: Any) -> str:
         except v.InvalidInput as exc:
             r.problems.append(str(exc))
     return text
+
+
+_BALANCER_KEYS = ("host", "socket", "backend", "servers", "drain_timeout", "min_up")
+_BALANCER_NAME = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+
+
+def read_balancer(r: Reader, path: str, raw: Any, default: Balancer | None) -> Balancer | None:
+    """`balancer` (top level: every stage's; a stage's own replaces it; `false` turns it off)."""
+    if raw is None:
+        return default
+    if raw is False:
+        return None
+    if not isinstance(raw, dict):
+        r.problems.append(f"deliver.{path}: expected a mapping (host, socket, backend, servers)")
+        return default
+    r.known(path, raw, _BALANCER_KEYS)
+    addr = r.check(f"{path}.host", v.host_address, str(raw.get("host") or ""))
+    socket_path = str(raw.get("socket") or "")
+    if not re.fullmatch(r"/[A-Za-z0-9._/-]+", socket_path) or ".." in socket_path.split("/"):
+        r.problems.append(f"deliver.{path}.socket: expected the absolute path of HAProxy's admin "
+                          f"stats socket, got {socket_path!r}")
+    backend = str(raw.get("backend") or "")
+    servers = raw.get("servers") or {}
+    if not isinstance(servers, dict):
+        r.problems.append(f"deliver.{path}.servers: expected a mapping deploy host -> server name")
+        servers = {}
+    for what, name in [("backend", backend), *((f"servers.{k}", s) for k, s in servers.items())]:
+        if not _BALANCER_NAME.fullmatch(str(name)):
+            r.problems.append(f"deliver.{path}.{what}: invalid HAProxy name {name!r} (letters, "
+                              "digits, . _ : -)")
+    return Balancer(
+        host=addr.spec if addr else "", socket=socket_path, backend=backend,
+        servers=tuple((str(k), str(s)) for k, s in servers.items()),
+        drain_timeout=r.number(f"{path}.drain_timeout", raw.get("drain_timeout", 30), 0),
+        min_up=r.number(f"{path}.min_up", raw.get("min_up", 1), 0, int))
+
+
+def read_hooks(r: Reader, raw: Any) -> dict[str, tuple[str, ...]]:
+    if not isinstance(raw, dict):
+        r.problems.append("deliver.hooks: expected a mapping like before_start: [commands]")
+        return {}
+    hooks: dict[str, tuple[str, ...]] = {}
+    for key, cmds in raw.items():
+        when, _, step = str(key).partition("_")
+        if when not in ("before", "after") or step not in HOOK_STEPS:
+            r.problems.append(
+                f"deliver.hooks.{key}: unknown hook; use before_/after_ + one of "
+                f"{', '.join(HOOK_STEPS)}"
+            )
+            continue
+        cmds = [cmds] if isinstance(cmds, str) else cmds
+        if not isinstance(cmds, list) or not all(isinstance(c, str) and c for c in cmds):
+            r.problems.append(f"deliver.hooks.{key}: expected a list of shell commands")
+            continue
+        hooks[key] = tuple(cmds)
+    return hooks

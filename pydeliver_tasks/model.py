@@ -90,10 +90,28 @@ class Rollout:
 
 
 @dataclass(frozen=True)
+class Balancer:
+    """An HAProxy in front of a stage's hosts, reached over SSH on its own host: its admin
+    socket, the backend, and each deploy host's server name (default: the host's address)."""
+
+    host: str  # user@host:port, as a deploy host is written
+    socket: str
+    backend: str
+    servers: tuple[tuple[str, str], ...] = ()  # (deploy host name or address, server name)
+    drain_timeout: float = 30.0
+    min_up: int = 1
+
+    def server(self, host: Host) -> str:
+        named = dict(self.servers)
+        return named.get(host.name) or named.get(host.address) or host.address
+
+
+@dataclass(frozen=True)
 class Stage:
     name: str
     hosts: tuple[Host, ...]
     rollout: Rollout = Rollout()
+    balancer: Balancer | None = None
 
 
 @dataclass(frozen=True)

@@ -46,6 +46,9 @@ DEFAULTS: dict[str, Any] = {
     "log_files": [],  # more logs for `inv logs`: paths/globs, relative to the release root
     "keep_releases": 5,  # versions kept on each host after a deploy (cleanup); 0 = no cleanup
     "strategy": {"kind": "parallel", "batch": "", "pause": 0, "canary": 1},  # stages may override
+    # an HAProxy in front of the hosts (stages may override; false: none): host, socket, backend,
+    # servers {deploy host: server name}, drain_timeout, min_up
+    "balancer": None,
     "upgrade": {
         "on_unsafe": "restart",  # restart | abort: when a hot upgrade is not safe
         "on_failure": "restart",  # restart | downgrade | abort: when install/verification fails

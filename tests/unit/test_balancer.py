@@ -1,0 +1,75 @@
+"""The balancer's runtime API commands (quoted, one request per connection), what HAProxy 2.6
+answers to `show stat` (a real capture: h1 drained, h2 down), and `deliver.balancer` config."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pydeliver_tasks.commands import balancer as b
+from pydeliver_tasks.config import ConfigError, load
+
+CAPTURE = (Path(__file__).parent / "data" / "haproxy_2.6_show_stat.csv").read_text()
+
+
+def test_show_stat_of_a_real_haproxy() -> None:
+    servers = b.parse_stat(CAPTURE + b.MARK + "\n", "app")
+    assert servers == {"h1": b.ServerState("DRAIN", 0), "h2": b.ServerState("DOWN", 0)}
+    assert not servers["h1"].serving and b.parse_stat(CAPTURE, "other") == {}
+    busy = CAPTURE.replace("app,h1,0,0,0,", "app,h1,0,0,3,", 1)
+    assert busy != CAPTURE and b.parse_stat(busy, "app")["h1"].sessions == 3
+    up = CAPTURE.replace(",DOWN,", ",UP 1/2,", 1)
+    assert b.parse_stat(up, "app")["h2"].serving
+
+
+def test_requests_are_quoted_one_per_connection() -> None:
+    cmd = b.set_state("/run/haproxy/admin.sock", "app", "web1", "drain")
+    assert "printf '%s\\n' 'set server app/web1 state drain'" in cmd
+    assert "socat - UNIX-CONNECT:/run/haproxy/admin.sock" in cmd and "python3 -c" in cmd
+    assert cmd.endswith(f"echo {b.MARK}")
+    two = b.runtime("/s", "show stat", "show info")
+    assert two.count(b.MARK) == 2 and two.count("UNIX-CONNECT") == 2
+    for bad in (("app", "web1;reboot", "drain"), ("app b", "web1", "ready"), ("app", "w", "off")):
+        with pytest.raises(ValueError):
+            b.set_state("/s", *bad)
+    with pytest.raises(ValueError):
+        b.runtime("/s", "show stat\nshutdown sessions server app/web1")
+
+
+def test_a_refused_request_is_told_apart() -> None:
+    assert b.refusal(f"\n{b.MARK}\n") == ""
+    assert b.refusal(f"No such server.\n\n{b.MARK}\n") == "No such server."
+
+
+BASE = {"app": "shop", "builder": "mix",
+        "balancer": {"host": "lb@10.0.0.2:22", "socket": "/run/haproxy/admin.sock",
+                     "backend": "app", "servers": {"deploy@app1:22": "web1"}}}
+
+
+def test_config_maps_each_host_to_its_server_and_stages_may_differ() -> None:
+    s = load({"deliver": {**BASE, "stages": {
+        "prod": {"hosts": ["deploy@app1:22", "deploy@app2"]},
+        "staging": {"hosts": ["deploy@s1"], "balancer": False},
+        "canary": {"hosts": ["deploy@c1"], "balancer": {**BASE["balancer"], "backend": "canary",
+                                                         "min_up": 0, "drain_timeout": 5}}}}})
+    prod = s.stages["prod"]
+    assert prod.balancer is not None and prod.balancer.drain_timeout == 30 and prod.balancer.min_up == 1
+    assert [prod.balancer.server(h) for h in prod.hosts] == ["web1", "app2"]
+    assert s.stages["staging"].balancer is None
+    canary = s.stages["canary"].balancer
+    assert canary is not None and (canary.backend, canary.min_up, canary.drain_timeout) == ("canary", 0, 5)
+
+
+def test_bad_balancer_config_is_named() -> None:
+    with pytest.raises(ConfigError) as err:
+        load({"deliver": {**BASE, "balancer": {"host": "lb;x", "socket": "run/x.sock",
+                                               "backend": "app", "servers": {"h": "a/b"},
+                                               "min_up": -1, "wat": 1},
+                          "stages": {"p": {"hosts": ["h"]}}}})
+    text = "\n".join(err.value.problems)
+    for part in ("deliver.balancer.wat: unknown key", "deliver.balancer.host: invalid host",
+                 "deliver.balancer.socket: expected the absolute path",
+                 "deliver.balancer.servers.h: invalid HAProxy name 'a/b'",
+                 "deliver.balancer.min_up: expected a number >= 0"):
+        assert part in text, text
