@@ -16,6 +16,8 @@ say() { printf 'setup: %s\n' "$*"; }
 
 PACKAGES=(
   python3 python3-venv python3-pip git ca-certificates openssh-server openssh-client procps curl
+  # the load balancer the tests put in front of sandbox hosts, and how its socket is reached
+  haproxy socat
   # Erlang/OTP: rebar3 needs crypto, asn1, public_key, ssl, inets at start; mix and relx need
   # parsetools, syntax_tools, tools; sasl (release_handler) is in erlang-base.
   erlang-base erlang-crypto erlang-asn1 erlang-public-key erlang-ssl erlang-inets

@@ -3,7 +3,7 @@ the collection's `ns.configure`) and the typed Settings that config.load makes o
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -154,4 +154,4 @@ class Settings:
         if not chosen:
             names = ", ".join(h.name for h in stage.hosts)
             raise v.InvalidInput(f"no host {host!r} in stage {name!r} (hosts: {names})")
-        return Stage(name=stage.name, hosts=chosen, rollout=stage.rollout)
+        return replace(stage, hosts=chosen)

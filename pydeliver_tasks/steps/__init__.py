@@ -11,6 +11,7 @@ InvalidInput (exit 2) before any remote command.
 """
 
 from ..fleet import RunResult, StepFailed
+from .balancing import balancer_drain, balancer_enable, balancer_status
 from .build import build_release
 from .deploy import deploy_release
 from .doctor import doctor
@@ -29,7 +30,8 @@ from .upgrade_build import build_upgrade
 from .upgrading import deploy_upgrade, downgrade, upgrade
 
 __all__ = [
-    "Ctx", "RunResult", "StepFailed", "boot_check", "build_release", "build_upgrade", "cleanup",
+    "Ctx", "RunResult", "StepFailed", "balancer_drain", "balancer_enable", "balancer_status",
+    "boot_check", "build_release", "build_upgrade", "cleanup",
     "cleanup_store", "deploy_release", "deploy_upgrade", "doctor", "downgrade", "eval_", "exec_",
     "history", "host_releases", "import_edeliver", "lock", "lock_status", "locked", "logs",
     "migrate", "migrations", "over_stage", "ping", "releases", "remote_console", "restart",

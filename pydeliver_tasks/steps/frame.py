@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import TypeAlias
 
@@ -25,12 +25,14 @@ from .. import config
 from ..config import Settings
 from ..fleet import hooks, strategy
 from ..fleet.hooks import Flow
+from ..fleet.host import HostContext
 from ..fleet.lock import Guard, guarded
 from ..fleet.output import say
 from ..fleet.results import HostResult, RunResult, StepFailed
 from ..fleet.run import HostStep, for_each_host
 from ..model import NextStep, Rollout, Stage
 from ..validation import InvalidInput
+from .rotation import Rotation
 
 # What a step is given: an Invoke/Fabric context, or a plain dict with a `deliver` subtree.
 Ctx: TypeAlias = Context | Mapping[str, object]
@@ -84,6 +86,7 @@ class Run:
     guard: Guard
     flow: Flow
     result: RunResult | None = None
+    rotation: Rotation | None = None  # the stage's load balancer (a no-op without one)
 
     def each(self, fn: HostStep, *, rollback: HostStep | None = None,
              finish: tuple[NextStep, ...] = (), undo: tuple[NextStep, ...] = (),
@@ -101,6 +104,11 @@ class Run:
         self.result = result
         self.guard.record(result)
         return result
+
+    def out_of_rotation(self, hc: HostContext, back: bool = True) -> AbstractContextManager[None]:
+        """Around a stop (and start) of hc's node: drained in the stage's load balancer before,
+        back in rotation after (steps.rotation); nothing without a balancer."""
+        return self.rotation.out(hc, back) if self.rotation else nullcontext()
 
     def ask(self, step: str, fn: HostStep) -> RunResult:
         """A question to every host before the change (a pre-check): its own summary, not the
@@ -126,7 +134,8 @@ def over_stage(
     with guarded(settings, st, action, from_version=from_version, to_version=to_version,
                  dry_run=dry_run, lock_wait=rollout.lock_wait if rollout else 0.0) as guard:
         info = Flow(flow, st, settings, from_version, to_version, dry_run)
-        run = Run(action, settings, st, builder, rollout, dry_run, json_path, skipped, guard, info)
+        run = Run(action, settings, st, builder, rollout, dry_run, json_path, skipped, guard, info,
+                  rotation=Rotation(settings, st))
         hooks.run_flow("before", info)
         yield run
         info.result = run.result

@@ -29,7 +29,10 @@ def start(c: Ctx, stage: str | None = None, host: str | None = None,
 
         def one(hc: HostContext) -> str:
             try:
-                return start_node(hc, run.builder)
+                started = start_node(hc, run.builder)
+                if run.rotation and run.rotation.balancer and not hc.dry_run:
+                    started += "; " + run.rotation.enable(hc)  # back in rotation, seen UP
+                return started
             except HostFailure as exc:
                 if not foreground_check or hc.dry_run:
                     raise
@@ -53,7 +56,11 @@ def stop(c: Ctx, stage: str | None = None, host: str | None = None,
     stop_one = force_stop_node if force else stop_node
     with over_stage(c, "stop", stage, host, flow="stop", dry_run=dry_run,
                     json_path=json_path) as run:
-        return run.each(lambda hc: stop_one(hc, run.builder), finish=(NextStep("stop"),))
+        def one(hc: HostContext) -> str:
+            with run.out_of_rotation(hc, back=False):  # stays drained until a start
+                return stop_one(hc, run.builder)
+
+        return run.each(one, finish=(NextStep("stop"),))
 
 
 def restart(c: Ctx, stage: str | None = None, host: str | None = None,
@@ -67,8 +74,9 @@ def restart(c: Ctx, stage: str | None = None, host: str | None = None,
 
         def both(hc: HostContext) -> str:
             boot = expect_version or boot_version(hc)  # what must run after the restart
-            stopped = (force_stop_node if force else stop_node)(hc, run.builder)
-            return f"{stopped}; {start_node(hc, run.builder, boot)}"
+            with run.out_of_rotation(hc):
+                stopped = (force_stop_node if force else stop_node)(hc, run.builder)
+                return f"{stopped}; {start_node(hc, run.builder, boot)}"
 
         return run.each(both, finish=(NextStep("restart"),))
 

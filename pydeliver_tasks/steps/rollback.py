@@ -105,8 +105,11 @@ def rollback(c: Ctx, to: str | None = None, hot: bool = False, stage: str | None
             run.result = _hot(c, run, to, host)
             run.guard.record(run.result)
             return run.result
-        return run.each(lambda hc: rollback_host(hc, run.builder, to),
-                        finish=(NextStep("rollback", (("to", to),) if to else ()),))
+        def cold(hc: HostContext) -> tuple[str, dict[str, Any]]:
+            with run.out_of_rotation(hc):
+                return rollback_host(hc, run.builder, to)
+
+        return run.each(cold, finish=(NextStep("rollback", (("to", to),) if to else ()),))
 
 
 def _hot(c: Ctx, run: Run, to: str | None, host: str | None) -> RunResult:

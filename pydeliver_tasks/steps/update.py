@@ -68,8 +68,9 @@ def by_batches(run: Run, version: str, migrations: Once | None = None) -> RunRes
         before[hc.host.name] = boot_version(hc)
         extract(hc, release, upload(hc, release))
         migrated = migrations.fresh(hc, version) + "; " if migrations else ""
-        force_stop_node(hc, builder)
-        return f"{version} deployed; {migrated}" + start_node(hc, builder, version)
+        with run.out_of_rotation(hc):
+            force_stop_node(hc, builder)
+            return f"{version} deployed; {migrated}" + start_node(hc, builder, version)
 
     def back(hc: HostContext) -> str:
         previous = before.get(hc.host.name)

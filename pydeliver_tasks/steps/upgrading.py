@@ -136,7 +136,7 @@ def _upgrade(c: Ctx, run: Run, policy: Policy) -> RunResult:
     gate = hot.RestartGate(serial=len(run.stage.hosts) > 1 and not asked_parallel)
 
     def restart(hc: HostContext) -> str:
-        with gate.turn(hc.host.name):
+        with gate.turn(hc.host.name), run.out_of_rotation(hc):
             return hot.restart_into(hc, builder, new_rel, old_rel)
 
     then = policy.migrations.after(restart) if policy.migrations else restart  # --migrate

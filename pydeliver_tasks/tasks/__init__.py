@@ -13,6 +13,7 @@ from invoke import Collection
 
 from ..config import DEFAULTS
 from ..fleet.output import silence
+from .balancer import balancer
 from .importing import deliver
 from .lock import history, lock_, lock_status, unlock
 from .migrate import migrate, migrations
@@ -35,7 +36,8 @@ deploy.add_task(lock_status, name="lock-status")
 
 ns = Collection(start, stop, kill_, restart, ping, version, update, releases_collection(releases),
                 cleanup, rollback, doctor, boot_check, logs, exec_, eval_, remote_console, upgrade,
-                downgrade, migrate, migrations, build, deploy, deliver, show_ns, history, sandbox)
+                downgrade, migrate, migrations, build, deploy, deliver, balancer, show_ns, history,
+                sandbox)
 ns.configure({"deliver": copy.deepcopy(DEFAULTS)})
 
 

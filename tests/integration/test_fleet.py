@@ -252,3 +252,102 @@ def test_a_second_run_is_refused_with_the_holder_then_lock_wait_gets_its_turn(
         if first.poll() is None:
             first.wait(timeout=120)
     assert first.returncode == 0
+
+
+LB_PORT = 4180  # the balancer's frontend, on the build host's address
+
+
+@pytest.fixture
+def haproxy(fleet_box: sb.Sandbox, project: Project):
+    """A real HAProxy (Debian's) in front of the 3 hosts, run as the build host's user (its own
+    socket, its own port on loopback); servers are named by the hosts' addresses. Ended by the
+    pid in its pidfile."""
+    lb = fleet_box.build
+    d = Path(lb.home) / "haproxy"
+    d.mkdir(exist_ok=True)
+    servers = "\n".join(f"    server {h.address} {h.address}:{project.http_port} check inter 300 "
+                        "fall 2 rise 2" for h in fleet_box.hosts)
+    (d / "haproxy.cfg").write_text(
+        f"global\n    stats socket {d}/admin.sock mode 600 level admin\n"
+        f"    pidfile {d}/haproxy.pid\n"
+        "defaults\n    mode http\n    timeout connect 2s\n    timeout client 10s\n"
+        "    timeout server 10s\n    retries 2\n"
+        f"frontend fe\n    bind {lb.address}:{LB_PORT}\n    default_backend app\n"
+        f"backend app\n    option httpchk GET /health\n{servers}\n")
+    subprocess.run(["chown", "-R", lb.user, str(d)], check=True)
+    subprocess.run(["runuser", "-u", lb.user, "--", "haproxy", "-D", "-f", str(d / "haproxy.cfg")],
+                   check=True)
+    pid = int((d / "haproxy.pid").read_text().split()[0])
+    try:
+        yield lb, d / "admin.sock", f"http://{lb.address}:{LB_PORT}/"
+    finally:
+        os.kill(pid, signal.SIGTERM)  # the haproxy this fixture started
+
+
+def with_balancer(lb: sb.SandboxHost, socket_path: Path, **over: object):
+    def edit(d: dict) -> None:
+        d["balancer"] = {"host": lb.spec, "socket": str(socket_path), "backend": "app",
+                         "drain_timeout": 5, **over}
+    return edit
+
+
+def lb_status(project: Project, cfg: Path) -> dict[str, str]:
+    out = project.inv("balancer.status", config=cfg).ok().out
+    return dict(re.findall(r"^app/(\S+) \(\S+\): (\w+)", out, re.M))
+
+
+def test_restarts_behind_the_balancer_lose_no_request(project: Project, haproxy) -> None:
+    lb, sock, url = haproxy
+    project.inv("start").ok()
+    cfg = project.variant("balanced", with_balancer(lb, sock))
+    deadline = time.monotonic() + 10
+    while set(lb_status(project, cfg).values()) != {"UP"} and time.monotonic() < deadline:
+        time.sleep(0.3)
+    assert set(lb_status(project, cfg).values()) == {"UP"}
+    before = pids(project)
+    loop = RequestLoop([url])
+    loop.start()
+    try:
+        res = project.inv("restart", config=cfg)  # the default (parallel) strategy
+    finally:
+        loop.halt.set()
+        loop.join()
+    assert res.rc == 0, res.out
+    assert loop.sent > 20 and loop.failed == [], loop.failed[:5]
+    assert res.out.count("draining") == 3 and res.out.count("back in rotation") == 3, res.out
+    after = pids(project)
+    assert all(after[h] != before[h] for h in before), (before, after)  # really restarted
+    assert set(lb_status(project, cfg).values()) == {"UP"}
+
+
+def test_the_balancer_refuses_and_keeps_a_failed_host_drained(project: Project, haproxy) -> None:
+    lb, sock, url = haproxy
+    first = project.box.hosts[0]
+    before = pids(project)
+    last = project.variant("min-up", with_balancer(lb, sock, min_up=3))
+    res = project.inv("restart", "--host", first.spec, config=last)
+    assert res.rc == 1 and "refusing to take" in res.out and "min_up is 3" in res.out, res.out
+    unknown = project.variant("unknown", with_balancer(lb, sock, servers={first.spec: "nope"}))
+    res = project.inv("restart", "--host", first.spec, config=unknown)
+    assert res.rc == 1 and "no server 'nope' in backend 'app'" in res.out, res.out
+    assert pids(project) == before  # neither touched the node
+
+    def failing(d: dict) -> None:  # its start verification fails: the page lacks this text
+        with_balancer(lb, sock)(d)
+        d["stages"]["sandbox"]["hosts"][0]["health"] = {
+            "url": "http://{host}:{env[HTTP_PORT]}/", "contains": "no such text"}
+
+    loop = RequestLoop([url])
+    loop.start()
+    try:
+        res = project.inv("restart", "--host", first.spec, config=project.variant("fails", failing))
+    finally:
+        loop.halt.set()
+        loop.join()
+    assert res.rc == 1 and "stays drained in the load balancer" in res.out, res.out
+    assert f"inv balancer.enable --host {first.spec}" in res.out, res.out
+    assert loop.failed == [], loop.failed[:5]  # the others served
+    cfg = project.variant("balanced", with_balancer(lb, sock))
+    assert lb_status(project, cfg)[first.address] == "DRAIN"
+    project.inv("balancer.enable", "--host", first.spec, config=cfg).ok()
+    assert lb_status(project, cfg)[first.address] == "UP"
