@@ -98,7 +98,7 @@ def load(config: Any) -> Settings:
     default_path = str(data["deploy_path"] or f"apps/{release or 'app'}")
 
     stages: dict[str, Stage] = {}
-    balancer = read_balancer(r, "balancer", data["balancer"], None)
+    balancer = read_balancer(r, "balancer", data["balancer"] or None, None)
     if not isinstance(data["stages"], dict):
         r.problems.append("deliver.stages: expected a mapping of stage name -> settings")
         data["stages"] = {}

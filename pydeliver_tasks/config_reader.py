@@ -194,7 +194,7 @@ _BALANCER_NAME = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 
 def read_balancer(r: Reader, path: str, raw: Any, default: Balancer | None) -> Balancer | None:
     """`balancer` (top level: every stage's; a stage's own replaces it; `false` turns it off)."""
-    if raw is None:
+    if raw is None or raw == {}:
         return default
     if raw is False:
         return None

@@ -48,7 +48,7 @@ DEFAULTS: dict[str, Any] = {
     "strategy": {"kind": "parallel", "batch": "", "pause": 0, "canary": 1},  # stages may override
     # an HAProxy in front of the hosts (stages may override; false: none): host, socket, backend,
     # servers {deploy host: server name}, drain_timeout, min_up
-    "balancer": None,
+    "balancer": {},
     "upgrade": {
         "on_unsafe": "restart",  # restart | abort: when a hot upgrade is not safe
         "on_failure": "restart",  # restart | downgrade | abort: when install/verification fails
