@@ -69,16 +69,6 @@ class Rotation:
                               f"{self.balancer.backend}/{server}: {lb.refusal(out)}",
                               hint="check deliver.balancer.servers (deploy host -> server name)")
 
-    def check(self, host: Host) -> str:
-        """Before anything changes: the host's server exists in the backend (bad names are
-        refused before any host is drained)."""
-        assert self.balancer is not None
-        server = self.balancer.server(host)
-        if server not in self.servers():
-            raise HostFailure(f"no server {server!r} in backend {self.balancer.backend!r} of the "
-                              "load balancer", hint="check deliver.balancer.servers")
-        return server
-
     def drain(self, hc: HostContext) -> str:
         """min_up check, drain, wait for its sessions to end (bounded)."""
         b = self.balancer
