@@ -36,6 +36,14 @@ class Tree:
         return [path for path, (pid, *rest) in sorted(self.children.items())
                 if pid in ("undefined", "restarting") and rest[-1:] == ["permanent"]]
 
+    def lasting(self) -> dict[str, tuple[str, ...]]:
+        """Children with an identity that outlives a request: not a dynamic child (its id is
+        `undefined`: a connection or request handler under a simple_one_for_one or
+        DynamicSupervisor, or anything below one) and not a temporary one; those come and go with
+        the traffic, so their absence or a new pid says nothing about the upgrade."""
+        return {path: row for path, row in self.children.items()
+                if "undefined" not in path.split("/")[1:] and row[2:3] != ("temporary",)}
+
 
 def ask(hc: HostContext, builder: str, *exprs: str) -> dict[str, str]:
     """Evaluate our expression(s) on the running node in one rpc; every PDT{...} marker's keys
@@ -116,7 +124,7 @@ def tree_changes(before: Tree, after: Tree, restarting_apps: tuple[str, ...] = (
     supervisor) and a declared child that does not run. Apps whose user appup restarts things
     on purpose may change pids."""
     problems = []
-    for path, (pid, *_) in sorted(before.children.items()):
+    for path, (pid, *_) in sorted(before.lasting().items()):
         if pid == "undefined" or path.split("/", 1)[0] in restarting_apps:
             continue
         now = after.children.get(path)
@@ -124,7 +132,7 @@ def tree_changes(before: Tree, after: Tree, restarting_apps: tuple[str, ...] = (
             problems.append(f"{path} ({pid}) is gone")
         elif now[0] != pid:
             problems.append(f"{path} was restarted ({pid} -> {now[0]})")
-    for path, (pid, *_) in sorted(after.children.items()):
+    for path, (pid, *_) in sorted(after.lasting().items()):
         if pid in ("undefined", "restarting") and before.children.get(path, ("",))[0] != pid:
             problems.append(f"{path} is declared by its supervisor but not running")
     return problems

@@ -8,9 +8,11 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
 import subprocess
 import threading
 import time
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -52,15 +54,39 @@ def page(project: Project, host: sb.SandboxHost) -> str:
 
 
 class RequestLoop(threading.Thread):
-    """GET every host's page every 50 ms; counts failures (any error, non-200, no page)."""
+    """GET every host's page every 50 ms; counts failures (any error, non-200, no page).
+    With `idle`, it also keeps a connection open to each host that sends nothing, replaced by a
+    new one every round, so the node always has a connection handler that a moment later is
+    another process — as under real traffic."""
 
-    def __init__(self, urls: list[str]):
+    def __init__(self, urls: list[str], idle: bool = False):
         super().__init__(daemon=True)
         self.urls, self.sent, self.failed, self.halt = urls, 0, [], threading.Event()
+        self.idle: dict[str, socket.socket] | None = {} if idle else None
+
+    def reconnect(self, url: str) -> None:
+        parts = urllib.parse.urlsplit(url)
+        fresh = socket.create_connection((parts.hostname, parts.port), timeout=2)
+        old = self.idle.pop(url, None)
+        self.idle[url] = fresh
+        if old is not None:
+            old.close()
 
     def run(self) -> None:
+        try:
+            self.round()
+        finally:
+            for conn in (self.idle or {}).values():
+                conn.close()
+
+    def round(self) -> None:
         while not self.halt.is_set():
             for url in self.urls:
+                if self.idle is not None:
+                    try:
+                        self.reconnect(url)
+                    except OSError as exc:
+                        self.failed.append(f"{url} (idle connection): {exc}")
                 self.sent += 1
                 try:
                     with urllib.request.urlopen(url, timeout=2) as resp:
@@ -73,7 +99,7 @@ class RequestLoop(threading.Thread):
 
 def test_rolling_hot_upgrade_batch_by_batch_without_a_failed_request(project: Project) -> None:
     before = pids(project)
-    loop = RequestLoop([project.url(h) for h in project.box.hosts])
+    loop = RequestLoop([project.url(h) for h in project.box.hosts], idle=True)
     loop.start()
     try:
         res = project.inv("upgrade", "--from", "0.0.1", "--to", "0.0.2", "--strategy", "rolling",

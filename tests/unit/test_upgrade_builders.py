@@ -593,6 +593,27 @@ def test_tree_changes_name_lost_restarted_and_not_running_children() -> None:
         "shop/new is declared by its supervisor but not running"]
 
 
+def test_tree_changes_ignore_children_that_come_and_go_with_the_traffic() -> None:
+    from pydeliver_tasks.steps.equal import Tree, tree_changes
+
+    conns = "inets/httpd_sup/httpd_instance_sup_4080/httpd_connection_sup_4080"
+    before = Tree({"inets": ("<0.1.0>", "supervisor", "-"),
+                   conns: ("<0.2.0>", "supervisor", "permanent"),
+                   f"{conns}/undefined": ("<0.3.0>", "worker", "-"),  # a request in flight
+                   "shop/undefined/worker": ("<0.4.0>", "worker", "permanent"),
+                   "shop/job": ("<0.5.0>", "worker", "temporary"),
+                   "shop/keeper": ("<0.6.0>", "worker", "permanent")})
+    after = Tree({"inets": ("<0.1.0>", "supervisor", "-"),
+                  conns: ("<0.2.0>", "supervisor", "permanent"),
+                  f"{conns}/undefined": ("<0.8.0>", "worker", "-"),  # another request
+                  "shop/keeper": ("<0.6.0>", "worker", "permanent")})
+    assert tree_changes(before, after) == []
+    del after.children[conns]
+    after.children["shop/keeper"] = ("<0.9.0>", "worker", "permanent")
+    assert tree_changes(before, after) == [
+        f"{conns} (<0.2.0>) is gone", "shop/keeper was restarted (<0.6.0> -> <0.9.0>)"]
+
+
 def test_restart_gate_lets_one_host_restart_at_a_time_and_none_after_a_failure() -> None:
     import threading
     import time
