@@ -26,8 +26,8 @@ prc=0
 .venv/bin/ruff check . || prc=$?
 [ "$rc" -eq 0 ] && rc=$prc
 
-echo "== pytest -v -rfEs --durations=25 tests $*"
-.venv/bin/pytest -v -rfEs --durations=25 tests "$@"
+echo "== pytest -v -rfEs --durations=60 tests $*"
+.venv/bin/pytest -v -rfEs --durations=60 tests "$@"
 prc=$?
 [ "$rc" -eq 0 ] && rc=$prc
 

@@ -132,6 +132,14 @@ def project_fixture(ports: dict[str, int], deployed: str | None = "0.0.1",
     return project
 
 
+def one_app(project: Project, why: str = "does not depend on the release's language") -> None:
+    """Run a test of a both-apps module for the mix app only: what it checks (SSH, uploads,
+    disks, input checks) is the same for a rebar3 release, and the suite's time is better
+    spent elsewhere."""
+    if project.app != "hello_ex":
+        pytest.skip(f"{why}; one app is enough")
+
+
 def http_get(url: str, timeout: float = 5) -> tuple[int, str]:
     with urllib.request.urlopen(url, timeout=timeout) as resp:
         return resp.status, resp.read().decode()

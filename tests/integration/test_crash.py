@@ -19,7 +19,7 @@ import pytest
 from pydeliver_tasks.commands import activation as acmd
 from pydeliver_tasks.commands import retention as rcmd
 
-from .conftest import INV, Project, http_get, project_fixture
+from .conftest import INV, Project, http_get, one_app, project_fixture
 from .faults import PsWatch, diff, kill_sessions, tmpfs, tree
 from .install_faults import (
     boots,
@@ -98,6 +98,7 @@ def test_a_full_disk_at_any_line_of_the_install_leaves_the_old_or_the_new_releas
 def test_read_only_release_root_activates_nothing_and_says_so(built: Project) -> None:
     """`chmod 555` on the release root: the deploy fails, names what boots (0.0.1, read back)
     and changes nothing that boots; once writable again the same command completes."""
+    one_app(built)
     h1 = built.box.hosts[0]
     root = built.root(h1)
     bin_before = (root / "bin" / built.app).read_bytes()
@@ -124,6 +125,7 @@ def test_ssh_session_killed_during_the_install_is_reported_from_the_host(built: 
     """The sshd sessions of h1 are killed once the install has extracted the release: the deploy
     logs in again, lets the journal settle, and reports what the host boots — the same version
     start_erl.data names. A re-run then completes."""
+    one_app(built)
     h1 = built.box.hosts[0]
     root = built.root(h1)
     listener = built.box.pids()[h1.name]
@@ -156,6 +158,7 @@ def test_connection_lost_during_the_upload_is_one_line_and_a_rerun_resumes(built
     """h2's sshd sessions are killed as soon as the upload's `.part` appears: one line says how
     far the upload got and that nothing was activated (no traceback); the re-run resumes from
     the bytes on the host and completes."""
+    one_app(built)
     h2 = built.box.hosts[1]
     root = built.root(h2)
     part = root / ".deliver" / "releases" / f"{built.app}_0.0.2.release.tar.gz.part"
@@ -194,6 +197,7 @@ def test_too_little_disk_is_refused_before_anything_is_uploaded(built: Project) 
     """h2's deploy path on a 24 MB filesystem (a tmpfs the test mounts): the release needs more
     (upload + extracted files + margin), so the deploy says where, how much is free and how much
     is needed, before a byte is uploaded."""
+    one_app(built)
     h2 = built.box.hosts[1]
     with tmpfs(Path(h2.home) / "small", "24m", Path(h2.home)) as small:
         root = small / built.app
@@ -219,6 +223,7 @@ def test_disk_full_during_the_extract_activates_nothing_and_a_rerun_completes(
     """The check passes, then an after_upload hook fills the filesystem (dd until ENOSPC): the
     extract fails for real, the script rolls back, the report says nothing was activated (read
     back: nothing boots on this new root); with room again the same command completes."""
+    one_app(built)
     h2 = built.box.hosts[1]
     with tmpfs(Path(h2.home) / "full", "160m", Path(h2.home)) as full:
         root = full / built.app
@@ -255,6 +260,7 @@ def test_disk_full_during_the_upload_is_read_back_and_a_rerun_resumes(built: Pro
     root is emptied and the fault injected again, at most 3 times.) When paramiko drops the
     error of the last writes, the host's sha256 check refuses the bytes and the deploy says the
     disk is full, read back."""
+    one_app(built)
     h2 = built.box.hosts[1]
     size = tarball(built, "0.0.2")[0].stat().st_size
     with tmpfs(Path(h2.home) / "upfull", "160m", Path(h2.home)) as disk:

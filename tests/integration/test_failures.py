@@ -14,7 +14,7 @@ from pydeliver_tasks.fleet.ssh import git_ssh_command
 from pydeliver_tasks.model import Host
 from pydeliver_tasks.steps.build import push_url
 
-from .conftest import Project, accepted_logins, assert_refused, http_get, project_fixture
+from .conftest import Project, accepted_logins, assert_refused, http_get, one_app, project_fixture
 
 APPS = {"hello_ex": 4010, "hello_erl": 4011}
 
@@ -49,6 +49,7 @@ def test_release_crashing_at_boot_fails_start_with_log_tail(project: Project) ->
 
 
 def test_unknown_host_key_is_refused_for_ssh_and_git(project: Project) -> None:
+    one_app(project)
     empty = project.dir / "empty_known_hosts"
     empty.write_text("")
     cfg = project.variant("unknown-keys", lambda d: d["ssh"].update(known_hosts=str(empty)))
@@ -70,6 +71,7 @@ def test_unknown_host_key_is_refused_for_ssh_and_git(project: Project) -> None:
 
 
 def test_changed_host_key_is_refused_even_with_accept_new(project: Project) -> None:
+    one_app(project)
     h1 = project.box.hosts[0]
     lines = project.box.known_hosts.read_text().splitlines()
     other = [ln for ln in lines if not ln.startswith(f"[{h1.address}]")][0].split()
@@ -84,6 +86,7 @@ def test_changed_host_key_is_refused_even_with_accept_new(project: Project) -> N
 
 
 def test_accept_new_records_unknown_keys(project: Project) -> None:
+    one_app(project)
     fresh = project.dir / "tofu_known_hosts"
     fresh.write_text("")
     cfg = project.variant("tofu", lambda d: d["ssh"].update(known_hosts=str(fresh),
@@ -153,6 +156,7 @@ BAD_INPUTS = [
 
 
 def test_bad_flags_are_refused_before_any_remote_command(project: Project) -> None:
+    one_app(project)
     before = logins(project)
     assert_refused(project, BAD_INPUTS)
     assert logins(project) == before
@@ -173,6 +177,7 @@ BAD_CONFIG = [
 
 
 def test_bad_config_is_refused_with_every_problem_at_once(project: Project) -> None:
+    one_app(project)
     before = logins(project)
 
     def break_all(d: dict) -> None:

@@ -362,6 +362,7 @@ def test_the_balancer_refuses_and_keeps_a_failed_host_drained(project: Project, 
         with_balancer(lb, sock)(d)
         d["stages"]["sandbox"]["hosts"][0]["health"] = {
             "url": "http://{host}:{env[HTTP_PORT]}/", "contains": "no such text"}
+        d["timeouts"] = {"start": 8, "stop": 30}  # it never passes: wait 8 s, not 60
 
     loop = RequestLoop([url])
     loop.start()

@@ -12,9 +12,7 @@ from __future__ import annotations
 import re
 import subprocess
 
-import pytest
-
-from .conftest import Project, assert_refused, project_fixture
+from .conftest import Project, assert_refused, one_app, project_fixture
 from .upgrading import boots_next, logins, pages, pids
 
 APPS = {"hello_ex": 4093, "hello_erl": 4094}
@@ -54,8 +52,7 @@ def printed(out: str) -> dict[str, list[str]]:
 
 
 def test_bad_input_is_refused_before_any_connection(project: Project) -> None:
-    if project.app != "hello_ex":
-        pytest.skip("does not depend on the release's language; one app is enough")
+    one_app(project)
     before = logins(project)
     assert_refused(project, [
         (["migrate", "--down"], "missing --to"),
@@ -100,8 +97,7 @@ def test_pending_then_migrate_then_down_on_one_host(project: Project) -> None:
 
 
 def test_no_answering_node_is_refused_naming_every_host(project: Project) -> None:
-    if project.app != "hello_ex":
-        pytest.skip("does not depend on the release's language; one app is enough")
+    one_app(project)
     project.inv("stop").ok()
     try:
         res = project.inv("migrate")
@@ -163,8 +159,7 @@ def test_update_migrate_runs_before_the_restart_and_a_failure_restarts_nothing(
 
 
 def test_rolling_update_migrates_once_in_the_first_batch(project: Project) -> None:
-    if project.app != "hello_ex":
-        pytest.skip("does not depend on the release's language; one app is enough")
+    one_app(project)
     first, second = project.box.hosts
     project.inv("migrate", "--down", "--to", "0", "--host", first.spec).ok()
     project.inv("rollback", "--to", "0.0.1").ok()

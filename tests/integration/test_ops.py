@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import INV, Project, accepted_logins, make_project
+from .conftest import INV, Project, accepted_logins, make_project, one_app
 
 APPS = {"hello_ex": 4030, "hello_erl": 4031}
 
@@ -288,6 +288,7 @@ BAD_INPUTS = [
 
 
 def test_bad_input_exits_2_before_any_ssh_login(project: Project) -> None:
+    one_app(project)
     before = logins(project)
     for args, message in BAD_INPUTS:
         res = project.inv(*args)

@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import re
 
-import pytest
-
-from .conftest import Project, accepted_logins, http_get, project_fixture
+from .conftest import Project, accepted_logins, http_get, one_app, project_fixture
 
 APPS = {"hello_ex": 4020, "hello_erl": 4021}
 
@@ -42,8 +40,7 @@ def test_a_boot_slower_than_the_timeout_fails_and_says_what_was_seen(project: Pr
 
 
 def test_ssh_config_aliases_identity_and_proxyjump(project: Project, tmp_path) -> None:
-    if project.app != "hello_ex":
-        pytest.skip("SSH plumbing does not depend on the app; one app is enough")
+    one_app(project, 'SSH plumbing does not depend on the app')
     box = project.box
     h1, h2 = box.hosts
     ssh_config = tmp_path / "ssh_config"

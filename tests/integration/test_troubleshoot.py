@@ -50,7 +50,7 @@ def test_crash_at_boot_doctor_boot_check_and_foreground_check(project: Project) 
     try:
         started = project.inv("start", "--host", h1.spec, "--foreground-check")
         doctor = project.inv("doctor", "--host", h1.spec, "--json", "doctor.json")
-        check = project.inv("boot-check", "--host", h1.spec, "--seconds", "8")
+        check = project.inv("boot-check", "--host", h1.spec, "--seconds", "5")
     finally:
         blocker.close()
     assert started.rc == 1 and "== foreground boot (exit" in started.out and "eaddrinuse" in started.out
@@ -59,8 +59,8 @@ def test_crash_at_boot_doctor_boot_check_and_foreground_check(project: Project) 
     report = (project.dir / "doctor.json").read_text()
     assert '"verdict": "crashed at boot"' in report and project.cookie() not in report
     assert check.rc == 1 and "eaddrinuse" in check.out and "exits during a foreground boot" in check.out
-    ok = project.inv("boot-check", "--host", h1.spec, "--seconds", "6").ok()
-    assert "booted and ran 6s without crashing" in ok.out
+    ok = project.inv("boot-check", "--host", h1.spec, "--seconds", "3").ok()
+    assert "booted and ran 3s without crashing" in ok.out
     healthy = project.inv("start", "--host", h1.spec).ok()
     assert "health ok" in healthy.out
     assert "verdict: healthy" in project.inv("doctor", "--host", h1.spec).ok().out

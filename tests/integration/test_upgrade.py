@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from . import shop
-from .conftest import Project, assert_refused, beam_alive, project_fixture
+from .conftest import Project, assert_refused, beam_alive, one_app, project_fixture
 from .faults import PsWatch
 from .install_faults import staging_at_each_call
 from .upgrading import (
@@ -54,6 +54,7 @@ BAD_INPUTS = [
 
 
 def test_bad_input_is_refused_and_dry_run_touches_nothing(project: Project) -> None:
+    one_app(project)
     before = logins(project)
     assert_refused(project, BAD_INPUTS)
     res = project.inv("upgrade", "--from", "0.0.1", "--to", "0.0.2", "--dry-run").ok()
@@ -328,6 +329,7 @@ def test_a_fault_at_any_line_of_staging_leaves_the_running_release_alone(
 
 
 def test_damaged_stored_upgrade_is_refused(project: Project) -> None:
+    one_app(project)
     tarball = project.dir / ".deliver" / "releases" / f"{project.app}_0.0.2.upgrade.tar.gz"
     with tarball.open("r+b") as fh:
         fh.seek(100)
