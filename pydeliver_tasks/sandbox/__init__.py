@@ -62,11 +62,12 @@ class Sandbox:
     known_hosts: Path
     ssh_config: Path
     tag: str = ""  # ENV_VAR's value on everything this sandbox starts: its dir and a random id
+    balancer: SandboxHost | None = None  # `lb`, the load balancer's host (up(balancer=True))
 
     @property
     def all_hosts(self) -> tuple[SandboxHost, ...]:
-        """Build host first, then h1..hN."""
-        return (self.build, *self.hosts)
+        """Build host first, then h1..hN (then lb)."""
+        return (self.build, *self.hosts, *([self.balancer] if self.balancer else []))
 
     def pids(self) -> dict[str, int]:
         """Host name -> sshd pid; hosts whose pid file is missing or stale are left out."""
@@ -85,8 +86,9 @@ def load(dir: Path) -> Sandbox:
     if (st := _read_state(dir)) is None:
         raise SandboxError(f"no sandbox in {dir} (state.json missing): run up() first")
     hosts = [SandboxHost(**h) for h in st["hosts"]]
+    lb = hosts.pop() if st.get("balancer") else None
     return Sandbox(dir, hosts[0], tuple(hosts[1:]), Path(st["identity_file"]),
-                   Path(st["known_hosts"]), Path(st["ssh_config"]), _tag(dir, st))
+                   Path(st["known_hosts"]), Path(st["ssh_config"]), _tag(dir, st), lb)
 
 
 def _tag(dir: Path, state: dict) -> str:
@@ -94,14 +96,16 @@ def _tag(dir: Path, state: dict) -> str:
 
 
 def up(dir: Path, hosts: int = 2, port: int = 2222, first_address: int = 2,
-       fresh: bool = False) -> Sandbox:
-    """Bring up (or reuse, if already running as asked) build + h1..hN sshds on loopback."""
+       fresh: bool = False, balancer: bool = False) -> Sandbox:
+    """Bring up (or reuse, if already running as asked) build + h1..hN sshds on loopback, and
+    with balancer an `lb` host after them (sandbox.balancer starts its HAProxy)."""
     dir, root = Path(dir).resolve(), os.geteuid() == 0
     if hosts < 0:
         raise SandboxError("hosts must be >= 0")
     old = _read_state(dir) or {}
-    if old and (old["port"], old["first_address"], len(old["hosts"])) != (
-            port, first_address, hosts + 1):
+    names = host_names(hosts) + (["lb"] if balancer else [])
+    if old and (old["port"], old["first_address"], len(old["hosts"]), bool(old.get("balancer"))) \
+            != (port, first_address, len(names), balancer):
         down(dir)  # different layout: stop everything, then start afresh
     users: list[str] = list(old.get("users", []))  # every user ever made here, for purge
     for sub in ("config", "run", "log", "authorized_keys"):
@@ -113,7 +117,7 @@ def up(dir: Path, hosts: int = 2, port: int = 2222, first_address: int = 2,
         Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
     made: list[SandboxHost] = []
     sid = old.get("id") or secrets.token_hex(8)
-    for i, name in enumerate(host_names(hosts)):
+    for i, name in enumerate(names):
         if root:
             user = sandbox_user(port, name)
             home = _ensure_user(user, sandbox_uid(port, i))
@@ -137,12 +141,14 @@ def up(dir: Path, hosts: int = 2, port: int = 2222, first_address: int = 2,
         known.append(known_hosts_line(h.address, port, _keygen(key, f"pdt-sandbox-{h.name}")))
         cfg, pid_file, _ = _paths(dir, h.name)
         cfg.write_text(render_sshd_config(h.address, port, key, pid_file, dir / "authorized_keys"))
-    sb = Sandbox(dir, made[0], tuple(made[1:]), identity, dir / "known_hosts", dir / "ssh_config",
-                 _tag(dir, {"id": sid}))
+    lb = made[-1] if balancer else None
+    deploy = made[1:-1] if balancer else made[1:]
+    sb = Sandbox(dir, made[0], tuple(deploy), identity, dir / "known_hosts",
+                 dir / "ssh_config", _tag(dir, {"id": sid}), lb)
     sb.known_hosts.write_text("\n".join(known) + "\n")
     sb.ssh_config.write_text(render_ssh_config(made, identity, sb.known_hosts))
     state = {"version": 1, "id": sid, "port": port, "first_address": first_address, "root": root,
-             "users": users, "hosts": [asdict(h) for h in made],
+             "users": users, "hosts": [asdict(h) for h in made], "balancer": balancer,
              **{k: str(getattr(sb, k)) for k in ("identity_file", "known_hosts", "ssh_config")}}
     (dir / "state.json").write_text(json.dumps(state, indent=2) + "\n")
     _start_sshds(sb)

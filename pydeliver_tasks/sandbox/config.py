@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from . import Sandbox
+from .balancer import deliver_balancer
 
 
 def deliver_config(box: Sandbox, app: str, http_port: int = 4000) -> dict[str, Any]:
@@ -32,17 +33,20 @@ def deliver_config(box: Sandbox, app: str, http_port: int = 4000) -> dict[str, A
                     "ERL_EPMD_PORT": str(box.build.port + 2000 + i + 1),
                     "RELEASE_NODE": node, "NODE_NAME": node},
         })
+    stage: dict[str, Any] = {
+        "env": {"PYDELIVER_SANDBOX": box.tag, "RELEASE_DISTRIBUTION": "name",
+                "RELEASE_COOKIE": cookie, "COOKIE": cookie, "LANG": "C.UTF-8"},
+        "health": {"url": "http://{host}:{env[HTTP_PORT]}/health", "contains": "ok"},
+        "hosts": hosts,
+    }
+    if box.balancer is not None:
+        stage["balancer"] = deliver_balancer(box)
     return {
         "stage": "sandbox",
         "build": {"host": box.build.spec, "path": f"{box.build.home}/build/{app}"},
         "ssh": {"known_hosts": str(box.known_hosts), "identity_file": str(box.identity_file),
                 "host_key_policy": "strict"},
-        "stages": {"sandbox": {
-            "env": {"PYDELIVER_SANDBOX": box.tag, "RELEASE_DISTRIBUTION": "name",
-                    "RELEASE_COOKIE": cookie, "COOKIE": cookie, "LANG": "C.UTF-8"},
-            "health": {"url": "http://{host}:{env[HTTP_PORT]}/health", "contains": "ok"},
-            "hosts": hosts,
-        }},
+        "stages": {"sandbox": stage},
     }
 
 

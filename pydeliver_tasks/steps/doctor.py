@@ -23,6 +23,7 @@ from .equal import drift
 from .frame import Ctx, target
 from .health import health
 from .probe import Probe, Survey, parse_survey, probe
+from .rotation import InRotation, Rotation
 
 HEALTHY = "healthy"
 
@@ -140,15 +141,30 @@ def _down(s: Survey, f: list[str], h: str) -> Diagnosis:
     return Diagnosis("not running", f, f"inv start {h}")
 
 
-def doctor_host(hc: HostContext, builder: str) -> tuple[str, dict[str, Any]]:
+def in_rotation(d: Diagnosis, seen: InRotation | None, host: str) -> Diagnosis:
+    """The load balancer's view (a stage with deliver.balancer): a finding, and a healthy node
+    that is not in rotation (left drained by an interrupted run, or drained by hand) is not
+    healthy for its users."""
+    if seen is None:
+        return d
+    d.findings.append(f"load balancer: {seen.sentence}")
+    if d.healthy and seen.state is not None and not seen.state.serving:
+        return Diagnosis(f"out of rotation: {seen.state.status} in the load balancer", d.findings,
+                         f"inv balancer.enable --host {host}")
+    return d
+
+
+def doctor_host(hc: HostContext, builder: str,
+                seen: InRotation | None = None) -> tuple[str, dict[str, Any]]:
     h = hc.host
     journal = activation.recover(hc) if not hc.dry_run else None  # says it when it acted
     p = probe(hc, builder)
     s = parse_survey(hc.run(dcmd.survey(h.deploy_path, h.env), changes=False).stdout)
-    seen = health(hc) if (p.app_started and h.health.enabled) else None
+    health_seen = health(hc) if (p.app_started and h.health.enabled) else None
     running = p.facts.get("vsn") if p.facts and p.app_started else None
     found = drift(hc, builder, running) if running and running == s.boot_version else []
-    d = classify(s, p, seen, h.env, hc.settings.app, h.name, hc.settings.start_timeout, found)
+    d = in_rotation(classify(s, p, health_seen, h.env, hc.settings.app, h.name,
+                             hc.settings.start_timeout, found), seen, h.name)
     if journal is not None and journal.recovered:
         d.findings.append(f"activation: {journal.sentence()}")
     for path, kb in s.leftovers:
@@ -167,6 +183,8 @@ def doctor_host(hc: HostContext, builder: str) -> tuple[str, dict[str, Any]]:
     data = {"verdict": d.verdict, "next": d.next, "findings": [hc.redact(x) for x in d.findings],
             "pids": [vm.pid for vm in s.vms], "running": p.facts.get("vsn") if p.facts else None,
             "boots_next": s.boot_version or None, "checked_at": int(time.time())}
+    if seen is not None:
+        data["balancer"] = seen.data()
     if not d.healthy:
         raise HostFailure(d.verdict, hint=d.next, data=data)
     return d.verdict, data
@@ -176,5 +194,7 @@ def doctor(c: Ctx, stage: str | None = None, host: str | None = None,
            json_path: str | None = None) -> RunResult:
     """Diagnose every host of the stage; fails (exit 1) when any host is not healthy."""
     settings, st, builder = target(c, stage, host)
-    return for_each_host("doctor", settings, st.name, st.hosts, lambda hc: doctor_host(hc, builder),
+    seen = Rotation(settings, st).seen()  # read once, before the hosts
+    return for_each_host("doctor", settings, st.name, st.hosts,
+                         lambda hc: doctor_host(hc, builder, seen.get(hc.host.name)),
                          json_path=json_path)

@@ -24,6 +24,11 @@ class NotHotSafe(HostFailure):
     """Found before the point of no return: this host cannot be upgraded hot (nothing changed)."""
 
 
+class HoldsOldCode(NotHotSafe):
+    """Processes run, or hold funs of, code the upgrade replaces — often requests in flight,
+    which end once no new ones come (see upgrade_host: drained and tried again)."""
+
+
 @dataclass
 class Tree:
     """Supervised processes: path (app/child id/...) -> (pid or `undefined`, worker|supervisor,
@@ -102,7 +107,7 @@ def survey(hc: HostContext, builder: str, replacing: Replacing) -> tuple[str, Tr
     if found:
         named = "; ".join(f"{name} ({pid}, application {app}) holds {module} in {where}"
                           for pid, name, app, where, module in (row[:5] for row in sorted(found)[:5]))
-        raise NotHotSafe(f"processes would keep code the upgrade replaces: {named}",
+        raise HoldsOldCode(f"processes would keep code the upgrade replaces: {named}",
                          hint="convert those funs in code_change/3 (and ship an appup that "
                          "updates the process), or let it restart")
     return "no process holds code or funs of the replaced modules", _tree(first)

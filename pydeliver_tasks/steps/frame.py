@@ -37,6 +37,8 @@ from .rotation import Rotation
 # What a step is given: an Invoke/Fabric context, or a plain dict with a `deliver` subtree.
 Ctx: TypeAlias = Context | Mapping[str, object]
 _settings: dict[str, Settings] = {}
+# the flows that may take a host out of the load balancer's rotation (or put it back)
+DRAINING = ("start", "stop", "restart", "rollback", "update", "upgrade")
 
 
 def settings_of(c: Ctx) -> Settings:
@@ -136,6 +138,8 @@ def over_stage(
         info = Flow(flow, st, settings, from_version, to_version, dry_run)
         run = Run(action, settings, st, builder, rollout, dry_run, json_path, skipped, guard, info,
                   rotation=Rotation(settings, st))
+        if flow in DRAINING and not dry_run:
+            run.rotation.check(action)  # a bad balancer refuses the run before any drain
         hooks.run_flow("before", info)
         yield run
         info.result = run.result

@@ -13,6 +13,7 @@ from .control import force_stop_node, start_node, stop_node
 from .frame import Ctx, over_stage, target
 from .probe import boot_version, probe
 from .recovery import BOOT_CHECK_SECONDS, boot_output
+from .rotation import InRotation, Rotation
 
 
 def start(c: Ctx, stage: str | None = None, host: str | None = None,
@@ -100,8 +101,21 @@ def ping(c: Ctx, stage: str | None = None, host: str | None = None,
                          json_path=json_path)
 
 
-def version_of(hc: HostContext, builder: str) -> tuple[str, dict[str, Any]]:
-    """Running version vs the one start_erl.data would boot (edeliver #314/#328)."""
+def version_of(hc: HostContext, builder: str,
+               seen: InRotation | None = None) -> tuple[str, dict[str, Any]]:
+    """Running version vs the one start_erl.data would boot (edeliver #314/#328), and the load
+    balancer's view of the host when the stage has one."""
+    said, data = _versions(hc, builder)
+    if seen is None:
+        return said, data
+    data["balancer"] = seen.data()
+    said += f"; load balancer: {seen.sentence}"
+    if seen.state is not None and not seen.state.serving:
+        said += f" — OUT OF ROTATION (inv balancer.enable --host {hc.host.name})"
+    return said, data
+
+
+def _versions(hc: HostContext, builder: str) -> tuple[str, dict[str, Any]]:
     p = probe(hc, builder, cheap_first=True)
     boot = boot_version(hc) or "none"
     data: dict[str, Any] = {"running": p.facts["vsn"] if p.facts else None, "boots_next": boot}
@@ -122,5 +136,7 @@ def version(c: Ctx, stage: str | None = None, host: str | None = None,
              json_path: str | None = None) -> RunResult:
     """Report the running release version and the one that would boot next, per host."""
     settings, st, builder = target(c, stage, host)
+    seen = Rotation(settings, st).seen()  # read once, before the hosts
     return for_each_host("version", settings, st.name, st.hosts,
-                         lambda hc: version_of(hc, builder), json_path=json_path)
+                         lambda hc: version_of(hc, builder, seen.get(hc.host.name)),
+                         json_path=json_path)

@@ -14,15 +14,39 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 from .. import validation as v
 from ..commands import balancer as lb
 from ..config import Settings
-from ..fleet import HostContext, HostFailure
+from ..fleet import HostContext, HostFailure, HostResult, RunResult, StepFailed, say
+from ..fleet.strategy import summary
 from ..model import Balancer, Host, Stage
 
 POLL = 0.2
 UP_TIMEOUT = 30.0  # the balancer's health check must see a started host UP within this
+
+
+@dataclass(frozen=True)
+class InRotation:
+    """One host's server as the load balancer reported it; state None: not read (why)."""
+
+    backend: str
+    server: str
+    state: lb.ServerState | None
+    why: str = ""
+
+    @property
+    def sentence(self) -> str:
+        if self.state is None:
+            return f"{self.backend}/{self.server} not read: {self.why}"
+        return f"{self.backend}/{self.server} {self.state.status}, {self.state.sessions} session(s)"
+
+    def data(self) -> dict[str, object]:
+        return {"server": f"{self.backend}/{self.server}",
+                "status": self.state.status if self.state else None,
+                "sessions": self.state.sessions if self.state else None,
+                "error": None if self.state else self.why}
 
 
 class Rotation:
@@ -32,6 +56,7 @@ class Rotation:
         self.balancer: Balancer | None = stage.balancer
         self.stage = stage
         self._one = threading.Lock()
+        self._out: set[str] = set()  # hosts drained by this run right now
         self.lb: HostContext | None = None
         if self.balancer is not None:
             a = v.host_address(self.balancer.host)
@@ -59,6 +84,47 @@ class Rotation:
             raise HostFailure(f"the load balancer has no backend {self.balancer.backend!r} with "
                               "servers", hint="check deliver.balancer.backend")
         return found
+
+    def check(self, action: str) -> None:
+        """Before any host of the run changes: the balancer answers (its host key verified),
+        the backend exists and every host of the stage has a server in it — else the run stops
+        here, every host not started."""
+        if self.balancer is None:
+            return
+        try:
+            seen = self.servers()
+            missing = [self.balancer.server(h) for h in self.stage.hosts
+                       if self.balancer.server(h) not in seen]
+            if missing:
+                raise HostFailure(f"no server {', '.join(map(repr, missing))} in backend "
+                                  f"{self.balancer.backend!r} of the load balancer (it has "
+                                  f"{', '.join(sorted(seen))})",
+                                  hint="check deliver.balancer.servers (deploy host -> server "
+                                  "name)")
+        except HostFailure as exc:
+            say(f"{action}: refused before any host was drained: {exc.message}")
+            if exc.detail:
+                say(exc.detail.rstrip()[-800:])
+            say(f"next: {exc.hint or 'inv balancer.status'}")
+            result = RunResult(action, self.stage.name, [
+                HostResult(h.name, False, f"not started: the load balancer: {exc.message}", 0.0)
+                for h in self.stage.hosts])
+            say(summary(result, set()))
+            raise StepFailed(action, result) from exc
+
+    def seen(self) -> dict[str, InRotation]:
+        """Each stage host's server as the balancer reports it now, read once (doctor, version);
+        {} without a balancer."""
+        b = self.balancer
+        if b is None:
+            return {}
+        try:
+            found, why = self.servers(), ""
+        except HostFailure as exc:
+            found, why = {}, exc.message
+        return {h.name: InRotation(b.backend, b.server(h), found.get(b.server(h)),
+                                   why or f"no such server in backend {b.backend!r}")
+                for h in self.stage.hosts}
 
     def _set(self, server: str, state: str) -> None:
         assert self.balancer is not None
@@ -117,16 +183,19 @@ class Rotation:
     def out(self, hc: HostContext, back: bool = True) -> Iterator[None]:
         """Around a stop (and start): drained before, enabled after when the body succeeded and
         `back`; a failure inside leaves the host drained, said."""
-        if self.balancer is None or hc.dry_run:
-            yield
+        if self.balancer is None or hc.dry_run or hc.host.name in self._out:
+            yield  # no balancer, or already out (a restart inside an upgrade --drain)
             return
         with self._one:
             self.drain(hc)
+            self._out.add(hc.host.name)
             try:
                 yield
             except HostFailure as exc:
                 exc.message += (f"; it stays drained in the load balancer (inv balancer.enable "
                                 f"--host {hc.host.name} once it serves)")
                 raise
+            finally:
+                self._out.discard(hc.host.name)
             if back:
                 self.enable(hc)

@@ -30,7 +30,7 @@ from .upgrade_build import (
     manifest_path,
     stored_upgrade,
 )
-from .upgrade_host import Policy, per_host
+from .upgrade_host import HostUpgrade, Outcome, Policy
 
 
 def _versions(from_: str, to: str, force: bool) -> None:
@@ -79,6 +79,7 @@ def upgrade(
     on_unsafe: str | None = None, on_failure: str | None = None, keep_going: bool = False,
     force: bool = False, rebuild: bool = False, dry_run: bool = False,
     json_path: str | None = None, rollout: Rollout | None = None, migrate: bool = False,
+    drain: bool = False,
 ) -> RunResult:
     """Hot-upgrade every host of the stage from X to Y, verified (steps' API of `inv upgrade`).
 
@@ -87,10 +88,14 @@ def upgrade(
     to: a version, or "latest" (the newest in the store).
     migrate: deliver.migrations.run on the node of the first host to get there, once Y is
     installed, before it is made permanent (a failure goes `on_failure`); the others wait for
-    it and do not run them again."""
+    it and do not run them again.
+    drain: each host out of the load balancer's rotation while it upgrades (a heavy upgrade)."""
     to = latest_to(settings_of(c), to)
     _versions(from_, to, force)
     settings, st, builder = target(c, stage, host)
+    if drain and st.balancer is None:
+        raise v.InvalidInput(f"--drain needs a load balancer: stage {st.name!r} has no "
+                             "deliver.balancer")
     fetch_both(settings, from_, to, dry_run)
     check_user_appups(settings, from_, to)
     check_sources(settings, from_, to, rebuild)
@@ -98,7 +103,7 @@ def upgrade(
     policy = Policy(from_, to,
                     _choice("on-unsafe", on_unsafe, ON_UNSAFE, settings.upgrade.on_unsafe),
                     _choice("on-failure", on_failure, ON_FAILURE, settings.upgrade.on_failure),
-                    rebuild, Once(settings, builder) if migrate else None)
+                    rebuild, Once(settings, builder) if migrate else None, drain)
     with over_stage(c, "upgrade", stage, host, rollout, flow="upgrade", dry_run=dry_run,
                     json_path=json_path, from_version=from_, to_version=to) as run:
         return _upgrade(c, run, policy)
@@ -121,7 +126,9 @@ def _upgrade(c: Ctx, run: Run, policy: Policy) -> RunResult:
                    "tree, error reports, health), make it permanent; on an unsafe "
                    f"upgrade: {policy.on_unsafe}, on a failure: {policy.on_failure}"
                    + ("; one host runs deliver.migrations.run before making it permanent"
-                      if policy.migrations else ""))
+                      if policy.migrations else "")
+                   + ("; each host out of the load balancer's rotation meanwhile"
+                      if policy.drain else ""))
             return "would hot-upgrade"
 
         return run.each(dry)
@@ -140,8 +147,14 @@ def _upgrade(c: Ctx, run: Run, policy: Policy) -> RunResult:
             return hot.restart_into(hc, builder, new_rel, old_rel)
 
     then = policy.migrations.after(restart) if policy.migrations else restart  # --migrate
-    one = per_host(settings, builder, policy, before, upgrade_rel, manifest, then)
-    return run.each(one, rollback=lambda hc: hot.back_to(hc, builder, from_, to),
+    one = HostUpgrade(settings, builder, policy, before, upgrade_rel, manifest, then,
+                      None if policy.drain else run.rotation)  # --drain: drained already
+
+    def drained(hc: HostContext) -> Outcome:  # --drain: out of rotation around the whole upgrade
+        with run.out_of_rotation(hc):
+            return one(hc)
+
+    return run.each(drained if policy.drain else one, rollback=lambda hc: hot.back_to(hc, builder, from_, to),
                     finish=(NextStep("upgrade", (("from", from_), ("to", to))),),
                     undo=(NextStep("downgrade", (("to", from_),)),))
 

@@ -10,6 +10,7 @@ from invoke.exceptions import Exit
 
 from .. import sandbox as sb
 from ..fleet import say
+from ..sandbox import balancer as sandbox_balancer
 from ..sandbox.config import write_runtime_config
 from ..steps import settings_of
 from ..validation import InvalidInput
@@ -25,18 +26,23 @@ def _dir(dir: str, port: int) -> Path:
 @task(help={"hosts": "number of deploy hosts (plus one build host)", "port": "sshd port",
             "dir": DIR, "fresh": "wipe the hosts' homes first",
             "first_address": "last octet of the first loopback address (127.0.0.N)",
-            "http_port": "HTTP port the app listens on, on every host"})
+            "http_port": "HTTP port the app listens on, on every host",
+            "balancer": "also an lb host running HAProxy in front of the hosts (as that host's "
+                        "user, on its own address and the same HTTP port), in the config as "
+                        "deliver.balancer"})
 def up(c: Context, hosts: int = 2, port: int = 2222, dir: str = "",
-       fresh: bool = False, first_address: int = 2, http_port: int = 4000) -> None:
+       fresh: bool = False, first_address: int = 2, http_port: int = 4000,
+       balancer: bool = False) -> None:
     """Start N sshd hosts + a build host on loopback and write their deliver config."""
     try:
         app = settings_of(c).release
         if not app:
             raise InvalidInput("deliver.app is empty: set it in invoke.yaml (your OTP application)")
-        if not 1 <= hosts <= 50 or not 2 <= first_address <= 250 - hosts:
+        if not 1 <= hosts <= 50 or not 2 <= first_address <= 249 - hosts:
             raise InvalidInput("--hosts must be 1-50 and --first-address leave room for them")
         box = sb.up(_dir(dir, port), hosts=hosts, port=port, first_address=first_address,
-                    fresh=fresh)
+                    fresh=fresh, balancer=balancer)
+        lb = sandbox_balancer.start(box, http_port) if balancer else None
     except InvalidInput as exc:
         raise Exit(f"error: {exc}", code=2) from exc
     except sb.SandboxError as exc:
@@ -44,6 +50,10 @@ def up(c: Context, hosts: int = 2, port: int = 2222, dir: str = "",
     cfg = write_runtime_config(box, app, http_port)
     say(f"sandbox up in {box.dir}: build host {box.build.spec}, "
           f"hosts {', '.join(h.spec for h in box.hosts)}")
+    if lb is not None and box.balancer is not None:
+        say(f"balancer: HAProxy pid {sandbox_balancer.running(box)} on the lb host "
+            f"{box.balancer.spec}, http://{box.balancer.address}:{http_port}/ in front of the "
+            f"hosts; admin socket {lb.socket} (inv balancer.status)")
     say(f"use it with: INVOKE_RUNTIME_CONFIG={cfg} inv <task>   (or inv -f {cfg} <task>)")
 
 

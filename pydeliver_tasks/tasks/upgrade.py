@@ -67,11 +67,13 @@ def deploy_upgrade(c: Context, version: str | None = None, from_: str | None = N
             "force": "allow TO older than FROM",
             "rebuild": "build the upgrade again even if the store has it",
             "migrate": "run deliver.migrations.run on one node once TO is installed there, "
-                       "before it is made permanent (a failure goes --on-failure)"})
+                       "before it is made permanent (a failure goes --on-failure)",
+            "drain": "take each host out of the load balancer's rotation (deliver.balancer) "
+                     "while it upgrades, one at a time; back once verified"})
 def upgrade(c: Context, from_: str | None = None, to: str | None = None, stage: str | None = None,
             host: str | None = None, on_unsafe: str | None = None, on_failure: str | None = None,
             force: bool = False, rebuild: bool = False, dry_run: bool = False,
-            json: str | None = None, migrate: bool = False,
+            json: str | None = None, migrate: bool = False, drain: bool = False,
             rollout: Rollout | None = None) -> None:
     """Hot-upgrade the running release from FROM to TO on every host, verified.
 
@@ -82,7 +84,7 @@ def upgrade(c: Context, from_: str | None = None, to: str | None = None, stage: 
     assert from_ and to
     steps.upgrade(c, from_, to, stage=stage, host=host, on_unsafe=on_unsafe,
                   on_failure=on_failure, force=force, rebuild=rebuild, dry_run=dry_run,
-                  json_path=json, rollout=rollout, migrate=migrate)
+                  json_path=json, rollout=rollout, migrate=migrate, drain=drain)
 
 
 @deliver_task(help={"to": "the release to go back to (installed hot before)", "stage": STAGE,

@@ -73,3 +73,67 @@ def test_bad_balancer_config_is_named() -> None:
                  "deliver.balancer.servers.h: invalid HAProxy name 'a/b'",
                  "deliver.balancer.min_up: expected a number >= 0"):
         assert part in text, text
+
+
+def test_doctor_names_a_healthy_host_that_is_out_of_rotation() -> None:
+    from pydeliver_tasks.steps.doctor import HEALTHY, Diagnosis, in_rotation
+    from pydeliver_tasks.steps.rotation import InRotation
+
+    def healthy() -> Diagnosis:
+        return Diagnosis(HEALTHY, ["version: running 1.0.0, boots next 1.0.0"], "nothing to do")
+
+    drained = InRotation("app", "web1", b.ServerState("DRAIN", 2))
+    d = in_rotation(healthy(), drained, "deploy@app1")
+    assert d.verdict == "out of rotation: DRAIN in the load balancer" and not d.healthy
+    assert d.next == "inv balancer.enable --host deploy@app1"
+    assert d.findings[-1] == "load balancer: app/web1 DRAIN, 2 session(s)"
+    up = in_rotation(healthy(), InRotation("app", "web1", b.ServerState("UP", 0)), "deploy@app1")
+    assert up.healthy and up.findings[-1] == "load balancer: app/web1 UP, 0 session(s)"
+    down = Diagnosis("not running", [], "inv start --host deploy@app1")
+    assert in_rotation(down, drained, "deploy@app1").next == "inv start --host deploy@app1"
+    unread = InRotation("app", "web1", None, "the load balancer (lb) is unreachable: timed out")
+    d = in_rotation(healthy(), unread, "deploy@app1")
+    assert d.healthy and d.findings[-1].endswith("not read: the load balancer (lb) is "
+                                                 "unreachable: timed out")
+    assert unread.data() == {"server": "app/web1", "status": None, "sessions": None,
+                             "error": "the load balancer (lb) is unreachable: timed out"}
+    assert in_rotation(healthy(), None, "deploy@app1").findings == healthy().findings
+
+
+def test_a_wrong_balancer_stops_the_run_before_any_host_with_every_host_not_started() -> None:
+    from pydeliver_tasks.fleet import HostFailure, StepFailed
+    from pydeliver_tasks.steps.rotation import Rotation
+
+    s = load({"deliver": {"app": "demo", "builder": "mix", "stages": {"prod": {
+        "hosts": ["deploy@10.0.0.1", "deploy@10.0.0.2"],
+        "balancer": {"host": "lb@10.0.0.9", "socket": "/run/haproxy/admin.sock",
+                     "backend": "app", "servers": {"deploy@10.0.0.2": "web2"}}}}}})
+    stage = s.stage("prod", None)
+
+    class Seen(Rotation):
+        answer: dict[str, b.ServerState] | Exception = {}
+
+        def servers(self) -> dict[str, b.ServerState]:
+            if isinstance(self.answer, Exception):
+                raise self.answer
+            return self.answer
+
+    rotation = Seen(s, stage)
+    rotation.answer = {"10.0.0.1": b.ServerState("UP", 0), "web2": b.ServerState("DRAIN", 1)}
+    rotation.check("restart")  # every host has its server: nothing said, nothing raised
+    seen = rotation.seen()
+    assert seen["deploy@10.0.0.2"].sentence == "app/web2 DRAIN, 1 session(s)"
+    rotation.answer = {"10.0.0.1": b.ServerState("UP", 0)}
+    with pytest.raises(StepFailed) as err:
+        rotation.check("restart")
+    results = list(err.value.result)
+    assert [r.host for r in results] == ["deploy@10.0.0.1", "deploy@10.0.0.2"]
+    assert all(r.not_started and "no server 'web2' in backend 'app'" in r.message
+               for r in results), results
+    assert rotation.seen()["deploy@10.0.0.2"].why == "no such server in backend 'app'"
+    rotation.answer = HostFailure("the load balancer (balancer lb@10.0.0.9) is unreachable: "
+                                  "host key mismatch")
+    with pytest.raises(StepFailed) as err:
+        rotation.check("update")
+    assert all("host key mismatch" in r.message for r in err.value.result)
+    assert rotation.seen()["deploy@10.0.0.1"].state is None

@@ -7,7 +7,10 @@ from pathlib import Path
 import pytest
 
 from pydeliver_tasks import sandbox as sbx
+from pydeliver_tasks.config import load
 from pydeliver_tasks.sandbox import SandboxError, SandboxHost
+from pydeliver_tasks.sandbox import balancer as sbl
+from pydeliver_tasks.sandbox.config import deliver_config
 
 PUB = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJx0 pdt-sandbox-h1\n"
 
@@ -136,3 +139,27 @@ def test_down_without_state_does_nothing(tmp_path: Path) -> None:
     (tmp_path / "keep").write_text("x")
     assert "nothing done" in sbx.down(tmp_path, purge=True)[0]
     assert (tmp_path / "keep").exists()
+
+
+def test_the_sandbox_balancer_config_fronts_every_host_and_names_servers_by_address(
+        tmp_path: Path) -> None:
+    hosts = tuple(sbx.SandboxHost(f"h{i}", f"127.0.0.{10 + i}", 2299, f"pdt2299-h{i}", f"/h{i}")
+                  for i in (1, 2))
+    lb = sbx.SandboxHost("lb", "127.0.0.13", 2299, "pdt2299-lb", "/lb")
+    box = sbx.Sandbox(tmp_path, sbx.SandboxHost("build", "127.0.0.10", 2299, "u", "/b"), hosts,
+                     tmp_path / "id", tmp_path / "kh", tmp_path / "sc", "tag", lb)
+    assert box.all_hosts[-1] == lb and box.hosts == hosts
+    text = sbl.render_config(sbl.paths(box), lb, hosts, 4000)
+    assert "bind 127.0.0.13:4000" in text and f"stats socket {tmp_path}/haproxy/admin.sock" in text
+    assert "server 127.0.0.11 127.0.0.11:4000 check" in text
+    assert "server 127.0.0.12 127.0.0.12:4000 check" in text and "option httpchk GET /health" in text
+    d = deliver_config(box, "hello", 4000)
+    assert d["stages"]["sandbox"]["balancer"] == {
+        "host": "pdt2299-lb@127.0.0.13:2299", "socket": f"{tmp_path}/haproxy/admin.sock",
+        "backend": "app", "drain_timeout": 10}
+    stage = load({"deliver": {**d, "app": "hello", "builder": "mix"}}).stage("sandbox", None)
+    assert stage.balancer is not None
+    assert [stage.balancer.server(h) for h in stage.hosts] == ["127.0.0.11", "127.0.0.12"]
+    plain = sbx.Sandbox(tmp_path, box.build, hosts, box.identity_file, box.known_hosts,
+                       box.ssh_config, "tag")
+    assert "balancer" not in deliver_config(plain, "hello", 4000)["stages"]["sandbox"]

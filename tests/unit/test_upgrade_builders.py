@@ -716,10 +716,10 @@ def test_outside_links_finds_links_out_of_the_release_only(tmp_path, shell) -> N
 
 @pytest.mark.parametrize("on_unsafe", ["restart", "abort"])
 def test_a_host_that_is_not_hot_safe_goes_by_the_policy(on_unsafe) -> None:
-    """upgrade_host.per_host before anything touches the host: the plan's reasons decide."""
+    """upgrade_host.HostUpgrade before anything touches the host: the plan's reasons decide."""
     from pydeliver_tasks.fleet import HostContext, HostFailure
     from pydeliver_tasks.model import UpgradeManifest
-    from pydeliver_tasks.steps.upgrade_host import Policy, per_host
+    from pydeliver_tasks.steps.upgrade_host import HostUpgrade, Policy
 
     s = config.load({"deliver": {"app": "demo", "builder": "mix",
                                  "stages": {"prod": {"hosts": ["a@h1"]}}}})
@@ -728,8 +728,8 @@ def test_a_host_that_is_not_hot_safe_goes_by_the_policy(on_unsafe) -> None:
     for reason, appups_help in (("application extra is added: the relup cannot start it", False),
                                 ("dependency x changes version (1 -> 2) and ships no appup", True)):
         manifest = UpgradeManifest("demo", "1", "2", unsafe=[reason])
-        one = per_host(s, "mix", Policy("1", "2", on_unsafe, "restart"), {"a@h1": {"pid": "7"}},
-                       None, manifest, lambda hc: restarted.append(hc.host.name) or "restarted")
+        one = HostUpgrade(s, "mix", Policy("1", "2", on_unsafe, "restart"), {"a@h1": {"pid": "7"}},
+                          None, manifest, lambda hc: restarted.append(hc.host.name) or "restarted")
         if on_unsafe == "restart":
             message, data = one(hc)
             assert message == f"not hot-upgradable ({reason}): restarted" and data["mode"] == "restart"

@@ -1,7 +1,7 @@
 %% @doc The "/" page: a small template with {{name}} placeholders.
 -module(hello_erl_page).
 
--export([render/1]).
+-export([render/1, slowly/2]).
 
 -define(TEMPLATE,
 "<!DOCTYPE html>
@@ -18,6 +18,13 @@
 render(Visits) ->
     {ok, Vsn} = application:get_key(hello_erl, vsn),
     fill(?TEMPLATE, [{"version", Vsn}, {"visits", integer_to_list(Visits)}]).
+
+%% @doc The page after Ms milliseconds spent in this module (GET /slow?ms=N): a long request
+%% that runs this module's code, like a slow page of a real product.
+-spec slowly(non_neg_integer(), non_neg_integer()) -> binary().
+slowly(Ms, Visits) ->
+    timer:sleep(Ms),
+    render(Visits).
 
 fill(Template, Vars) ->
     Filled = lists:foldl(

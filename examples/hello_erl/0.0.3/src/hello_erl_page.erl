@@ -4,7 +4,7 @@
 %% running greeter version (read at run time, so a hot upgrade of greeter shows).
 -module(hello_erl_page).
 
--export([render/1]).
+-export([render/1, slowly/2]).
 
 -define(TEMPLATE,
 "<!DOCTYPE html>
@@ -25,6 +25,13 @@ render(Visits) ->
                      {"version", Vsn},
                      {"visits", integer_to_list(Visits)},
                      {"greeter", GreeterVsn}]).
+
+%% @doc The page after Ms milliseconds spent in this module (GET /slow?ms=N): a long request
+%% that runs this module's code, like a slow page of a real product.
+-spec slowly(non_neg_integer(), non_neg_integer()) -> binary().
+slowly(Ms, Visits) ->
+    timer:sleep(Ms),
+    render(Visits).
 
 fill(Template, Vars) ->
     Filled = lists:foldl(
