@@ -4,7 +4,7 @@
 # pytest over tests/ (unit + integration on the loopback sshd sandbox, real builds).
 #
 #   bash tests/run.sh                 # as root on Debian 12
-#   bash tests/run.sh -x -q           # extra arguments go to pytest
+#   bash tests/run.sh -x -q           # extra arguments go to pytest (-n 0: one process)
 #   bash tests/run.sh tests/unit      # a subset
 #
 # The docs build, ruff and pytest always run; the exit code is the first failure's.
@@ -26,8 +26,10 @@ prc=0
 .venv/bin/ruff check . || prc=$?
 [ "$rc" -eq 0 ] && rc=$prc
 
-echo "== pytest -v -rfEs --durations=60 tests $*"
-.venv/bin/pytest -v -rfEs --durations=60 tests "$@"
+# two workers (-n 2), each test file on one of them (--dist loadfile), each worker with its own
+# sandboxes (tests/integration/conftest.py): most of the time is spent waiting on nodes and SSH
+echo "== pytest -v -rfEs --durations=60 -n 2 --dist loadfile tests $*"
+.venv/bin/pytest -v -rfEs --durations=60 -n 2 --dist loadfile tests "$@"
 prc=$?
 [ "$rc" -eq 0 ] && rc=$prc
 

@@ -27,8 +27,11 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "examples"))
 from make_repo import make_repo  # noqa: E402
 
-PORT = int(os.environ.get("PDT_TEST_SSH_PORT", "2322"))
-FIRST_ADDRESS = int(os.environ.get("PDT_TEST_FIRST_ADDRESS", "40"))
+# pytest -n N (xdist): each worker its own sandboxes — sshd port, addresses, users, uids, epmd
+# ports and dirs all follow from these two
+WORKER = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
+PORT = int(os.environ.get("PDT_TEST_SSH_PORT", "2322")) + 1000 * WORKER
+FIRST_ADDRESS = int(os.environ.get("PDT_TEST_FIRST_ADDRESS", "40")) + 60 * WORKER
 INV = str(Path(sys.executable).with_name("inv"))
 
 pytestmark = pytest.mark.integration
