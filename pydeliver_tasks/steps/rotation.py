@@ -145,7 +145,7 @@ class Rotation:
             raise HostFailure(f"no server {server!r} in backend {b.backend!r} of the load "
                               "balancer", hint="check deliver.balancer.servers")
         others = [s for s, st in seen.items() if s != server and st.serving]
-        if len(others) < b.min_up:
+        if seen[server].serving and len(others) < b.min_up:  # a server not UP serves nobody
             raise HostFailure(
                 f"refusing to take {server} out of rotation: {len(others)} other server(s) of "
                 f"{b.backend} UP, deliver.balancer.min_up is {b.min_up} (never drain the last "

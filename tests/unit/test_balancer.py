@@ -137,3 +137,35 @@ def test_a_wrong_balancer_stops_the_run_before_any_host_with_every_host_not_star
         rotation.check("update")
     assert all("host key mismatch" in r.message for r in err.value.result)
     assert rotation.seen()["deploy@10.0.0.1"].state is None
+
+
+def test_min_up_guards_only_a_server_that_serves() -> None:
+    from pydeliver_tasks.fleet import HostContext, HostFailure
+    from pydeliver_tasks.steps.rotation import Rotation
+
+    s = load({"deliver": {"app": "demo", "builder": "mix", "stages": {"prod": {
+        "hosts": ["deploy@10.0.0.1", "deploy@10.0.0.2"],
+        "balancer": {"host": "lb@10.0.0.9", "socket": "/s", "backend": "app"}}}}})
+    stage = s.stage("prod", None)
+    hc = HostContext(stage.hosts[0], s, dry_run=False)
+    said: list[str] = []
+    hc.say = said.append  # type: ignore[method-assign]
+
+    class Seen(Rotation):
+        answer: dict[str, b.ServerState] = {}
+        sets: list[tuple[str, str]] = []
+
+        def servers(self) -> dict[str, b.ServerState]:
+            return self.answer
+
+        def _set(self, server: str, state: str) -> None:
+            self.sets.append((server, state))
+
+    rotation = Seen(s, stage)
+    rotation.answer = {"10.0.0.1": b.ServerState("UP", 0), "10.0.0.2": b.ServerState("DOWN", 0)}
+    with pytest.raises(HostFailure, match="0 other server\\(s\\) of app UP"):
+        rotation.drain(hc)
+    assert rotation.sets == []  # refused before anything was set
+    rotation.answer = {"10.0.0.1": b.ServerState("DOWN", 0), "10.0.0.2": b.ServerState("DOWN", 0)}
+    assert rotation.drain(hc) == "10.0.0.1 drained"  # the whole fleet down: restart it anyway
+    assert rotation.sets == [("10.0.0.1", "drain")] and "draining" in said[-1]
