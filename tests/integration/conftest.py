@@ -97,7 +97,11 @@ class Project:
         return int(self.settings()["stages"]["sandbox"]["hosts"][0]["env"]["HTTP_PORT"])
 
     def root(self, host: sb.SandboxHost) -> Path:
-        return Path(host.home) / "apps" / self.app
+        """The host's deploy path in this project's config."""
+        for h in self.settings()["stages"]["sandbox"]["hosts"]:
+            if h["host"] == host.spec:
+                return Path(h["deploy_path"])
+        raise KeyError(f"{host.spec} is not a host of {self.config}")
 
     def cookie(self) -> str:
         return self.settings()["stages"]["sandbox"]["env"]["RELEASE_COOKIE"]
@@ -109,9 +113,12 @@ def make_project(app: str, box: sb.Sandbox, base: Path, http_port: int,
     """The example as a user's project (one tag per version); deployed=VERSION also builds and
     deploys that tag."""
     d = make_repo(app, base / app, versions)
-    cfg = write_runtime_config(box, app, http_port)
+    data = json.loads(write_runtime_config(box, app, http_port).read_text())
+    for h in data["deliver"]["stages"]["sandbox"]["hosts"]:  # a root per project: no module
+        h["deploy_path"] = f"{h['deploy_path'].rsplit('/', 1)[0]}/{base.name}/{app}"  # sees another's
     own = base / f"{app}-sandbox.json"
-    shutil.copy(cfg, own)
+    own.write_text(json.dumps(data))
+    own.chmod(0o600)  # holds the sandbox cookie
     project = Project(app, d, own, box)
     if deployed:
         project.inv("build.release", "--tag", deployed).ok()
