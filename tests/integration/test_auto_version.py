@@ -159,8 +159,9 @@ def rb_commit(d: Path, words: str) -> str:
 
 
 def rb_seen(project: Project, expr: str) -> list[str]:
+    """Each host's answer, in the order of the hosts (their lines come as they finish)."""
     out = project.inv("eval", expr).ok().out
-    return re.findall(r"^\[\S+\] (.+)$", out, re.M)
+    return [value for _, value in sorted(re.findall(r"^\[(\S+)\] (.+)$", out, re.M))]
 
 
 def test_a_rebar3_release_and_its_app_get_the_version_and_upgrade_hot(relx: Project) -> None:
