@@ -4,7 +4,6 @@ through — dry run, redaction of secrets, the SSH connection reused for the who
 
 from __future__ import annotations
 
-import atexit
 import hashlib
 import logging
 import os
@@ -17,9 +16,10 @@ from typing import TYPE_CHECKING, Any
 from invoke import Context
 
 from .. import commands, lazy
-from ..config import Settings, SshSettings
+from ..config import Settings
 from ..model import Host, redacted
 from .output import PrefixedWriter, say
+from .pool import connection, drop, no_shell, shell_for
 
 if TYPE_CHECKING:
     from fabric import Connection
@@ -32,44 +32,9 @@ ssh = lazy.module("pydeliver_tasks.fleet.ssh")
 logging.getLogger("paramiko").addHandler(logging.NullHandler())
 logging.getLogger("paramiko").propagate = False
 
-_pool: dict[tuple[str, str | None, int | None, str], Connection] = {}
-_pool_lock = threading.Lock()
 # (address, port, user, root) -> sha256 of the env file this process wrote there
 _env_written: dict[tuple[str, int | None, str | None, str], str] = {}
 _print_lock = threading.Lock()
-
-
-def _connection(host: Host, settings: SshSettings) -> Connection:
-    """The run's connection to `host`, opened once and reused by every step of this process."""
-    key = (host.address, host.user, host.port, repr(settings))
-    with _pool_lock:
-        conn = _pool.get(key)
-        if conn is None or (conn.transport is not None and not conn.transport.is_active()):
-            conn = ssh.connection(host, settings)
-            _pool[key] = conn
-    return conn
-
-
-def _drop(host: Host, settings: SshSettings) -> None:
-    """Forget (and close) the pooled connection to `host`: the next command opens a new one."""
-    key = (host.address, host.user, host.port, repr(settings))
-    with _pool_lock:
-        conn = _pool.pop(key, None)
-    if conn is not None:
-        try:
-            conn.close()
-        except Exception:  # noqa: BLE001 - a broken connection may fail to close; it is dropped
-            pass
-
-
-def close_connections() -> None:
-    with _pool_lock:
-        for conn in _pool.values():
-            conn.close()
-        _pool.clear()
-
-
-atexit.register(close_connections)
 
 
 class HostFailure(Exception):
@@ -116,12 +81,12 @@ class HostContext:
 
     @property
     def conn(self) -> Connection:
-        return _connection(self.host, self.settings.ssh)
+        return connection(self.host, self.settings.ssh)
 
     def reconnect(self) -> None:
         """After a lost connection: the next command logs in again."""
         if not self.local:
-            _drop(self.host, self.settings.ssh)
+            drop(self.host, self.settings.ssh)
 
     def redact(self, text: str) -> str:
         return redacted(text, self.host.secrets)
@@ -159,6 +124,10 @@ class HostContext:
         try:
             if commands.ENV_FILE in command:
                 self._write_env(runner)
+            if not (self.local or writers or env):
+                shelled = self._in_shell(command, timeout)
+                if shelled is not None:
+                    return shelled
             res = runner.run(command, **kwargs)
         except (paramiko.SSHException, OSError, EOFError) as exc:
             where = "locally" if self.local else f"over SSH to {self.host.address}"
@@ -170,6 +139,22 @@ class HostContext:
             for w in writers:
                 w.finish()
         return CommandResult(res.stdout, res.stderr, res.exited)
+
+    def _in_shell(self, command: str, timeout: float | None) -> CommandResult | None:
+        """Run `command` in the run's shell on the host; None when that shell cannot take it
+        (the host cannot run one, or another thread of this run is using it)."""
+        shell = shell_for(self.host, self.settings.ssh)
+        if shell is None or not shell.lock.acquire(blocking=False):
+            return None
+        try:  # a ShellTimeout says "did not complete within", as Invoke's own timeout does
+            got = shell.run(command, timeout)
+        finally:
+            shell.lock.release()
+        if got is None:
+            no_shell(self.host, self.settings.ssh)
+            return None
+        out, err, exited = got
+        return CommandResult(out.decode(errors="replace"), err.decode(errors="replace"), exited)
 
     def write_env(self) -> None:
         """Write the env files now (before a command run outside this context, e.g. a console)."""

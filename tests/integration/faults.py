@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from pydeliver_tasks.commands import shell
 from pydeliver_tasks.sandbox import descendants
 
 SHIMMED = ("mv", "cp", "tar", "rm", "mkdir", "sed", "cut", "sha256sum", "sync", "ls", "head",
@@ -118,8 +119,9 @@ def diff(a: dict[str, str], b: dict[str, str]) -> list[str]:
 
 class PsWatch:
     """Samples every process's command line (as `ps` shows it to anyone on the host) while a
-    block runs: what the tool's own shells (`<shell> -c COMMAND` started by sshd) showed, so a test can assert no secret stood there — and that the tool's commands were seen
-    at all. The release's own programs (erl, beam) are not the tool's commands; the Erlang VMs
+    block runs: what the tool's own shells (`<shell> -c COMMAND` started by sshd or by the run's
+    shell loop) showed, so a test can assert no secret stood there — and that the tool's commands
+    were seen at all. The release's own programs (erl, beam) are not the tool's commands; the Erlang VMs
     seen are kept apart (`vms`), to count the helper VMs a step boots."""
 
     def __init__(self, uids: set[int], period: float = 0.01) -> None:
@@ -139,10 +141,14 @@ class PsWatch:
 
     @staticmethod
     def _from_sshd(entry: Path) -> bool:
-        """A command sshd started for a client (its parent is sshd), not one a release runs."""
+        """A command sshd started for a client (its parent is sshd), or one the run's shell loop
+        (commands/shell.py, itself started by sshd) started — not one a release runs."""
         try:
             ppid = (entry / "stat").read_text().rsplit(")", 1)[1].split()[1]
-            return Path(f"/proc/{ppid}/comm").read_text().strip() == "sshd"
+            if Path(f"/proc/{ppid}/comm").read_text().strip() == "sshd":
+                return True
+            return (shell.UNAVAILABLE.encode() in Path(f"/proc/{ppid}/cmdline").read_bytes()
+                    and PsWatch._from_sshd(Path(f"/proc/{ppid}")))
         except (OSError, IndexError):
             return False
 
