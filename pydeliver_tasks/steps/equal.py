@@ -91,19 +91,14 @@ def survey(hc: HostContext, builder: str, replacing: Replacing) -> tuple[str, Tr
     if not replacing.modules:
         return "no module replaced", tree(hc, builder)
     expr = otp_fresh.holders_expr(list(replacing.modules), list(replacing.suspended))
-    first = ask(hc, builder, expr, otp_fresh.tree_expr())
-    if "holders" not in first or "tree" not in first:
-        raise NotHotSafe("could not inspect the node's processes for old code",
-                         first.get("no_answer", ""))
-    if first.get("not_inspected", "0") != "0":
-        raise NotHotSafe(f"{first['not_inspected']} processes could not be inspected for old "
-                         "code within 15 s: the node is too busy to tell whether a hot upgrade "
-                         "keeps them")
+    first = _holders(ask(hc, builder, expr, otp_fresh.tree_expr()))
+    if "tree" not in first:
+        raise NotHotSafe("could not read the supervision trees", str(first)[-800:])
     found = {tuple(line) for line in otp_fresh.decode_lines(first["holders"])}
-    if found:
+    if found:  # a second look must answer too: no answer is not "nobody holds it"
         time.sleep(1.0)
-        again = ask(hc, builder, expr)
-        found &= {tuple(line) for line in otp_fresh.decode_lines(again.get("holders", ""))}
+        again = _holders(ask(hc, builder, expr))
+        found &= {tuple(line) for line in otp_fresh.decode_lines(again["holders"])}
     if found:
         named = "; ".join(f"{name} ({pid}, application {app}) holds {module} in {where}"
                           for pid, name, app, where, module in (row[:5] for row in sorted(found)[:5]))
@@ -111,6 +106,18 @@ def survey(hc: HostContext, builder: str, replacing: Replacing) -> tuple[str, Tr
                          hint="convert those funs in code_change/3 (and ship an appup that "
                          "updates the process), or let it restart")
     return "no process holds code or funs of the replaced modules", _tree(first)
+
+
+def _holders(found: dict[str, str]) -> dict[str, str]:
+    """The node's answer to holders_expr, or NotHotSafe when it could not say."""
+    if "holders" not in found:
+        raise NotHotSafe("could not inspect the node's processes for old code",
+                         found.get("no_answer", ""))
+    if found.get("not_inspected", "0") != "0":
+        raise NotHotSafe(f"{found['not_inspected']} processes could not be inspected for old "
+                         "code within 15 s: the node is too busy to tell whether a hot upgrade "
+                         "keeps them")
+    return found
 
 
 def tree(hc: HostContext, builder: str) -> Tree:
