@@ -474,12 +474,12 @@ def test_an_interrupted_run_leaves_a_drained_host_that_doctor_and_version_name(
 
 def test_requests_that_pin_old_code_are_drained_away_and_the_upgrade_stays_hot(
         project: Project, haproxy) -> None:
-    """Slow requests through HAProxy (GET /slow: 6 s inside hello_erl_page, which 0.0.2
+    """Slow requests through HAProxy (GET /slow: 10 s inside hello_erl_page, which 0.0.2
     replaces) run on the hosts when `upgrade --from 0.0.1 --to 0.0.2` starts: the host that has
     one is drained, those requests end (each answers 200), the install is tried again and is hot
     — same pids, 0.0.2 served — while a GET every 20 ms fails none."""
     lb, sock, url = haproxy
-    cfg = project.variant("balanced", with_balancer(lb, sock, drain_timeout=15))
+    cfg = project.variant("balanced", with_balancer(lb, sock, drain_timeout=20))
     project.inv("deploy.release", "--version", "0.0.1", config=cfg).ok()
     project.inv("restart", config=cfg).ok()
     before = pids(project)
@@ -487,7 +487,7 @@ def test_requests_that_pin_old_code_are_drained_away_and_the_upgrade_stays_hot(
 
     def slow() -> None:
         try:
-            status, body = http_get(url + "slow?ms=6000", timeout=30)
+            status, body = http_get(url + "slow?ms=10000", timeout=30)
             answers.append(f"{status} {re.search(r'<h1>(.*)</h1>', body)[1]}")
         except OSError as exc:
             answers.append(f"failed: {exc}")
