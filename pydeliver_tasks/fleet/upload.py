@@ -11,7 +11,10 @@ from .host import HostContext
 
 paramiko = lazy.module("paramiko")
 
-_CHUNK = 1 << 18
+# one SFTP write request per SSH packet (OpenSSH takes 32 KiB packets): 16 KiB writes moved a
+# 9 MB tarball over loopback in ~75 ms, 256 KiB writes (each cut in 32 KiB requests, each of
+# those in two packets) in ~220 ms (medians of 10 fresh connections, paramiko 3, OpenSSH 9.2)
+_CHUNK = 1 << 14
 
 
 class UploadLost(Exception):

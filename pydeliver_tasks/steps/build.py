@@ -211,6 +211,7 @@ def fetch_artifact(hc: HostContext, version: str, digest: str, kind: str = "rele
     dest.with_name(dest.name + ".source").unlink(missing_ok=True)  # said again by the caller
     part.replace(dest)
     dest.with_name(dest.name + ".sha256").write_text(f"{digest}  {dest.name}\n")
+    store.contents(dest, digest, s.release, version)  # read here once: deploys read its sidecar
     hooks.run(hc, "after", "fetch", hc.host.deploy_path)
     return dest
 

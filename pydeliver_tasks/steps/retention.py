@@ -231,7 +231,7 @@ def cleanup_store(c: Ctx, keep: int = DEFAULT_KEEP, dry_run: bool = False) -> Ru
         why = kept.get(r.version, "")
         kinds = () if why.startswith("newest") else ("upgrade",) if why else ("upgrade", "release")
         names = [release_file_name(app, r.version, k) + x for k in kinds
-                 for x in ("", ".sha256", ".part", ".source")]
+                 for x in ("", ".sha256", ".part", ".source", store.CONTENTS)]
         paths = [where / x for x in names + [manifest_path(where, app, r.version).name] * bool(kinds)
                  if (where / x).exists()]
         for path in paths if not dry_run else ():

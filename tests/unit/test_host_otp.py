@@ -5,6 +5,7 @@ laid out as an OTP install is (bin/erl reached through a symlink on PATH)."""
 from __future__ import annotations
 
 import io
+import json
 import os
 import subprocess
 import tarfile
@@ -126,3 +127,26 @@ def test_the_real_erl_names_its_own_otp_root(tmp_path: Path) -> None:
                           capture_output=True, text=True, timeout=60).stdout
     script = diagnose.host_otp(str(tmp_path), {}, ["lib"])
     assert _run(script, os.environ["PATH"], tmp_path) == [f"PDT_OTP {real}"]
+
+
+def test_what_a_tarball_needs_is_read_once_and_kept_beside_it(tmp_path: Path) -> None:
+    t = _tarball(tmp_path / "c.tar.gz", {"erts-13.1.5/bin/beam.smp": "x",
+                                        "releases/0.1.0/shop.rel": REL})
+    first = store.contents(t, "sha-1", "shop", "0.1.0")
+    sidecar = json.loads((tmp_path / "c.tar.gz.contents").read_text())
+    assert sidecar["sha256"] == "sha-1" and sidecar["extracted_bytes"] == first.extracted_bytes
+    store.contents.cache_clear()
+    t.write_bytes(b"not a tarball any more")  # the sidecar answers: the tarball is not opened
+    assert store.contents(t, "sha-1", "shop", "0.1.0") == first
+
+
+def test_a_sidecar_of_another_sha256_or_damaged_is_not_believed(tmp_path: Path) -> None:
+    t = _tarball(tmp_path / "d.tar.gz", {"erts-13.1.5/bin/beam.smp": "x"})
+    store.contents(t, "sha-old", "shop", "0.1.0")
+    _tarball(t, {"bin/shop": "#!/bin/sh", "releases/0.1.0/shop.rel": REL})  # rebuilt, same path
+    found = store.contents(t, "sha-new", "shop", "0.1.0")
+    assert found.erts == "erts-13.1.5" and "lib/shop-0.1.0" in found.otp_libs
+    assert json.loads((tmp_path / "d.tar.gz.contents").read_text())["sha256"] == "sha-new"
+    (tmp_path / "d.tar.gz.contents").write_text("{not json")
+    store.contents.cache_clear()
+    assert store.contents(t, "sha-new", "shop", "0.1.0") == found
