@@ -4,8 +4,10 @@
 On one loopback sandbox host (plus the build host), with the rebar3 example hello_erl:
 
 1. Time of `inv upgrade --from 0.0.1 --to 0.0.2` against a plain script over ssh that does the
-   same job the relx way: copy the same upgrade tarball to `releases/hello_erl-0.0.2.tar.gz`
-   (scp), then `bin/hello_erl upgrade 0.0.2` (ssh). The upgrade is built and stored once
+   same job the relx way: copy the tarball `rebar3 relup && rebar3 tar` makes (the whole 0.0.2
+   release with its relup, made here from our stored release and upgrade tarballs) to
+   `releases/hello_erl-0.0.2.tar.gz` (scp), then `bin/hello_erl upgrade 0.0.2` (ssh). Ours
+   uploads its own upgrade tarball (only what 0.0.1 lacks). The upgrade is built and stored once
    beforehand, so both sides measure deploy + install only, never a build. Every run starts from
    the same state: node stopped, deploy dir wiped, 0.0.1 deployed and started.
 2. Failed HTTP requests (GET / every 20 ms, 1 s timeout, from a thread) while `inv upgrade` runs,
@@ -23,6 +25,7 @@ Run as root (the sandbox makes one Unix user per host), from the repository root
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
 import re
@@ -31,6 +34,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import tarfile
 import threading
 import time
 import urllib.error
@@ -325,14 +329,33 @@ class UpgradeBench:
 
     # -- builds, once --
 
-    def build(self) -> tuple[float, Path]:
+    def build(self) -> tuple[float, Path, Path]:
+        """-> (build seconds, our upgrade tarball, relx's: the whole TO release with its relup)."""
         log(f"building {APP} {FROM}, then the upgrade {FROM} -> {TO} (once, on the build host)")
         t1, _ = self.run("build.release", "--tag", FROM)
         t2, out = self.run("build.upgrade", "--from", FROM, "--to", TO)
         tarball = self.store / f"{APP}_{TO}.upgrade.tar.gz"
         if not tarball.exists() or "with relup from" not in out:
             raise BenchError(f"build.upgrade stored no {tarball.name}:\n{out}")
-        return t1 + t2, tarball
+        return t1 + t2, tarball, self.relx_tarball(tarball)
+
+    def relx_tarball(self, upgrade: Path) -> Path:
+        """What `rebar3 relup && rebar3 tar` hands a relx user: the whole TO release (ERTS and
+        every lib dir) with the relup and appups. Made from our two stored tarballs: the full
+        release, overlaid with the upgrade tarball's files (ours carries only what a host
+        running FROM lacks)."""
+        out = self.work / f"{APP}-{TO}.relx.tar.gz"
+        with tarfile.open(upgrade) as up:
+            newer = {m.name.removeprefix("./"): (m, up.extractfile(m).read() if m.isfile() else b"")
+                     for m in up.getmembers()}
+        with tarfile.open(self.store / f"{APP}_{TO}.release.tar.gz") as full, \
+                tarfile.open(out, "w:gz") as dst:
+            for m in full.getmembers():
+                if m.name.removeprefix("./") not in newer:
+                    dst.addfile(m, full.extractfile(m) if m.isfile() else None)
+            for m, data in newer.values():
+                dst.addfile(m, io.BytesIO(data) if m.isfile() else None)
+        return out
 
     # -- part 1 --
 
@@ -466,18 +489,21 @@ return values.
 
 
 def render_part1(ours: list[Cost], scripted: list[Cost], build_s: float, tarball: Path,
-                 command: str) -> list[str]:
+                 relx: Path, command: str) -> list[str]:
     o, s = median([c.seconds for c in ours]), median([c.seconds for c in scripted])
     lines = [
         f"1. time of `inv upgrade --from {FROM} --to {TO}` vs the plain relx script over ssh",
-        f"   The upgrade ({tarball.name}, {tarball.stat().st_size / 1e6:.1f} MB, relup inside) "
-        "was built and stored",
-        f"   beforehand ({build_s:.1f} s for both builds), so both sides only upload it and "
-        "install it on the",
-        "   running node: deploy + install, no build. Before every run (not timed): stop, wipe "
-        "the deploy",
-        f"   dir, deploy {FROM}, start - the same state for both.",
-        "   scripted = scp the tarball to releases/hello_erl-0.0.2.tar.gz, then:",
+        f"   The upgrade was built and stored beforehand ({build_s:.1f} s for both builds), so "
+        "both sides",
+        "   only upload it and install it on the running node: deploy + install, no build. "
+        "Before every",
+        f"   run (not timed): stop, wipe the deploy dir, deploy {FROM}, start - the same state "
+        "for both.",
+        f"   ours uploads {tarball.name} ({tarball.stat().st_size / 1e6:.2f} MB: relup, bin/, "
+        "the changed apps' lib dirs);",
+        "   the relx way uploads what `rebar3 relup && rebar3 tar` makes "
+        f"({relx.stat().st_size / 1e6:.1f} MB: the whole release, relup inside).",
+        "   scripted = scp that tarball to releases/hello_erl-0.0.2.tar.gz, then:",
         f"     ssh h1 '{command}'",
         "",
         f"   {'run':<8}{'ours s':>8}{'scripted s':>12}",
@@ -495,7 +521,7 @@ def render_part1(ours: list[Cost], scripted: list[Cost], build_s: float, tarball
         lines.append(f"   {name:<42}{a:>8{fmt}}  {b:>8{fmt}}")
 
     row("SSH logins", lambda c: c.logins, ".0f")
-    row("remote commands (ssh exec)", lambda c: c.commands, ".0f")
+    row("SSH exec sessions (the run's shell is one)", lambda c: c.commands, ".0f")
     row("SFTP sessions (the upload)", lambda c: c.subsystems, ".0f")
     row("node CPU s (the running BEAM)", lambda c: c.node_cpu)
     row("local CPU s (inv / scp+ssh processes)", lambda c: c.local_cpu)
@@ -635,13 +661,13 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(project)
         load_make_repo()(APP, project)
         bench = UpgradeBench(box, project, config, verbose=args.verbose)
-        build_s, tarball = bench.build()
+        build_s, tarball, relx = bench.build()
         ours, scripted = [], []
         for i in range(args.repeat):
             log(f"part 1, round {i + 1}/{args.repeat}: inv upgrade")
             ours.append(bench.ours())
             log(f"part 1, round {i + 1}/{args.repeat}: scp + bin/{APP} upgrade")
-            scripted.append(bench.scripted(tarball))
+            scripted.append(bench.scripted(relx))
         log("part 2: inv upgrade under HTTP load")
         hot = bench.hot_under_load()
         log("part 2: inv deploy.release + inv restart under HTTP load")
@@ -649,7 +675,7 @@ def main(argv: list[str] | None = None) -> int:
         when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
         head = (f"hot upgrade of {APP} {FROM} -> {TO} on 1 sandbox host ({when}, "
                 f"{os.cpu_count()} CPUs, 1-min load before the run {load:.1f})")
-        print("\n".join([head, "", *render_part1(ours, scripted, build_s, tarball,
+        print("\n".join([head, "", *render_part1(ours, scripted, build_s, tarball, relx,
                                                   bench.scripted_command(redact=True)),
                          "", *render_part2(hot, per, cold)]), flush=True)
         ok = True

@@ -186,14 +186,15 @@ def make_relup(builder: str, build_path: str, app: str, profile: str, from_versi
 
 def package_upgrade(builder: str, build_path: str, app: str, profile: str, version: str,
                     lib_dirs: list[str]) -> str:
-    """Pack release `version` with its relup: bin, erts, releases/<version>, the boot data and
-    exactly the lib dirs the new release uses (not the old ones beside them); print the sha256."""
+    """Pack release `version` with its relup: bin, releases/<version>, the boot data and the lib
+    dirs it changes (lib_dirs). A hot-safe upgrade keeps ERTS and every other lib dir as the
+    running release has them, so those stay off the wire; print the sha256."""
     base = build_path.rstrip("/")
     rel = q(release_dir(builder, build_path, app, profile))
     out = q(f"{base}/out/{release_file_name(app, version, 'upgrade')}")
     libs = " ".join(q(f"lib/{d}") for d in lib_dirs)
     return (
         f"cd {rel} && tar -czf {out}.part bin {libs} releases/{q(version)} "
-        "releases/start_erl.data $(ls -d erts-* releases/COOKIE 2>/dev/null) "
+        "releases/start_erl.data $(ls -d releases/COOKIE 2>/dev/null) "
         f"&& mv {out}.part {out} && sha256sum {out} | cut -d' ' -f1"
     )

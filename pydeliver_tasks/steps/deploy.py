@@ -32,9 +32,10 @@ def contents_of(release: Release) -> store.Contents:
 def host_otp(hc: HostContext, release: Release) -> None:
     """A release without ERTS boots on the host's Erlang: refuse before the upload when the
     host's `erl` (found as the start script finds it) lacks that ERTS or an OTP library the
-    release names and does not carry."""
+    release names and does not carry. An upgrade tarball runs in the running node's VM: its
+    ERTS and unchanged libs are the old release's, never the host's Erlang."""
     found = contents_of(release)
-    if not found.erts or hc.dry_run:
+    if release.kind != "release" or not found.erts or hc.dry_run:
         return
     res = hc.run(dcmd.host_otp(hc.host.deploy_path, hc.host.env, (found.erts, *found.otp_libs)),
                  changes=False)

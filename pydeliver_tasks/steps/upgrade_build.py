@@ -4,8 +4,10 @@ The old release comes from the release store when it is there (uploaded to the b
 extracted next to the fresh build) and is rebuilt from its git tag only when it is not
 (edeliver #142). Facts about both are read by our escript; `appup.plan` decides; appups (user's
 override first) are installed and `systools:make_relup` runs on the build host, so a mix project
-needs no change to mix.exs. The result, `<app>_<new>.upgrade.tar.gz`, is a complete release of
-the new version plus its relup; `<app>_<new>.upgrade.json` records the plan beside it.
+needs no change to mix.exs. The result, `<app>_<new>.upgrade.tar.gz`, holds what the running
+old release lacks: the new version's bin/, releases/<new> with its relup and the lib dirs of the
+applications that change (ERTS and the other lib dirs are the old release's own, md5-checked by
+the plan); `<app>_<new>.upgrade.json` records the plan beside it.
 """
 
 from __future__ import annotations
@@ -255,7 +257,7 @@ def build_upgrade(c: Ctx, from_: str, to: str, tag: str | None = None, dry_run: 
         if builder == "rebar3":
             profile = settings.rebar3_profile
         res = hc.run(builders.package_upgrade(builder, hc.host.deploy_path, settings.release, profile,
-                                              to, manifest.lib_dirs))
+                                              to, manifest.new_lib_dirs))
         digest = res.stdout.strip().splitlines()[-1] if res.stdout.strip() else ""
         if not res.ok or (not hc.dry_run and len(digest) != 64):
             raise HostFailure("could not pack the upgrade tarball", res.tail())

@@ -5,8 +5,10 @@ version serves again; each --on-failure), and a damaged stored upgrade refused."
 
 from __future__ import annotations
 
+import json
 import pwd
 import re
+import tarfile
 from pathlib import Path
 
 import pytest
@@ -84,6 +86,14 @@ def test_hot_upgrade_keeps_pid_changes_page_and_migrates_state(project: Project)
     with PsWatch(uids) as watch:  # every shell command the tool runs on the hosts, sampled
         res = project.inv("upgrade", "--from", "0.0.1", "--to", "0.0.2", "--json", "up.json").ok()
     assert res.out.count("hot-upgraded 0.0.1 -> 0.0.2, same pid") == 2, res.out
+    # only what 0.0.1 lacks went to the hosts: the changed apps' lib dirs, no ERTS
+    store = project.dir / ".deliver" / "releases"
+    plan = json.loads((store / f"{app}_0.0.2.upgrade.json").read_text())
+    with tarfile.open(store / f"{app}_0.0.2.upgrade.tar.gz") as tar:
+        names = [m.name.removeprefix("./") for m in tar.getmembers()]
+    assert {n.split("/")[1] for n in names if n.startswith("lib/") and n.count("/")} == \
+        {f"{a}-{vs[1]}" for a, vs in plan["changed_apps"].items()} == {f"{app}-0.0.2"}, names
+    assert not [n for n in names if n.startswith("erts-")], names
     assert any(". ./.deliver/env" in cmd for cmd in watch.shells), sorted(watch.shells)[:5]
     assert [cmd for cmd in watch.shells if project.cookie() in cmd] == []
     # every question to the nodes went through erl_call (no VM booted to ask); only mix boots
