@@ -176,8 +176,9 @@ class HostContext:
         key = (self.host.address, self.host.port, self.host.user, root)
         if _env_written.get(key) == digest:
             return
-        res = runner.run(commands.mkdir(f"{root}/.deliver"), warn=True, hide=True,
-                         in_stream=False)
+        mkdir = commands.mkdir(f"{root}/.deliver")
+        res = (None if self.local else self._in_shell(mkdir, None)) or \
+            runner.run(mkdir, warn=True, hide=True, in_stream=False)
         if res.exited != 0:
             raise HostFailure(f"cannot create {root}/.deliver for the env file",
                               (res.stdout + res.stderr)[-800:],

@@ -12,9 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from pydeliver_tasks import config, fleet
+from pydeliver_tasks import commands, config, fleet
 from pydeliver_tasks import sandbox as sb
 from pydeliver_tasks.fleet import HostContext, HostFailure
+from pydeliver_tasks.fleet import host as host_module
 from pydeliver_tasks.sandbox.config import deliver_config
 
 from .faults import kill_sessions
@@ -55,6 +56,19 @@ def test_a_run_s_commands_share_one_session_and_answer_as_an_exec_would(
     assert sessions(box, "h1") - before == len(cases) * 3
     # stdin is at its end (an SSH exec without input would leave `cat` waiting for ever)
     assert hc.run("cat; echo after-cat", timeout=10).stdout == "after-cat\n"
+
+
+def test_a_run_that_writes_the_env_file_opens_one_exec_session(
+        box: sb.Sandbox, hc: HostContext, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The env files go by SFTP and their directory is made in the shell: a run's first command
+    that sources them opens the shell's session and no other."""
+    monkeypatch.setattr(host_module, "_env_written", {})  # as in a new process: written again
+    before = sessions(box, "h1")
+    root = hc.host.deploy_path
+    r = hc.run(f"cd {root} && . ./{commands.ENV_FILE} && echo sourced")
+    assert (r.stdout, r.exited) == ("sourced\n", 0), r.stderr
+    assert hc.run(f"stat -c %a {root}/{commands.ENV_FILE}").stdout.strip() == "600"
+    assert sessions(box, "h1") - before == 1
 
 
 def test_a_timeout_is_a_host_failure_and_the_next_command_works(hc: HostContext) -> None:
