@@ -94,3 +94,9 @@ class PrefixedWriter:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+
+
+def size_text(size: float) -> str:
+    """Bytes as a person reads them: 9.2 MB, or 48 KB (an upgrade tarball is often below 1 MB,
+    where "0.0 MB" would say nothing)."""
+    return f"{size / 1e6:.1f} MB" if size >= 1e6 else f"{max(1, round(size / 1e3))} KB"

@@ -11,6 +11,7 @@ from ..commands import diagnose as dcmd
 from ..commands import retention as rcmd
 from ..fleet import hooks
 from ..fleet.host import HostContext, HostFailure
+from ..fleet.output import size_text
 from ..fleet.results import RunResult
 from ..fleet.upload import UploadLost, put_resuming
 from ..model import NextStep, Release, Rollout, release_file_name
@@ -124,7 +125,7 @@ def upload(hc: HostContext, release: Release) -> bool:
                           "check deliver deploy_path and the SSH user's permissions")
     room(hc, release, release.path.stat().st_size)
     if not hc.dry_run:
-        hc.say(f"uploading {release.file_name} ({release.path.stat().st_size / 1e6:.1f} MB)")
+        hc.say(f"uploading {release.file_name} ({size_text(release.path.stat().st_size)})")
     try:
         start = put_resuming(hc, release.path, remote + ".part")
     except UploadLost as exc:
@@ -137,7 +138,7 @@ def upload(hc: HostContext, release: Release) -> bool:
                           hint=f"free space on the host (inv cleanup --keep N), then {again}"
                           ) from exc
     if start:
-        hc.say(f"resumed an interrupted upload at {start / 1e6:.1f} MB")
+        hc.say(f"resumed an interrupted upload at {size_text(start)}")
     hooks.run(hc, "after", "upload", root)
     return True
 

@@ -11,6 +11,7 @@ import pytest
 
 from pydeliver_tasks import config
 from pydeliver_tasks.fleet import HostFailure, HostResult, RunResult, StepFailed, for_each_host
+from pydeliver_tasks.fleet.output import size_text
 from pydeliver_tasks.fleet.upload import UploadLost
 
 
@@ -210,3 +211,8 @@ def test_an_interrupted_upload_says_how_far_it_got_and_why() -> None:
     refused = UploadLost(5_000_000, 14_000_000, "Failure", connected=True)
     assert refused.sentence("x") == ("the host refused a write (SFTP said: Failure) during the "
                                      "upload of x (5.0 of 14.0 MB)")
+
+
+def test_sizes_read_as_a_person_reads_them() -> None:
+    assert [size_text(n) for n in (9_178_527, 1_000_000, 48_213, 400, 0)] == \
+        ["9.2 MB", "1.0 MB", "48 KB", "1 KB", "1 KB"]
