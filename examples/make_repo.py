@@ -30,7 +30,7 @@ EXAMPLES_DIR = Path(__file__).resolve().parent
 DEFAULT_VERSIONS: tuple[str, ...] = ("0.0.1", "0.0.2")
 
 # Explicit identity and settings, so commits work with no git config at all.
-_GIT_CONFIG = (
+GIT_CONFIG = (
     "-c", "user.name=pydeliver examples",
     "-c", "user.email=examples@pydeliver.invalid",
     "-c", "commit.gpgsign=false",
@@ -43,7 +43,7 @@ _IGNORE = shutil.ignore_patterns("_build", "deps", ".deliver", "*.tar.gz", "__py
 
 def _git(repo: Path, *args: str) -> None:
     """Run one git command in ``repo``; raise CalledProcessError on failure."""
-    subprocess.run(["git", *_GIT_CONFIG, *args], cwd=repo, check=True,
+    subprocess.run(["git", *GIT_CONFIG, *args], cwd=repo, check=True,
                    stdout=subprocess.DEVNULL)
 
 

@@ -89,7 +89,9 @@ def start(box: Sandbox, http_port: int) -> Paths:
         shutil.chown(p.config, lb.user, lb.user)
         argv = ["runuser", "-u", lb.user, "--", *argv]
     env = {**os.environ, ENV_VAR: box.tag}
-    r = subprocess.run(argv, capture_output=True, text=True, timeout=30, env=env)
+    # cwd: HAProxy returns to its starting directory after reading the config; the lb user
+    # may not be allowed into the caller's (a checkout under /root).
+    r = subprocess.run(argv, capture_output=True, text=True, timeout=30, env=env, cwd=p.dir)
     if r.returncode:
         raise SandboxError(f"haproxy exited {r.returncode}: {r.stderr.strip()[-800:]}")
     deadline = time.monotonic() + 10

@@ -26,6 +26,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "examples"))
+from make_repo import GIT_CONFIG as GIT_CONFIG  # noqa: E402  (for tests that commit)
 from make_repo import commit_version, init_repo  # noqa: E402
 
 APP = "my_shop"

@@ -17,7 +17,7 @@ from pydeliver_tasks import sandbox as sb
 from pydeliver_tasks.sandbox.config import write_runtime_config
 
 from .conftest import Project
-from .shop import _sub, init_repo
+from .shop import GIT_CONFIG, _sub, init_repo
 
 APP = "autov"
 TEXT = 'defmodule Autov.Text do\n  def text, do: "WORDS"\nend\n'
@@ -25,7 +25,8 @@ PIECES = "commit-count+git-revision+branch-unless-master"
 
 
 def git(d: Path, *args: str) -> str:
-    return subprocess.run(["git", *args], cwd=d, check=True, capture_output=True,
+    """git with the examples' identity: a fresh machine has no user.name to commit with."""
+    return subprocess.run(["git", *GIT_CONFIG, *args], cwd=d, check=True, capture_output=True,
                           text=True).stdout.strip()
 
 
