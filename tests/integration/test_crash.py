@@ -279,11 +279,12 @@ def test_disk_full_during_the_upload_is_read_back_and_a_rerun_resumes(built: Pro
             deadline = time.monotonic() + 120
             while not part.exists() and proc.poll() is None and time.monotonic() < deadline:
                 time.sleep(0.001)
+            # all but 8 MB at once (more than the upload can take meanwhile), then writes for the
+            # rest: a fallocate that fails gives its space back, and the deploy read back a disk
+            # with room again (seen on a fresh machine: "has 50065408 bytes free now")
             fd = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o600)
             try:
-                os.posix_fallocate(fd, 0, shutil.disk_usage(disk).free)
-            except OSError:
-                pass  # what the upload took meanwhile: the rest is taken below
+                os.posix_fallocate(fd, 0, max(shutil.disk_usage(disk).free - (8 << 20), 1))
             finally:
                 os.close(fd)
             with open(filler, "ab") as fill:
