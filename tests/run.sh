@@ -26,11 +26,12 @@ prc=0
 .venv/bin/ruff check . || prc=$?
 [ "$rc" -eq 0 ] && rc=$prc
 
-# two workers (-n 2), each test file on one of them (--dist loadfile), each worker with its own
-# sandboxes (tests/integration/conftest.py): most of the time is spent waiting on nodes and SSH
 # no global git config, as on a fresh machine (a test that commits with the developer's identity
 # passed here and failed there); a developer's settings (signing, hooks) cannot change a test
 export GIT_CONFIG_GLOBAL=/dev/null
+
+# two workers (-n 2), each test file on one of them (--dist loadfile), each worker with its own
+# sandboxes (tests/integration/conftest.py): most of the time is spent waiting on nodes and SSH
 echo "== pytest -v -rfEs --durations=60 -n 2 --dist loadfile tests $*"
 .venv/bin/pytest -v -rfEs --durations=60 -n 2 --dist loadfile tests "$@"
 prc=$?

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from .. import commands, lazy
 from .host import HostContext
+from .output import size_text
 
 paramiko = lazy.module("paramiko")
 
@@ -29,7 +30,7 @@ class UploadLost(Exception):
         what = "the host refused a write (SFTP said: {r})" if self.connected else \
             "the connection was lost ({r})"
         return (f"{what.format(r=self.reason)} during the upload of {name} "
-                f"({self.sent / 1e6:.1f} of {self.size / 1e6:.1f} MB)")
+                f"({size_text(self.sent)} of {size_text(self.size)})")
 
 
 def put_resuming(hc: HostContext, local: Path, remote: str) -> int:

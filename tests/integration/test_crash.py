@@ -175,7 +175,7 @@ def test_connection_lost_during_the_upload_is_one_line_and_a_rerun_resumes(built
         assert kill_sessions(listener), "no session to kill"
         out = proc.communicate(timeout=300)[0]
         lost = re.search(r"the connection was lost \([^)]*\) during the upload of \S+ "
-                         r"\((\d+\.\d) of (\d+\.\d) MB\)", out)
+                         r"\((\d+\.\d) MB of (\d+\.\d) MB\)", out)
         if proc.returncode == 1 and lost and float(lost[1]) < float(lost[2]):
             break
         built.inv("deploy.release", "--version", "0.0.1", "--host", h2.spec).ok()
@@ -302,7 +302,7 @@ def test_disk_full_during_the_upload_is_read_back_and_a_rerun_resumes(built: Pro
         assert proc.returncode == 1, out
         assert "Traceback" not in out, out
         found = re.search(r"the host refused a write \(SFTP said: [^)]*\) during the upload of "
-                          r"\S+ \((\d+\.\d) of (\d+\.\d) MB\): the disk is full: (\S+) has "
+                          r"\S+ \((\d+\.\d) MB of (\d+\.\d) MB\): the disk is full: (\S+) has "
                           r"(\d+) bytes free, (\d+) more were to come \(read back\); nothing "
                           r"activated; a re-run resumes from the bytes there", out)
         # paramiko may drop the error of a last pipelined write: the host's sha256 check then

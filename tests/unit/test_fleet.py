@@ -207,10 +207,12 @@ def test_an_interrupted_upload_says_how_far_it_got_and_why() -> None:
     lost = UploadLost(12_000_000, 14_000_000, "Socket is closed")
     assert lost.sentence("app_1.release.tar.gz") == (
         "the connection was lost (Socket is closed) during the upload of app_1.release.tar.gz "
-        "(12.0 of 14.0 MB)")
+        "(12.0 MB of 14.0 MB)")
     refused = UploadLost(5_000_000, 14_000_000, "Failure", connected=True)
     assert refused.sentence("x") == ("the host refused a write (SFTP said: Failure) during the "
-                                     "upload of x (5.0 of 14.0 MB)")
+                                     "upload of x (5.0 MB of 14.0 MB)")
+    small = UploadLost(12_000, 48_213, "EOF")  # an upgrade tarball: below 1 MB, not "0.0 MB"
+    assert small.sentence("u").endswith("upload of u (12 KB of 48 KB)")
 
 
 def test_sizes_read_as_a_person_reads_them() -> None:
