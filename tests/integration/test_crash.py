@@ -31,6 +31,13 @@ from .install_faults import (
 
 APPS = {"hello_ex": 4090, "hello_erl": 4091}
 project = project_fixture(APPS, deployed="0.0.1")
+SIZE = r"\d+(?:\.\d)? [KM]B"  # as fleet/output.size_text writes it: 950 KB, 5.6 MB
+
+
+def size_bytes(text: str) -> float:
+    """'950 KB' / '5.6 MB' back to bytes, so two sizes in different units compare."""
+    number, unit = text.split()
+    return float(number) * (1e3 if unit == "KB" else 1e6)
 
 
 @pytest.fixture(scope="module")
@@ -175,15 +182,15 @@ def test_connection_lost_during_the_upload_is_one_line_and_a_rerun_resumes(built
         assert kill_sessions(listener), "no session to kill"
         out = proc.communicate(timeout=300)[0]
         lost = re.search(r"the connection was lost \([^)]*\) during the upload of \S+ "
-                         r"\((\d+\.\d) MB of (\d+\.\d) MB\)", out)
-        if proc.returncode == 1 and lost and float(lost[1]) < float(lost[2]):
+                         rf"\(({SIZE}) of ({SIZE})\)", out)
+        if proc.returncode == 1 and lost and size_bytes(lost[1]) < size_bytes(lost[2]):
             break
         built.inv("deploy.release", "--version", "0.0.1", "--host", h2.spec).ok()
         for left in (root / ".deliver" / "releases").glob(f"{built.app}_0.0.2.*"):
             left.unlink()
     assert proc.returncode == 1, out
     assert "Traceback" not in out and "EOFError" not in out, out
-    assert lost and float(lost[1]) < float(lost[2]), out
+    assert lost and size_bytes(lost[1]) < size_bytes(lost[2]), out
     assert "nothing activated; a re-run resumes" in out, out
     assert boots(root) == "0.0.1"
     have = part.stat().st_size
@@ -302,7 +309,7 @@ def test_disk_full_during_the_upload_is_read_back_and_a_rerun_resumes(built: Pro
         assert proc.returncode == 1, out
         assert "Traceback" not in out, out
         found = re.search(r"the host refused a write \(SFTP said: [^)]*\) during the upload of "
-                          r"\S+ \((\d+\.\d) MB of (\d+\.\d) MB\): the disk is full: (\S+) has "
+                          rf"\S+ \(({SIZE}) of ({SIZE})\): the disk is full: (\S+) has "
                           r"(\d+) bytes free, (\d+) more were to come \(read back\); nothing "
                           r"activated; a re-run resumes from the bytes there", out)
         # paramiko may drop the error of a last pipelined write: the host's sha256 check then
