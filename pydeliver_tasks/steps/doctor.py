@@ -16,6 +16,7 @@ from typing import Any
 from ..commands import diagnose as dcmd
 from ..fleet import lock
 from ..fleet.host import HostContext, HostFailure
+from ..fleet.output import size_text
 from ..fleet.results import RunResult
 from ..fleet.run import for_each_host
 from . import activation
@@ -168,7 +169,7 @@ def doctor_host(hc: HostContext, builder: str,
     if journal is not None and journal.recovered:
         d.findings.append(f"activation: {journal.sentence()}")
     for path, kb in s.leftovers:
-        d.findings.append(f"leftover of an interrupted run: {path} ({kb // 1024} MB; the next "
+        d.findings.append(f"leftover of an interrupted run: {path} ({size_text(kb * 1024)}; the next "
                           "deploy removes or resumes it)")
     if s.lock is not None:
         d.findings.append(f"deploy lock: {lock.describe(s.lock)}")

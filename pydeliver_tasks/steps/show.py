@@ -8,6 +8,7 @@ import tarfile
 from .. import store
 from .. import validation as v
 from ..fleet import RunResult, say
+from ..fleet.output import size_text
 from ..model import UpgradeManifest
 from ..versions import version_key
 from . import shared_store
@@ -27,8 +28,8 @@ def releases(c: Ctx) -> RunResult:
     if not found and not remote:
         say(f"no {settings.release} releases in {where}: inv build.release --tag VERSION")
     for r in found:
-        size = r.path.stat().st_size / 1e6
-        say(f"{r.app} {r.version:<12} {size:6.1f} MB  sha256 {r.sha256[:16]}  {r.path}")
+        size = size_text(r.path.stat().st_size)
+        say(f"{r.app} {r.version:<12} {size:>9}  sha256 {r.sha256[:16]}  {r.path}")
     for vsn in remote:
         say(f"{settings.release} {vsn:<12} in the release store {where} only (fetched when a "
             "step needs it)")

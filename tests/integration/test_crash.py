@@ -195,6 +195,10 @@ def test_connection_lost_during_the_upload_is_one_line_and_a_rerun_resumes(built
     assert boots(root) == "0.0.1"
     have = part.stat().st_size
     assert 0 < have < tarball(built, "0.0.2")[0].stat().st_size
+    doctor = built.inv("doctor", "--host", h2.spec).out  # says the leftover as the host has it
+    left = re.search(rf"leftover of an interrupted run: \.deliver/releases/{part.name} "
+                     rf"\(({SIZE}); the next deploy removes or resumes it\)", doctor)
+    assert left and abs(size_bytes(left[1]) - have) <= max(0.06 * have, 8192), (have, doctor)
     res = built.inv("deploy.release", "--version", "0.0.2", "--host", h2.spec).ok()
     assert "resumed an interrupted upload at" in res.out, res.out
     assert boots(root) == "0.0.2" and not part.exists()
