@@ -98,5 +98,7 @@ class PrefixedWriter:
 
 def size_text(size: float) -> str:
     """Bytes as a person reads them: 9.2 MB, or 48 KB (an upgrade tarball is often below 1 MB,
-    where "0.0 MB" would say nothing)."""
-    return f"{size / 1e6:.1f} MB" if size >= 1e6 else f"{max(1, round(size / 1e3))} KB"
+    where "0.0 MB" would say nothing); a few bytes are 1 KB, and only nothing is 0 KB."""
+    if size >= 1e6:
+        return f"{size / 1e6:.1f} MB"
+    return f"{max(1, round(size / 1e3)) if size > 0 else 0} KB"

@@ -216,5 +216,7 @@ def test_an_interrupted_upload_says_how_far_it_got_and_why() -> None:
 
 
 def test_sizes_read_as_a_person_reads_them() -> None:
-    assert [size_text(n) for n in (9_178_527, 1_000_000, 48_213, 400, 0)] == \
-        ["9.2 MB", "1.0 MB", "48 KB", "1 KB", "1 KB"]
+    assert [size_text(n) for n in (9_178_527, 1_000_000, 48_213, 400, 1, 0)] == \
+        ["9.2 MB", "1.0 MB", "48 KB", "1 KB", "1 KB", "0 KB"]
+    nothing = UploadLost(0, 5_600_000, "EOF")  # lost before the first byte: not "1 KB"
+    assert nothing.sentence("r").endswith("upload of r (0 KB of 5.6 MB)")
