@@ -263,6 +263,25 @@ def test_disk_full_during_the_extract_activates_nothing_and_a_rerun_completes(
         assert boots(root) == "0.0.2"
 
 
+def fill_up(filler: Path) -> None:
+    """Take every free byte of filler's filesystem: all but 8 MB with one fallocate (more than an
+    upload can take meanwhile: a fallocate that fails gives all its space back, and a deploy then
+    read back a disk with room, seen on a fresh machine), then unbuffered writes until ENOSPC (a
+    buffered file would raise ENOSPC again when it is closed, with its last bytes unwritten)."""
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        os.posix_fallocate(fd, 0, max(shutil.disk_usage(filler.parent).free - (8 << 20), 1))
+        os.lseek(fd, 0, os.SEEK_END)
+        chunk = b"\0" * 65536
+        try:
+            while True:
+                os.write(fd, chunk)
+        except OSError:
+            pass  # full
+    finally:
+        os.close(fd)
+
+
 def test_disk_full_during_the_upload_is_read_back_and_a_rerun_resumes(built: Project) -> None:
     """The room check passes, then the test fills h2's filesystem as soon as the upload's `.part`
     appears: SFTP says only "Failure", so the deploy reads the host back and says the disk is
@@ -287,25 +306,16 @@ def test_disk_full_during_the_upload_is_read_back_and_a_rerun_resumes(built: Pro
             proc = subprocess.Popen([INV, "deploy.release", "--version", "0.0.2", "--host",
                                      h2.spec], cwd=built.dir, env=env, stdout=subprocess.PIPE,
                                     stderr=subprocess.STDOUT, text=True)
-            deadline = time.monotonic() + 120
-            while not part.exists() and proc.poll() is None and time.monotonic() < deadline:
-                time.sleep(0.001)
-            # all but 8 MB at once (more than the upload can take meanwhile), then writes for the
-            # rest: a fallocate that fails gives its space back, and the deploy read back a disk
-            # with room again (seen on a fresh machine: "has 50065408 bytes free now")
-            fd = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o600)
             try:
-                os.posix_fallocate(fd, 0, max(shutil.disk_usage(disk).free - (8 << 20), 1))
+                deadline = time.monotonic() + 120
+                while not part.exists() and proc.poll() is None and time.monotonic() < deadline:
+                    time.sleep(0.001)
+                fill_up(filler)
+                out = proc.communicate(timeout=300)[0]
             finally:
-                os.close(fd)
-            with open(filler, "ab") as fill:
-                try:
-                    while True:
-                        fill.write(b"\0" * 65536)
-                        fill.flush()
-                except OSError:
-                    pass
-            out = proc.communicate(timeout=300)[0]
+                if proc.poll() is None:  # the deploy this test started, by pid
+                    proc.kill()
+                    proc.wait()
             if proc.returncode == 1 and "install failed" not in out:
                 break
             shutil.rmtree(root)  # the upload won the race (the extract may have hit the full disk)
