@@ -11,11 +11,15 @@ import threading
 from types import ModuleType
 
 _lock = threading.Lock()
-_bound: list[ModuleType] = []
+_bound: list[ModuleType] = []  # what load_all loads: modules the fleet's threads use
 
 
-def module(name: str) -> ModuleType:
-    """`name`, imported now if it already is, else at the first attribute access."""
+def module(name: str, *, fleet: bool = True) -> ModuleType:
+    """`name`, imported now if it already is, else at the first attribute access.
+
+    fleet=False: first used in the main thread before any fleet thread starts (GitPython
+    resolves the ref before a build's threads; the importer runs in the main thread), so
+    load_all leaves it alone and a deploy or a ping never imports it (about 60 modules)."""
     with _lock:
         if name in sys.modules:
             return sys.modules[name]
@@ -27,7 +31,8 @@ def module(name: str) -> ModuleType:
         found = importlib.util.module_from_spec(spec)
         sys.modules[name] = found
         loader.exec_module(found)
-        _bound.append(found)
+        if fleet:
+            _bound.append(found)
         return found
 
 

@@ -25,7 +25,7 @@ WARM_WORDS = {"restored": "dependencies as built before, from the build host's c
               "cold": "dependencies built cold: none kept for this lock file, config and OTP yet",
               "clean": "cold, as asked (--clean)", "nolock": "no lock file: no dependencies to keep"}
 
-git = lazy.module("git")
+git = lazy.module("git", fleet=False)
 ssh = lazy.module("pydeliver_tasks.fleet.ssh")
 
 

@@ -14,7 +14,7 @@ from .. import validation as v
 from ..config import ConfigError, load
 from ..fleet import say
 
-importer = lazy.module("pydeliver_tasks.importer")  # only `deliver.import` needs it
+importer = lazy.module("pydeliver_tasks.importer", fleet=False)  # only `deliver.import` needs it
 
 
 def _write(path: Path, text: str) -> None:

@@ -14,7 +14,7 @@ from .. import validation as v
 from ..config import Settings
 from .frame import builder_of
 
-git = lazy.module("git")
+git = lazy.module("git", fleet=False)
 
 
 @dataclass(frozen=True)

@@ -40,3 +40,15 @@ def test_a_missing_module_is_named_at_once() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          cwd=ROOT, check=True).stdout
     assert out.strip() == "pdt_no_such_module"
+
+
+def test_load_all_leaves_main_thread_modules_alone() -> None:
+    """A deploy or a ping loads what the fleet's threads use, never GitPython or the importer
+    (bound with fleet=False: their first use is in the main thread)."""
+    code = ("import sys\nimport pydeliver_tasks.tasks\nfrom pydeliver_tasks import lazy\n"
+            "lazy.load_all()\n"
+            "print(sorted(m for m in ('git.repo', 'pydeliver_tasks.importer.scan', 'paramiko.transport',"
+            " 'pydeliver_tasks.fleet.ssh') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=ROOT, check=True).stdout
+    assert out.strip() == "['paramiko.transport', 'pydeliver_tasks.fleet.ssh']", out
