@@ -172,49 +172,8 @@ def log_tail(root: str, lines: int = 30) -> str:
     )
 
 
-def remote_sha256(path: str) -> str:
-    """The sha256 of a remote file, or nothing when it does not exist."""
-    return f"test -f {q(path)} && sha256sum {q(path)} | cut -d' ' -f1 || true"
-
-
-def prefix_sha256(path: str, length: int) -> str:
-    """The sha256 of the first `length` bytes of a remote file."""
-    return f"head -c {int(length)} {q(path)} | sha256sum | cut -d' ' -f1"
-
-
-def free_kb(path: str) -> str:
-    """KiB available to the SSH user on the filesystem holding `path` (POSIX df)."""
-    return f"df -P -k {q(path)} | tail -n 1 | awk '{{print $4}}'"
-
-
-def room_and_access(path: str) -> str:
-    """Two lines: the KiB free at `path` (as free_kb), then `writable` or `read-only`."""
-    return f"{free_kb(path)}; if [ -w {q(path)} ]; then echo writable; else echo read-only; fi"
-
-
 def mkdir(path: str) -> str:
     return f"mkdir -p {q(path)}"
-
-
-def checked_extract(root: str, tarball: str, sha256: str, stage: str, uploaded: bool) -> list[str]:
-    """Script lines (run in the root under `set -eu`): check the uploaded tarball's sha256 on the
-    host (a `.part` is the upload's own name until it is checked), extract it into `stage`."""
-    return [
-        f"t={q(tarball.removeprefix(root.rstrip('/') + '/'))}",
-        # a .part left by an interrupted upload is stale when this run uploaded nothing
-        "" if uploaded else 'rm -f "$t.part"',
-        'if [ -f "$t.part" ]; then',
-        f'  echo {q(sha256)}"  $t.part" | sha256sum --check --status || '
-        '{ echo "sha256 mismatch: the uploaded $t.part is not the built release" >&2; '
-        'rm -f "$t.part"; exit 3; }',
-        '  mv -f "$t.part" "$t"',
-        "fi",
-        f'echo {q(sha256)}"  $t" | sha256sum --check --status || '
-        '{ echo "sha256 mismatch: $t on this host is not the built release" >&2; exit 3; }',
-        f"rm -rf {q(stage)}",
-        f"mkdir -p {q(stage)}",
-        f'tar -xzf "$t" -C {q(stage)}',
-    ]
 
 
 def bin_dir(version: str) -> str:

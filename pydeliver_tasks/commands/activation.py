@@ -16,7 +16,8 @@ failing command (`set -eu`, and no `&&` chains whose failure would not stop it).
 
 from __future__ import annotations
 
-from . import bin_dir, checked_extract, q, releases_file, tarball_path
+from . import bin_dir, q, releases_file, tarball_path
+from .tarball import checked_extract
 
 PREPARE = ".deliver/journal.prepare"
 COMMIT = ".deliver/journal.commit"

@@ -137,6 +137,7 @@ for f in ".deliver/releases/${a}_$v.release.tar.gz" ".deliver/releases/${a}_$v.u
   for p in "$f" "$f.part"; do
     if [ -f "$p" ]; then rm -f "$p"; echo "PDT_RM $p"; fi
   done
+  rm -f "$f.sha256-kept" "$f.sha256-kept.tmp"
 done
 if [ -d ".deliver/bin/$v" ]; then rm -rf ".deliver/bin/$v"; echo "PDT_RM .deliver/bin/$v"; fi
 rm -rf "$g"

@@ -94,6 +94,13 @@ def registered(when: str, step: str) -> list[str]:
     return [getattr(fn, "__name__", str(fn)) for fn in _host_hooks.get(f"{when}_{step}", [])]
 
 
+def present(hc: HostContext, when: str, step: str) -> bool:
+    """Whether `run` would run anything for when_step on this host (so what was read before it
+    may have changed)."""
+    name = f"{when}_{step}"
+    return bool(_host_hooks.get(name) or hc.settings.hooks.get(name))
+
+
 def clear() -> None:
     _host_hooks.clear()
     _flow_hooks.clear()

@@ -6,7 +6,8 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from .. import commands, lazy
+from .. import lazy
+from ..commands import tarball as tcmd
 from .host import HostContext
 from .output import size_text
 
@@ -83,7 +84,7 @@ def same_prefix(hc: HostContext, local: Path, remote: str, length: int) -> bool:
         while left and (chunk := src.read(min(_CHUNK, left))):
             digest.update(chunk)
             left -= len(chunk)
-    there = hc.run(commands.prefix_sha256(remote, length), changes=False).stdout.strip()
+    there = hc.run(tcmd.prefix_sha256(remote, length), changes=False).stdout.strip()
     if there != digest.hexdigest():
         hc.say(f"the {length} bytes an interrupted upload left differ from the release: "
                "uploading from the start")

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .. import commands, store
+from .. import commands, otp, store
 from .. import validation as v
 from ..commands import activation as acmd
 from ..commands import diagnose as dcmd
 from ..commands import retention as rcmd
+from ..commands import tarball as tcmd
 from ..fleet import hooks
 from ..fleet.host import HostContext, HostFailure
 from ..fleet.output import size_text
@@ -57,13 +58,15 @@ def host_otp(hc: HostContext, release: Release) -> None:
         res.tail(), f"inv build.release --tag {release.version} --rebuild")
 
 
-def room(hc: HostContext, release: Release, upload_bytes: int) -> None:
+def room(hc: HostContext, release: Release, upload_bytes: int, out: str | None = None) -> None:
     """Refuse before any upload or extract when the host's filesystem lacks the room for
-    `upload_bytes` more of the tarball, its extracted files and a margin."""
+    `upload_bytes` more of the tarball, its extracted files and a margin (`out`: the KiB free
+    there as the host said it just before (tarball_look); None: ask it now)."""
     if hc.dry_run:
         return
     where = commands.tarball_dir(hc.host.deploy_path)
-    out = hc.run(commands.free_kb(where), changes=False).stdout.strip()
+    if out is None:
+        out = hc.run(tcmd.free_kb(where), changes=False).stdout.strip()
     if not out.isdigit():
         hc.say(f"could not read the free space of {where} (df said {out[-80:]!r}): going on")
         return
@@ -83,7 +86,7 @@ def disk_read_back(hc: HostContext, needed: int, when_full: str) -> str:
     `needed` bytes are free (`when_full` ends that sentence), else its access and free bytes."""
     where = commands.tarball_dir(hc.host.deploy_path)
     try:
-        free, _, access = hc.run(commands.room_and_access(where), changes=False).stdout.partition("\n")
+        free, _, access = hc.run(tcmd.room_and_access(where), changes=False).stdout.partition("\n")
     except HostFailure as failure:
         return f"the host could not be read back ({failure.message})"
     if not free.strip().isdigit():
@@ -113,17 +116,20 @@ def upload(hc: HostContext, release: Release) -> bool:
     root = hc.host.deploy_path
     host_otp(hc, release)
     remote = commands.tarball_path(root, release.app, release.version, release.kind)
-    have = hc.run(commands.remote_sha256(remote), changes=False).stdout.strip()
-    if have == release.sha256:
-        room(hc, release, 0)
+    look = otp.parse_markers(hc.run(tcmd.tarball_look(remote), changes=False).stdout) or {}
+    free: str | None = look.get("free", "").strip()
+    if look.get("sha256") == release.sha256:
+        room(hc, release, 0, free)
         hc.say(f"{release.file_name} already on host with the same sha256: upload skipped")
         return False
     hooks.run(hc, "before", "upload", root)
+    if hooks.present(hc, "before", "upload"):
+        free = None  # a hook may have freed (or taken) space: ask again
     res = hc.run(commands.mkdir(commands.tarball_dir(root)))
     if not res.ok:
         raise HostFailure(f"cannot create {commands.tarball_dir(root)}", res.tail(),
                           "check deliver deploy_path and the SSH user's permissions")
-    room(hc, release, release.path.stat().st_size)
+    room(hc, release, release.path.stat().st_size, free)
     if not hc.dry_run:
         hc.say(f"uploading {release.file_name} ({size_text(release.path.stat().st_size)})")
     try:

@@ -13,6 +13,7 @@ import pytest
 from pydeliver_tasks import commands, otp
 from pydeliver_tasks.commands import activation as acmd
 from pydeliver_tasks.commands import build as builders
+from pydeliver_tasks.commands import tarball as tcmd
 from pydeliver_tasks.config import SshSettings
 from pydeliver_tasks.fleet.ssh import git_ssh_command
 from pydeliver_tasks.otp import control as otp_control
@@ -176,10 +177,10 @@ def test_prefix_sha256_and_room_and_access_read_a_nasty_path(tmp_path: Path) -> 
     d.mkdir(parents=True)
     f = d / "x.part"
     f.write_bytes(b"abcdef")
-    out = subprocess.run(["sh", "-c", commands.prefix_sha256(str(f), 3)], capture_output=True,
+    out = subprocess.run(["sh", "-c", tcmd.prefix_sha256(str(f), 3)], capture_output=True,
                          text=True, check=True).stdout.strip()
     assert out == hashlib.sha256(b"abc").hexdigest()
-    free, access = subprocess.run(["sh", "-c", commands.room_and_access(str(d))],
+    free, access = subprocess.run(["sh", "-c", tcmd.room_and_access(str(d))],
                                   capture_output=True, text=True, check=True).stdout.split()
     assert free.isdigit() and access == "writable"
 

@@ -59,6 +59,7 @@ def fake_root(tmp_path: Path, name: str = "my root 'x'") -> Path:
     for lib in ("kernel-8.5.3", "stdlib-4.2", "dep-1", "dep-2", "old-1", "demo-1", "demo-2", "demo-3"):
         write(root / "lib" / lib / "ebin/x.beam", lib)
     for f in ("demo_1.release.tar.gz", "demo_1.release.tar.gz.sha256", "demo_1.upgrade.tar.gz",
+              "demo_1.release.tar.gz.sha256-kept", "demo_2.release.tar.gz.sha256-kept",
               "demo_2.release.tar.gz", "demo_4.release.tar.gz", "other_9.release.tar.gz"):
         write(root / ".deliver/releases" / f, f)
     for vsn in ("1", "2", "3"):
@@ -116,6 +117,10 @@ def test_remove_takes_the_version_and_only_the_lib_dirs_no_other_release_uses(tm
     assert {"lib/kernel-8.5.3", "lib/stdlib-4.2", "lib/demo-2", "releases/2/demo.rel",
             "releases/3/demo.rel", ".deliver/bin/2", "bin/demo"} <= left
     assert ".deliver/releases/demo_1.release.tar.gz.sha256" in left  # not ours to judge
+    # the sha256 the host kept of the removed tarball goes with it, silently; 2's stays
+    assert ".deliver/releases/demo_1.release.tar.gz.sha256-kept" not in left
+    assert ".deliver/releases/demo_2.release.tar.gz.sha256-kept" in left
+    assert "sha256-kept" not in res.stdout
     assert (root / "releases/start_erl.data").read_text() == "13.1.5 3\n"
     assert not (root / ".deliver/removing/1").exists()
 
