@@ -87,17 +87,32 @@ class Injector:
                               cwd=self.work)
 
 
+def kept_is_true(kept: Path) -> None:
+    """A kept sha256 ("<sha256> <size> <ctime> <inode>") that still matches its tarball's stat
+    names that tarball's real sha256."""
+    sha, _, key = kept.read_text().strip().partition(" ")
+    tarball = kept.with_name(kept.name.removesuffix(".sha256-kept"))
+    if tarball.exists():
+        st = tarball.stat()
+        if key == f"{st.st_size} {int(st.st_ctime)} {st.st_ino}":
+            assert sha == hashlib.sha256(tarball.read_bytes()).hexdigest(), kept
+
+
 def tree(root: Path) -> dict[str, str]:
     """Every path under root -> "/" for a dir, "-> target" for a link, for a small file its mode
     and sha256, for a big one its size, mode and mtime (copies are made with cp -a, extraction
     sets the tarball's times: two trees agree only when every file is the same one); the empty activation lock (kept for flock) is
-    not state."""
+    not state, nor is the sha256 the host keeps of a tarball (a cache, checked here never to
+    name another sha256 for the file it describes)."""
     out = {}
     for dirpath, dirnames, filenames in os.walk(root):
         for name in dirnames + filenames:
             p = Path(dirpath) / name
             rel = str(p.relative_to(root))
             if rel == ".deliver/activation.lock":
+                continue
+            if rel.endswith(".sha256-kept"):
+                kept_is_true(p)
                 continue
             if p.is_symlink():
                 out[rel] = "-> " + os.readlink(p)
