@@ -5,7 +5,9 @@ apply)."""
 
 from __future__ import annotations
 
+import atexit
 import copy
+import gc
 import sys
 from types import TracebackType
 
@@ -55,3 +57,15 @@ def _quiet_broken_pipe(kind: type[BaseException], exc: BaseException,
 
 
 sys.excepthook = _quiet_broken_pipe
+
+
+def _no_collection_at_exit() -> None:
+    """At exit, the interpreter's own garbage collection passes over every object left (~0.08 s of
+    each `inv` run, measured: a third of a ping's Python time after its last command); the OS frees
+    the memory anyway. Python never promises to finalize objects still alive at exit, so nothing
+    is lost: files and connections are closed by their owners (fleet.pool closes the SSH ones)."""
+    gc.disable()
+    gc.freeze()
+
+
+atexit.register(_no_collection_at_exit)
