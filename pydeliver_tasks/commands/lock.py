@@ -74,13 +74,17 @@ def acquire(root: str, info: dict[str, Any], token: str) -> str:
     ])
 
 
-def release(root: str, token: str = "", force: bool = False) -> str:
+def release(root: str, token: str = "", force: bool = False, audit: str = "") -> str:
     """Remove the lock when its token is `token` (or always, with force); renamed away first so
     nobody sees it half removed. Exit 0 printing RELEASED (+ the holder) or UNLOCKED when there
-    was none; exit NOT_OWNER_RC printing the holder when the token differs."""
+    was none; exit NOT_OWNER_RC printing the holder when the token differs. `audit`: a line
+    appended to the audit log first (the run's end line: one round trip for both; a failed
+    append is said on stderr and the lock is released all the same)."""
     check = ("true" if force else "false" if not flat(token)  # no token matches nothing
              else f'[ "$(head -n 1 lock/token 2>/dev/null)" = {q(flat(token))} ]')
     return "\n".join([
+        *([f"{audit_append(root, audit)} || echo 'could not append to the audit log' >&2"]
+          if audit else []),
         f"cd {q(_lock_dir(root))} 2>/dev/null && [ -d lock ] || {{ echo {UNLOCKED}; exit 0; }}",
         f"if {check}; then",
         f'  echo "{HELD_MARK}$(head -n 1 lock/info 2>/dev/null)"',

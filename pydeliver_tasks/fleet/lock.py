@@ -133,16 +133,18 @@ def _try_lock(hc: HostContext, info: dict[str, Any]) -> tuple[str, dict[str, Any
                       f"(exit {res.exited})", res.tail(), "is the deploy path writable by the SSH user?")
 
 
-def _release(settings: Settings, stage: str, hosts: list[Host], token: str) -> None:
-    def one(hc: HostContext) -> str:
-        res = hc.run(cmds.release(hc.host.deploy_path, token))
-        if not res.ok:
-            raise HostFailure(f"could not release the deploy lock (exit {res.exited})", res.tail(),
-                              f"inv deploy.lock-status; {cmds.UNLOCK_FORCE} --host {hc.host.name}")
-        return "released"
+def _release_one(hc: HostContext, token: str, audit: str = "") -> str:
+    res = hc.run(cmds.release(hc.host.deploy_path, token, audit=audit))
+    if not res.ok:
+        raise HostFailure(f"could not release the deploy lock (exit {res.exited})", res.tail(),
+                          f"inv deploy.lock-status; {cmds.UNLOCK_FORCE} --host {hc.host.name}")
+    return "released"
 
+
+def _release(settings: Settings, stage: str, hosts: list[Host], token: str) -> None:
     if hosts:
-        for_each_host("unlock", settings, stage, hosts, one, raise_on_failure=False, quiet=True)
+        for_each_host("unlock", settings, stage, hosts, lambda hc: _release_one(hc, token),
+                      raise_on_failure=False, quiet=True)
     with _held_lock:
         for h in hosts:
             _held.pop(_key(h), None)
@@ -234,16 +236,24 @@ def guarded(settings: Settings, stage: Stage, action: str, *, from_version: str 
     finally:
         seconds = time.monotonic() - begun
 
-        def finish(hc: HostContext) -> str:
+        mine = {_key(h) for h in taken}
+
+        def finish(hc: HostContext) -> str:  # the end line, and our lock released, in one request
             result = guard.result(hc.host, outcome)
-            append_audit(hc, cmds.audit_line(started, user_at, action, from_version, to_version,
-                                             result, seconds, run))
+            line = cmds.audit_line(started, user_at, action, from_version, to_version, result,
+                                   seconds, run)
+            if _key(hc.host) not in mine:  # locked by an outer run of this process: it releases
+                append_audit(hc, line)
+                return result
+            _release_one(hc, run, audit=line)
             return result
 
         beating.set()
-        for_each_host("audit", settings, stage.name, stage.hosts, finish, raise_on_failure=False,
-                      quiet=True)
-        _release(settings, stage.name, taken, info["token"])
+        for_each_host("unlock", settings, stage.name, stage.hosts, finish,
+                      raise_on_failure=False, quiet=True)
+        with _held_lock:
+            for h in taken:
+                _held.pop(_key(h), None)
 
 
 def _heartbeat(settings: Settings, hosts: list[Host], token: str) -> threading.Event:

@@ -87,6 +87,32 @@ def test_release_needs_the_token_unless_forced(tmp_path: Path) -> None:
     assert sorted(p.name for p in lock.parent.iterdir()) == [], "nothing left behind"
 
 
+def test_release_appends_the_end_line_first_and_releases_even_when_it_cannot(
+        tmp_path: Path) -> None:
+    """A run's end line and its unlock are one request: the line is in the log before the lock
+    goes; a log that cannot be written is said on stderr and the lock is released all the same."""
+    lock, log = tmp_path / ROOT / cmds.LOCK, tmp_path / ROOT / cmds.AUDIT
+    end = cmds.audit_line("2024-05-01T10:00:00Z", "alice@laptop", "deploy.release", None, "0.0.1",
+                          "ok", 1.5, "t1")
+    sh(tmp_path, cmds.acquire(ROOT, info(token="t1"), "t1"))
+    done = sh(tmp_path, cmds.release(ROOT, "t1", audit=end))
+    assert done.returncode == 0 and cmds.RELEASED in done.stdout and not lock.exists()
+    assert log.read_text() == end + "\n"
+
+    sh(tmp_path, cmds.acquire(ROOT, info(token="t2"), "t2"))
+    log.unlink()
+    log.mkdir()  # in the way of the append (fails for root too)
+    kept = sh(tmp_path, cmds.release(ROOT, "t2", audit=end))
+    assert kept.returncode == 0 and not lock.exists()
+    assert "could not append to the audit log" in kept.stderr
+
+    sh(tmp_path, cmds.acquire(ROOT, info(token="t3"), "t3"))
+    log.rmdir()
+    other = sh(tmp_path, cmds.release(ROOT, "not-mine", audit=end))  # another run's lock stays
+    assert other.returncode == cmds.NOT_OWNER_RC and lock.is_dir()
+    assert log.read_text() == end + "\n"
+
+
 def test_status_says_unlocked_or_prints_the_holder(tmp_path: Path) -> None:
     none = sh(tmp_path, cmds.status(ROOT))
     assert none.returncode == 0 and none.stdout.strip() == cmds.UNLOCKED
