@@ -17,7 +17,7 @@ failing command (`set -eu`, and no `&&` chains whose failure would not stop it).
 from __future__ import annotations
 
 from . import bin_dir, q, releases_file, tarball_path
-from .tarball import checked_extract
+from .tarball import checked_extract, tarball_look
 
 PREPARE = ".deliver/journal.prepare"
 COMMIT = ".deliver/journal.commit"
@@ -31,6 +31,7 @@ BOOTS = "PDT{boots="           # what start_erl.data names after the script
 UNCHANGED = "PDT{unchanged="   # install_release: that tarball is installed, nothing changed since
 INSTALLED = ".deliver/installed"
 JOURNAL = "PDT{journal="       # none | prepare=V | commit=V
+RECOVER_FAILED = "PDT{recover_failed="  # recover_and_look: the recovery's exit status
 
 _FUNCTIONS = r"""
 pdt_swap() {  # pdt_swap PATH TRASHNAME: PATH.new (if there) takes PATH's place
@@ -129,6 +130,12 @@ def recover(root: str) -> str:
         'elif [ -f .deliver/journal.prepare ]; then echo "PDT{journal=prepare}"; '
         'else echo "PDT{journal=none}"; fi',
     ])
+
+
+def recover_and_look(root: str, tarball: str) -> str:
+    """`recover` (in a subshell: its `set -eu` and lock end with it), then `tarball_look`: a
+    deploy's one round trip before its upload."""
+    return "\n".join(["(", recover(root), f') || echo "{RECOVER_FAILED}$?}}"', tarball_look(tarball)])
 
 
 def _rollback_on_failure(stage: str = "") -> str:

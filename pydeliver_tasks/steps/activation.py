@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from .. import otp
 from ..commands import activation as acmd
-from ..fleet.host import HostContext, HostFailure
+from ..fleet.host import CommandResult, HostContext, HostFailure
 
 RETRIES = (1.0, 2.0, 4.0)
 
@@ -39,11 +39,12 @@ def parse(output: str) -> Activation:
                       facts.get("journal", "none"))
 
 
-def recover(hc: HostContext) -> Activation:
-    """Finish or roll back an interrupted activation (one round trip); say it when it did."""
-    res = hc.run(acmd.recover(hc.host.deploy_path))
+def recover(hc: HostContext, looked: CommandResult | None = None) -> Activation:
+    """Finish or roll back an interrupted activation (one round trip); say it when it did.
+    looked: what acmd.recover_and_look printed (the recovery already ran in it)."""
+    res = looked or hc.run(acmd.recover(hc.host.deploy_path))
     state = parse(res.stdout)
-    if not res.ok:
+    if not res.ok or acmd.RECOVER_FAILED in res.stdout:
         raise HostFailure("could not check the activation journal "
                           f"({hc.host.deploy_path}/.deliver)", res.tail(),
                           f"inv doctor --host {hc.host.name}")

@@ -11,7 +11,7 @@ from ..commands import diagnose as dcmd
 from ..commands import retention as rcmd
 from ..commands import tarball as tcmd
 from ..fleet import hooks
-from ..fleet.host import HostContext, HostFailure
+from ..fleet.host import CommandResult, HostContext, HostFailure
 from ..fleet.output import size_text
 from ..fleet.results import RunResult
 from ..fleet.upload import UploadLost, put_resuming
@@ -110,13 +110,15 @@ def disk_now(hc: HostContext, release: Release) -> str:
     return disk_read_back(hc, release.path.stat().st_size, " (read back); a write was lost")
 
 
-def upload(hc: HostContext, release: Release) -> bool:
+def upload(hc: HostContext, release: Release, looked: CommandResult | None = None) -> bool:
     """Put the tarball on the host unless the same sha256 is already there (checking the room
-    first); -> uploaded?"""
+    first); -> uploaded? looked: what a look at the host that read the tarball already said
+    (recover_and_look); else one is run here."""
     root = hc.host.deploy_path
     host_otp(hc, release)
     remote = commands.tarball_path(root, release.app, release.version, release.kind)
-    look = otp.parse_markers(hc.run(tcmd.tarball_look(remote), changes=False).stdout) or {}
+    said = (looked or hc.run(tcmd.tarball_look(remote), changes=False)).stdout
+    look = otp.parse_markers(said) or {}
     free: str | None = look.get("free", "").strip()
     if look.get("sha256") == release.sha256:
         room(hc, release, 0, free)
@@ -149,13 +151,29 @@ def upload(hc: HostContext, release: Release) -> bool:
     return True
 
 
-def extract(hc: HostContext, release: Release, uploaded: bool = True) -> bool:
+def arrive(hc: HostContext, release: Release) -> tuple[bool, bool]:
+    """upload, then extract, with one look at the host before both (an interrupted activation
+    finished or rolled back, what boots now, the tarball's sha256, the free space);
+    -> (uploaded?, extracted?)."""
+    if hc.dry_run:
+        return upload(hc, release), extract(hc, release)
+    remote = commands.tarball_path(hc.host.deploy_path, release.app, release.version, release.kind)
+    looked = hc.run(acmd.recover_and_look(hc.host.deploy_path, remote))
+    before = activation.recover(hc, looked).boots
+    uploaded = upload(hc, release, looked)
+    return uploaded, extract(hc, release, uploaded, before)
+
+
+def extract(hc: HostContext, release: Release, uploaded: bool = True,
+            before: str | None = None) -> bool:
     """Verify the sha256 on the host, then extract and activate it (one journaled transaction)
     so that this version boots next. After a failure the host is read back before reporting.
     -> False when the host had installed that very tarball and nothing that decides the next
-    boot (start_erl.data, bin/, RELEASES) changed since: nothing is extracted again."""
+    boot (start_erl.data, bin/, RELEASES) changed since: nothing is extracted again.
+    before: what boots next, as a recovery just read it (arrive); else one is run here."""
     root = hc.host.deploy_path
-    before = "" if hc.dry_run else activation.recover(hc).boots
+    if before is None:
+        before = "" if hc.dry_run else activation.recover(hc).boots
     hooks.run(hc, "before", "extract", root)
     script = acmd.install_release(root, release.app, release.version, release.sha256, uploaded,
                                   release.kind)
@@ -232,8 +250,7 @@ def deploy_release(
             hc.say(f"would upload {release_file_name(settings.release, version)} (built by the step "
                    "before), verify it and extract it")
             return f"would deploy {version}"
-        uploaded = upload(hc, release)
-        extracted = extract(hc, release, uploaded)
+        uploaded, extracted = arrive(hc, release)
         if hc.dry_run:
             return f"would upload {version} (unless the host has it), verify and extract it"
         how = "uploaded" if uploaded else "upload skipped (same sha256 on host)"

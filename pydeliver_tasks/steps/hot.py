@@ -19,7 +19,7 @@ from ..model import Release, Replacing
 from ..validation import parsed_version
 from . import activation, equal
 from .control import force_stop_node, start_node, verify_started
-from .deploy import extract, upload
+from .deploy import arrive, upload
 from .equal import ask
 from .evidence import InstallFailed, NodeDied, dead
 from .health import health
@@ -240,8 +240,7 @@ def restart_into(hc: HostContext, builder: str, to_release: Release,
     """Cold fallback: deploy to_release as a full release and do a verified restart into it. The
     version that ran serves until the stop; if the new one does not come up, from_release is put
     back."""
-    uploaded = upload(hc, to_release)
-    extract(hc, to_release, uploaded)
+    arrive(hc, to_release)
     force_stop_node(hc, builder)
     try:
         started = start_node(hc, builder, to_release.version)
@@ -253,7 +252,7 @@ def restart_into(hc: HostContext, builder: str, to_release: Release,
             raise
         hc.say(f"{to_release.version} did not come up ({exc.message}): putting "
                f"{from_release.version} back")
-        extract(hc, from_release, upload(hc, from_release))
+        arrive(hc, from_release)
         force_stop_node(hc, builder)
         back = start_node(hc, builder, from_release.version)
         raise HostFailure(f"restart into {to_release.version} failed: {exc.message}; "

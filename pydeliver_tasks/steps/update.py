@@ -11,7 +11,7 @@ from ..fleet.results import RunResult
 from ..model import NextStep, Rollout
 from .build import build_release
 from .control import force_stop_node, start_node
-from .deploy import deploy_release, extract, stored_release, upload
+from .deploy import arrive, deploy_release, stored_release
 from .frame import Ctx, Run, over_stage, settings_of
 from .migrate import Once, before_restart
 from .node import restart
@@ -66,7 +66,7 @@ def by_batches(run: Run, version: str, migrations: Once | None = None) -> RunRes
 
     def one(hc: HostContext) -> str:
         before[hc.host.name] = boot_version(hc)
-        extract(hc, release, upload(hc, release))
+        arrive(hc, release)
         migrated = migrations.fresh(hc, version) + "; " if migrations else ""
         with run.out_of_rotation(hc):
             force_stop_node(hc, builder)
@@ -78,7 +78,7 @@ def by_batches(run: Run, version: str, migrations: Once | None = None) -> RunRes
         if old is None or previous == version:
             raise HostFailure(f"no previous release to go back to (booted {previous or 'nothing'} "
                               "before)", hint="inv rollback --to VERSION")
-        extract(hc, old, upload(hc, old))
+        arrive(hc, old)
         force_stop_node(hc, builder)
         return f"back on {previous}: " + start_node(hc, builder, previous)
 

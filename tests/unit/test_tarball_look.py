@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 from pydeliver_tasks import otp
+from pydeliver_tasks.commands import activation as acmd
 from pydeliver_tasks.commands import tarball as tcmd
 from tests.unit.test_install import install, tarball
 
@@ -85,3 +86,38 @@ def test_an_install_checks_the_tarball_itself_and_keeps_its_sha256(tmp_path: Pat
     assert good.returncode == 0 and "PDT{installed=1}" in good.stdout, good.stderr
     assert re.fullmatch(rf"{sha} {key(t)}\n", kept.read_text())
     assert look(t)[0]["sha256"] == sha
+
+
+def test_the_look_before_a_deploy_recovers_first_and_reads_the_tarball(tmp_path: Path) -> None:
+    """recover_and_look: an activation interrupted before its commit is rolled back, what boots
+    next is read after that, then the tarball's sha256 and the free space; one round trip."""
+    t, sha = tarball(tmp_path, "1")
+    assert install(tmp_path, "1", sha).returncode == 0
+    root = tmp_path / "root"
+    (root / "lib" / "demo-2").mkdir()
+    (root / ".deliver" / "journal.prepare").write_text("version=2\nstage=\nadded=lib/demo-2\n")
+    res = subprocess.run(["sh", "-c", acmd.recover_and_look(str(root), str(t))],
+                         capture_output=True, text=True)
+    found = otp.parse_markers(res.stdout) or {}
+    assert res.returncode == 0 and acmd.RECOVER_FAILED not in res.stdout, res.stderr
+    assert found["recovered"] == "rolledback=2" and found["boots"] == "1"
+    assert found["journal"] == "none" and not (root / "lib" / "demo-2").exists()
+    assert found["sha256"] == sha and found["free"].isdigit()
+
+    nothing = tmp_path / "nothing" / "x_1.release.tar.gz"  # a host deployed to for the first time
+    res = subprocess.run(["sh", "-c", acmd.recover_and_look(str(nothing.parent), str(nothing))],
+                         capture_output=True, text=True)
+    found = otp.parse_markers(res.stdout) or {}
+    assert found == {"boots": "", "journal": "none", "free": found["free"]} and res.stderr == ""
+    assert not nothing.parent.exists()
+
+
+def test_a_recovery_that_fails_is_said_and_the_look_still_answers(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / ".deliver").write_text("not a dir")  # the activation lock cannot be taken
+    t = tmp_path / "x_1.release.tar.gz"
+    res = subprocess.run(["sh", "-c", acmd.recover_and_look(str(root), str(t))],
+                         capture_output=True, text=True)
+    assert acmd.RECOVER_FAILED in res.stdout and "activation.lock" in res.stderr
+    assert (otp.parse_markers(res.stdout) or {})["free"].isdigit()
