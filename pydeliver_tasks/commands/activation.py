@@ -132,10 +132,12 @@ def recover(root: str) -> str:
     ])
 
 
-def recover_and_look(root: str, tarball: str) -> str:
-    """`recover` (in a subshell: its `set -eu` and lock end with it), then `tarball_look`: a
-    deploy's one round trip before its upload."""
-    return "\n".join(["(", recover(root), f') || echo "{RECOVER_FAILED}$?}}"', tarball_look(tarball)])
+def recover_and_look(root: str, tarball: str, then: str = "") -> str:
+    """`recover` (in a subshell: its `set -eu` and lock end with it), then `tarball_look`, then
+    `then` (a read-only builder's script, e.g. retention.listing): a deploy's one round trip
+    before its upload."""
+    return "\n".join(["(", recover(root), f') || echo "{RECOVER_FAILED}$?}}"', tarball_look(tarball),
+                      *(["(", then, ") || true"] if then else [])])
 
 
 def _rollback_on_failure(stage: str = "") -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from .. import commands, otp, store
@@ -151,17 +152,28 @@ def upload(hc: HostContext, release: Release, looked: CommandResult | None = Non
     return True
 
 
-def arrive(hc: HostContext, release: Release) -> tuple[bool, bool]:
+@dataclass(frozen=True)
+class Arrival:
+    """What arrive did, and what its look saw (with the host's listing when asked for)."""
+
+    uploaded: bool
+    extracted: bool
+    looked: str = ""
+
+
+def arrive(hc: HostContext, release: Release, listing: bool = False) -> Arrival:
     """upload, then extract, with one look at the host before both (an interrupted activation
-    finished or rolled back, what boots now, the tarball's sha256, the free space);
-    -> (uploaded?, extracted?)."""
+    finished or rolled back, what boots now, the tarball's sha256, the free space, and with
+    `listing` the versions on the host, for tidy)."""
     if hc.dry_run:
-        return upload(hc, release), extract(hc, release)
-    remote = commands.tarball_path(hc.host.deploy_path, release.app, release.version, release.kind)
-    looked = hc.run(acmd.recover_and_look(hc.host.deploy_path, remote))
+        return Arrival(upload(hc, release), extract(hc, release))
+    root = hc.host.deploy_path
+    remote = commands.tarball_path(root, release.app, release.version, release.kind)
+    then = rcmd.listing(root, hc.settings.release) if listing else ""
+    looked = hc.run(acmd.recover_and_look(root, remote, then))
     before = activation.recover(hc, looked).boots
     uploaded = upload(hc, release, looked)
-    return uploaded, extract(hc, release, uploaded, before)
+    return Arrival(uploaded, extract(hc, release, uploaded, before), looked.stdout)
 
 
 def extract(hc: HostContext, release: Release, uploaded: bool = True,
@@ -213,15 +225,15 @@ def extract(hc: HostContext, release: Release, uploaded: bool = True,
     return True
 
 
-def tidy(hc: HostContext, deployed: str) -> str:
+def tidy(hc: HostContext, deployed: str, listed: str) -> str:
     """After a deploy: remove old versions beyond deliver.keep_releases (never the running one,
-    the previous good one or the one just deployed); a cheap listing decides whether to look."""
+    the previous good one or the one just deployed). `listed`: the listing the deploy's look read
+    before the upload; the deploy added `deployed` and removed nothing, so it decides whether to
+    look (cleanup_host reads the host itself)."""
     keep = hc.settings.keep_releases
-    root, app = hc.host.deploy_path, hc.settings.release
     if keep <= 0:
         return ""
-    state = parse_listing(hc.run(rcmd.listing(root, app), changes=False).stdout)
-    if len(state.versions) <= keep:
+    if len(set(parse_listing(listed).versions) | {deployed}) <= keep:
         return ""
     try:
         message, _ = cleanup_host(hc, hc.settings.builder, keep, protect=(deployed,))
@@ -250,13 +262,14 @@ def deploy_release(
             hc.say(f"would upload {release_file_name(settings.release, version)} (built by the step "
                    "before), verify it and extract it")
             return f"would deploy {version}"
-        uploaded, extracted = arrive(hc, release)
+        arrival = arrive(hc, release, listing=True)
+        uploaded, extracted = arrival.uploaded, arrival.extracted
         if hc.dry_run:
             return f"would upload {version} (unless the host has it), verify and extract it"
         how = "uploaded" if uploaded else "upload skipped (same sha256 on host)"
         done = ("extracted" if extracted else "already installed and unchanged since (boot "
                 "files read back): not extracted again")
-        return f"{version} {how}, {done}; it boots on next start" + tidy(hc, version)
+        return f"{version} {how}, {done}; it boots on next start" + tidy(hc, version, arrival.looked)
 
     with over_stage(c, "deploy.release", stage, host, rollout, flow="deploy", dry_run=dry_run,
                     json_path=json_path, to_version=version) as run:

@@ -13,7 +13,9 @@ from pathlib import Path
 
 from pydeliver_tasks import otp
 from pydeliver_tasks.commands import activation as acmd
+from pydeliver_tasks.commands import retention as rcmd
 from pydeliver_tasks.commands import tarball as tcmd
+from pydeliver_tasks.steps.retention import parse_listing
 from tests.unit.test_install import install, tarball
 
 
@@ -96,13 +98,16 @@ def test_the_look_before_a_deploy_recovers_first_and_reads_the_tarball(tmp_path:
     root = tmp_path / "root"
     (root / "lib" / "demo-2").mkdir()
     (root / ".deliver" / "journal.prepare").write_text("version=2\nstage=\nadded=lib/demo-2\n")
-    res = subprocess.run(["sh", "-c", acmd.recover_and_look(str(root), str(t))],
+    res = subprocess.run(["sh", "-c", acmd.recover_and_look(str(root), str(t),
+                                                           rcmd.listing(str(root), "demo"))],
                          capture_output=True, text=True)
     found = otp.parse_markers(res.stdout) or {}
     assert res.returncode == 0 and acmd.RECOVER_FAILED not in res.stdout, res.stderr
     assert found["recovered"] == "rolledback=2" and found["boots"] == "1"
     assert found["journal"] == "none" and not (root / "lib" / "demo-2").exists()
     assert found["sha256"] == sha and found["free"].isdigit()
+    listed = parse_listing(res.stdout)  # the listing rides along, read after the recovery
+    assert set(listed.versions) == {"1"} and listed.boots_next == "1" and not listed.ignored
 
     nothing = tmp_path / "nothing" / "x_1.release.tar.gz"  # a host deployed to for the first time
     res = subprocess.run(["sh", "-c", acmd.recover_and_look(str(nothing.parent), str(nothing))],
