@@ -36,7 +36,7 @@ def tarball_look(path: str) -> str:
         '  esac',
         '  echo "PDT{sha256=$s}"',
         'fi',
-        'echo "PDT{free=$(df -P -k "$d" | tail -n 1 | awk \'{print $4}\')}"',
+        "echo \"PDT{free=$(" + _free('"$d"') + ')}"',
     ])
 
 
@@ -45,9 +45,14 @@ def prefix_sha256(path: str, length: int) -> str:
     return f"head -c {int(length)} {q(path)} | sha256sum | cut -d' ' -f1"
 
 
+def _free(word: str) -> str:
+    """KiB available to the SSH user on the filesystem holding `word` (a shell word; POSIX df)."""
+    return f"df -P -k {word} | tail -n 1 | awk '{{print $4}}'"
+
+
 def free_kb(path: str) -> str:
-    """KiB available to the SSH user on the filesystem holding `path` (POSIX df)."""
-    return f"df -P -k {q(path)} | tail -n 1 | awk '{{print $4}}'"
+    """KiB available to the SSH user on the filesystem holding `path`."""
+    return _free(q(path))
 
 
 def room_and_access(path: str) -> str:
