@@ -68,8 +68,9 @@ def _findings(s: Survey, p: Probe) -> list[str]:
         f.append(f"process: pid {vm.pid}, up {vm.uptime}s, node {vm.flag('name') or vm.flag('sname')}")
     f.append("epmd: " + ("; ".join(s.epmd) if s.epmd else "no answer"))
     if s.disk_kb is not None:
-        f.append(f"disk: {s.disk_kb // 1024} MB free on the deploy path"
-                 + (" — LOW" if s.disk_kb < 200 * 1024 else ""))
+        # df's KiB, said in the units of every other size this tool prints (MB = 10^6 bytes)
+        f.append(f"disk: {size_text(s.disk_kb * 1024)} free on the deploy path"
+                 + (" — LOW" if s.disk_kb * 1024 < 200e6 else ""))
     if s.pipe:
         f.append(f"pipe dir: {s.pipe}")
     if s.crash:

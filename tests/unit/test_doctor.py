@@ -59,7 +59,10 @@ def test_findings_and_next_commands() -> None:
     d = classify(Survey(vms=[VM], epmd=EPMD, disk_kb=100 * 1024), Probe(None), None,
                  {**ENV, "RELEASE_COOKIE": "bad"}, "app", "h1", 60)
     assert d.next == "fix the cookie in the stage env, or inv stop --force --host h1"
-    assert any("LOW" in f for f in d.findings) and any("pid 42" in f for f in d.findings)
+    assert "disk: 104.9 MB free on the deploy path — LOW" in d.findings, d.findings
+    assert any("pid 42" in f for f in d.findings)
+    roomy = classify(Survey(disk_kb=80_000_000), Probe(None), None, ENV, "app", "h1", 60)
+    assert "disk: 81920.0 MB free on the deploy path" in roomy.findings, roomy.findings
 
 
 def test_parse_survey_reads_every_marker() -> None:
