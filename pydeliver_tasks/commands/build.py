@@ -71,17 +71,36 @@ def build(builder: str, build_path: str, app: str, profile: str, deps: bool = Tr
     """Compile and assemble the release (deps must already be local: hex/rebar offline OK;
     deps=False: already fetched, see fetch_deps)."""
     src = q(f"{build_path.rstrip('/')}/src")
-    if builder == "mix":
-        env = f"MIX_ENV={q(profile)}"
-        fetch = f"mix deps.get --only {q(profile)} && " if deps else ""
-        # A project without a `releases:` section (as `mix new` makes it) has one release named
-        # after the app that `mix release NAME` does not know: build it without the name.
-        return (
-            f"cd {src} && export {env} LANG=C.UTF-8 && {fetch}"
-            f"if grep -qs 'releases:' mix.exs; then mix release {q(app)} --overwrite; "
-            "else mix release --overwrite; fi"
-        )
-    return f"cd {src} && rebar3 as {q(profile)} release -n {q(app)}"
+    if builder != "mix":
+        return f"cd {src} && rebar3 as {q(profile)} release -n {q(app)}"
+
+    def release(args: str) -> str:
+        if not deps:
+            return f"mix release {args}"
+        # the fetch and the release in one VM (`mix do`, `+` from Elixir 1.14 on): one boot of
+        # Elixir and of the project less; the Elixir version is read from its elixir.app, and
+        # one that cannot be read is built the older way, in two
+        fetch = f"deps.get --only {q(profile)}"
+        return (f'case "$pdt_ex" in 1.[0-9].*|1.1[0-3].*|"") mix {fetch} && mix release {args} ;; '
+                f"*) mix do {fetch} + release {args} ;; esac")
+
+    # A project without a `releases:` section (as `mix new` makes it) has one release named
+    # after the app that `mix release NAME` does not know: build it without the name.
+    return (
+        f"cd {src} && export MIX_ENV={q(profile)} LANG=C.UTF-8 && "
+        + (ELIXIR_VERSION if deps else "")
+        + f"if grep -qs 'releases:' mix.exs; then {release(q(app) + ' --overwrite')}; "
+        f"else {release('--overwrite')}; fi"
+    )
+
+
+# the build host's Elixir version in $pdt_ex, read from the elixir.app beside the `elixir` on
+# its PATH (empty when that is not a plain install, e.g. a version manager's shim)
+ELIXIR_VERSION = (
+    'pdt_ex=$(e=$(command -v elixir) && e=$(readlink -f "$e") && '
+    'sed -n \'s/.*{vsn,"\\([0-9][0-9.]*\\)"}.*/\\1/p\' "${e%/*}/../lib/elixir/ebin/elixir.app" '
+    "2> /dev/null); "
+)
 
 
 def list_versions(builder: str, build_path: str, app: str, profile: str) -> str:

@@ -514,7 +514,7 @@ def test_fresh_eval_runs_the_new_versions_eval_with_the_stage_env() -> None:
 def test_mix_build_names_the_release_only_when_the_project_declares_releases() -> None:
     from pydeliver_tasks.commands import build as builders
 
-    cmd = builders.build("mix", "b", "shop", "prod")
+    cmd = builders.build("mix", "b", "shop", "prod", deps=False)
     assert "if grep -qs 'releases:' mix.exs; then mix release shop --overwrite; " \
            "else mix release --overwrite; fi" in cmd
 
