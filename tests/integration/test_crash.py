@@ -5,6 +5,7 @@ a message that says which (read back from the host) and a re-run that completes.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import pwd
@@ -267,10 +268,20 @@ def fill_up(filler: Path) -> None:
     """Take every free byte of filler's filesystem: all but 8 MB with one fallocate (more than an
     upload can take meanwhile: a fallocate that fails gives all its space back, and a deploy then
     read back a disk with room, seen on a fresh machine), then unbuffered writes until ENOSPC (a
-    buffered file would raise ENOSPC again when it is closed, with its last bytes unwritten)."""
+    buffered file would raise ENOSPC again when it is closed, with its last bytes unwritten).
+    The deploy may take more than those 8 MB between the look at the free space and the
+    fallocate (its extract, when the upload won the race; seen on a fresh machine): then the
+    free space is read again and the fallocate tried again."""
     fd = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o600)
     try:
-        os.posix_fallocate(fd, 0, max(shutil.disk_usage(filler.parent).free - (8 << 20), 1))
+        for _ in range(20):
+            try:
+                os.posix_fallocate(fd, 0, max(shutil.disk_usage(filler.parent).free
+                                              - (8 << 20), 1))
+                break
+            except OSError as exc:
+                if exc.errno != errno.ENOSPC:
+                    raise
         os.lseek(fd, 0, os.SEEK_END)
         chunk = b"\0" * 65536
         try:
