@@ -74,32 +74,28 @@ def build(builder: str, build_path: str, app: str, profile: str, deps: bool = Tr
     if builder != "mix":
         return f"cd {src} && rebar3 as {q(profile)} release -n {q(app)}"
 
-    def release(args: str) -> str:
-        if not deps:
-            return f"mix release {args}"
-        # the fetch and the release in one VM (`mix do`, `+` from Elixir 1.14 on): one boot of
-        # Elixir and of the project less; the Elixir version is read from its elixir.app, and
-        # one that cannot be read is built the older way, in two
-        fetch = f"deps.get --only {q(profile)}"
-        return (f'case "$pdt_ex" in 1.[0-9].*|1.1[0-3].*|"") mix {fetch} && mix release {args} ;; '
-                f"*) mix do {fetch} + release {args} ;; esac")
-
     # A project without a `releases:` section (as `mix new` makes it) has one release named
     # after the app that `mix release NAME` does not know: build it without the name.
-    return (
-        f"cd {src} && export MIX_ENV={q(profile)} LANG=C.UTF-8 && "
-        + (ELIXIR_VERSION if deps else "")
-        + f"if grep -qs 'releases:' mix.exs; then {release(q(app) + ' --overwrite')}; "
-        f"else {release('--overwrite')}; fi"
-    )
+    release = "release $pdt_rel --overwrite"
+    head = (f"cd {src} && export MIX_ENV={q(profile)} LANG=C.UTF-8 && "
+            f"if grep -qs 'releases:' mix.exs; then pdt_rel={q(app)}; else pdt_rel=; fi && ")
+    if not deps:
+        return head + f"mix {release}"
+    # the fetch and the release in one VM (`mix do`, `+` from Elixir 1.14 on): one boot of
+    # Elixir and of the project less; the Elixir version is read from its elixir.app, and one
+    # that cannot be read is built the older way, in two
+    fetch = f"deps.get --only {q(profile)}"
+    return (head + ELIXIR_VERSION
+            + f'case "$pdt_ex" in 1.[0-9].*|1.1[0-3].*|"") mix {fetch} && mix {release} ;; '
+            f"*) mix do {fetch} + {release} ;; esac")
 
 
 # the build host's Elixir version in $pdt_ex, read from the elixir.app beside the `elixir` on
 # its PATH (empty when that is not a plain install, e.g. a version manager's shim)
 ELIXIR_VERSION = (
-    'pdt_ex=$(e=$(command -v elixir) && e=$(readlink -f "$e") && '
+    '{ pdt_ex=$(e=$(command -v elixir) && e=$(readlink -f "$e") && '
     'sed -n \'s/.*{vsn,"\\([0-9][0-9.]*\\)"}.*/\\1/p\' "${e%/*}/../lib/elixir/ebin/elixir.app" '
-    "2> /dev/null); "
+    '2> /dev/null) || pdt_ex=; } && '
 )
 
 

@@ -14,7 +14,8 @@ import pytest
 from pydeliver_tasks.commands import build as builders
 
 
-def run_build(tmp_path: Path, elixir_app: str | None, releases: bool = True) -> list[str]:
+def run_build(tmp_path: Path, elixir_app: str | None, releases: bool = True,
+              deps: bool = True) -> list[str]:
     """The mix calls the build command makes, one line each."""
     install = tmp_path / "elixir"
     (install / "bin").mkdir(parents=True)
@@ -33,7 +34,7 @@ def run_build(tmp_path: Path, elixir_app: str | None, releases: bool = True) -> 
     src.mkdir(parents=True)
     (src / "mix.exs").write_text("releases: [shop: []]" if releases else "project: []")
     env = {**os.environ, "PATH": f"{on_path}:{os.environ['PATH']}"}
-    cmd = builders.build("mix", str(tmp_path / "build"), "shop", "prod")
+    cmd = builders.build("mix", str(tmp_path / "build"), "shop", "prod", deps=deps)
     res = subprocess.run(["bash", "-c", cmd], env=env, capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
     return calls.read_text().splitlines()
@@ -61,6 +62,23 @@ def test_a_project_without_releases_is_built_without_the_name(tmp_path: Path) ->
         ["do deps.get --only prod + release --overwrite"]
 
 
-def test_without_the_fetch_the_release_alone(tmp_path: Path) -> None:
-    cmd = builders.build("mix", str(tmp_path), "shop", "prod", deps=False)
-    assert "deps.get" not in cmd and "pdt_ex" not in cmd and "mix release shop --overwrite" in cmd
+@pytest.mark.parametrize("releases", [True, False])
+def test_without_the_fetch_the_release_alone(tmp_path: Path, releases: bool) -> None:
+    """With deps or compile hooks the fetch ran before (fetch_deps): the release alone."""
+    assert run_build(tmp_path, APP % "1.14.0", releases=releases, deps=False) == \
+        ["release shop --overwrite" if releases else "release --overwrite"]
+
+
+@pytest.mark.parametrize("deps", [True, False])
+def test_a_missing_work_tree_runs_no_mix(tmp_path: Path, deps: bool) -> None:
+    """A failed `cd` ends the command: mix never runs in whatever directory the shell is in."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    calls = tmp_path / "calls"
+    (bin_dir / "mix").write_text(f'#!/bin/sh\necho "$*" >> {calls}\n')
+    (bin_dir / "mix").chmod(0o755)
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"}
+    cmd = builders.build("mix", str(tmp_path / "gone"), "shop", "prod", deps=deps)
+    res = subprocess.run(["bash", "-c", cmd], env=env, capture_output=True, text=True,
+                         cwd=tmp_path)
+    assert res.returncode != 0 and not calls.exists()

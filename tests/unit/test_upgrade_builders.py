@@ -511,14 +511,6 @@ def test_fresh_eval_runs_the_new_versions_eval_with_the_stage_env() -> None:
     assert cmd.startswith("cd apps/x && . ./.deliver/env && env RELEASE_VSN=0.2.0 bin/x eval ")
 
 
-def test_mix_build_names_the_release_only_when_the_project_declares_releases() -> None:
-    from pydeliver_tasks.commands import build as builders
-
-    cmd = builders.build("mix", "b", "shop", "prod", deps=False)
-    assert "if grep -qs 'releases:' mix.exs; then mix release shop --overwrite; " \
-           "else mix release --overwrite; fi" in cmd
-
-
 @pytest.mark.skipif(shutil.which("erl") is None, reason="erl not installed")
 @pytest.mark.parametrize("name", ["fresh_env_mix", "fresh_env_relx", "env_check", "tree",
                                   "holders", "watch_start", "watch_end"])
