@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from . import _node_env, env_prefix, lock, q
+from . import _node_env, env_prefix, lock, q, tarball
 
 # Marker prefixes of the survey's lines.
 MARKS = ("PDT_NOROOT", "PDT_LEFT", "PDT_BOOT", "PDT_VM", "PDT_RUNERL", "PDT_EPMD", "PDT_DISK", "PDT_PIPE",
@@ -33,7 +33,7 @@ def survey(root: str, env: Mapping[str, str], log_lines: int = 20) -> str:
         '[ -n "$e" ] || e=$(command -v epmd || true)',
         'if [ -n "$e" ]; then "$e" -names 2>&1 | sed "s/^/PDT_EPMD /"; '
         'else echo "PDT_EPMD no epmd binary found"; fi',
-        'df -Pk . | tail -n 1 | awk \'{print "PDT_DISK " $4}\'',
+        f'echo "PDT_DISK $({tarball.free_kb(".")})"',
         'p="${PIPE_DIR:-$r/tmp/pipe/}"',
         'if [ -d "$p" ]; then w=readonly; [ -w "$p" ] && w=writable; '
         'echo "PDT_PIPE $p exists $w $(ls "$p" 2>/dev/null | tr "\\n" " ")"; '
