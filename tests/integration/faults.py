@@ -9,6 +9,7 @@ import hashlib
 import os
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -210,8 +211,23 @@ def tmpfs(path: Path, size: str, owner: Path) -> Iterator[Path]:
         os.chown(path, st.st_uid, st.st_gid)
         yield path
     finally:
-        subprocess.run(["umount", str(path)], check=True)
+        unmount(path)
         path.rmdir()
+
+
+def unmount(path: Path, seconds: float = 10.0) -> None:
+    """Unmount `path`, waiting while it is busy (the host's processes of a session the test cut
+    can hold it for a moment); detached (lazy) as the last resort, so no test mount outlives
+    its test."""
+    deadline = time.monotonic() + seconds
+    while True:
+        res = subprocess.run(["umount", str(path)], capture_output=True, text=True)
+        if res.returncode == 0:
+            return
+        if time.monotonic() >= deadline:
+            subprocess.run(["umount", "-l", str(path)], check=True)
+            return
+        time.sleep(0.2)
 
 
 def kill_sessions(listener: int) -> list[int]:
