@@ -187,11 +187,13 @@ class PsWatch:
                     if entry.stat().st_uid not in self.uids:
                         continue
                     argv = (entry / "cmdline").read_bytes().split(b"\0")
+                    # the program, whatever argv[0] says (relx names its BEAM after bin/<app>)
+                    program = (entry / "comm").read_text().strip()
                 except OSError:
                     continue
                 if len(argv) > 2 and argv[1] == b"-c" and self._from_sshd(entry):
                     self.shells.add(b" ".join(argv).decode(errors="replace"))
-                elif argv[0].endswith(b"beam.smp") and not self._forked_by_a_vm(entry):
+                elif program == "beam.smp" and not self._forked_by_a_vm(entry):
                     self.vms.setdefault(int(entry.name), b" ".join(argv).decode(errors="replace"))
             self._stop.wait(self.period)
 
