@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from .. import otp
 from ..model import release_file_name
 from ..otp import control as otp_control
+from . import control
 
 q = shlex.quote
 
@@ -149,9 +150,13 @@ def start(root: str, app: str, builder: str, env: Mapping[str, str], wait: int =
 
     relx's daemon loops until the node answers — forever if it died while booting — so the
     script is cut short and the caller verifies the node itself; run_erl has detached by then.
+    Once it returned 0, erl_call's files are written from the started BEAM's command line
+    (commands.control), so the first question needs no helper VM.
     """
     argv = " ".join(q(a) for a in ("timeout", "-k", "2", str(int(wait)), f"bin/{app}", "daemon"))
-    return f"cd {q(root)} && {_node_env(builder, env)}{argv}"
+    ready = control.from_started_node(control_key(app, builder, env))
+    return (f"cd {q(root)} && {{ {_node_env(builder, env)}{argv}; }}; pdt_rc=$?\n"
+            f"if [ $pdt_rc -eq 0 ]; then\n{ready}\nfi\nexit $pdt_rc")
 
 
 def stop(root: str, app: str, builder: str, env: Mapping[str, str]) -> str:

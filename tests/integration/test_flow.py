@@ -5,10 +5,13 @@ nothing), one SSH login per host per run, stop (verified), deploy a newer versio
 from __future__ import annotations
 
 import json
+import pwd
 import re
+import shutil
 from pathlib import Path
 
 from .conftest import Project, accepted_logins, beam_alive, http_get, project_fixture
+from .faults import PsWatch
 
 APPS = {"hello_ex": 4000, "hello_erl": 4001}
 
@@ -50,7 +53,10 @@ def test_build_deploy_start_ping_version_stop(project: Project) -> None:
     assert third.out.count("not extracted again") == 1 and third.out.count(", extracted;") == 1
     assert [p.stat().st_ino for p in libs][1] == inodes[1] != libs[0].stat().st_ino
 
-    started = project.inv("start").ok()
+    for h in box.hosts:  # as on a host this stage env never reached: erl_call not set up yet
+        shutil.rmtree(project.root(h) / ".deliver" / "control", ignore_errors=True)
+    with PsWatch({pwd.getpwnam(h.user).pw_uid for h in box.hosts}) as watch:
+        started = project.inv("start").ok()
     assert started.out.count("application started, health ok") == 2, started.out
     for h in box.hosts:
         status, body = http_get(project.url(h))
@@ -63,6 +69,9 @@ def test_build_deploy_start_ping_version_stop(project: Project) -> None:
     assert report["ok"] is True and [x["ok"] for x in report["hosts"]] == [True, True]
     pids = pids_from(pinged.out)
     assert len(pids) == 2 and all(beam_alive(p) for p in pids.values())
+    # the start and its checks asked the nodes through erl_call, set up from the started
+    # BEAM's command line (mix) or needing no VM (relx): no VM was booted but the nodes
+    assert sorted(watch.vms) == sorted(pids.values()), watch.vms
     for h in box.hosts:
         assert accepted_logins(box, h.name) == logins[h.name] + 1, "one SSH connection per host per run"
 
