@@ -89,6 +89,7 @@ class Round:
     hosts: int
     deploy: InvRun
     start: InvRun
+    node_cpu: float = 0.0  # CPU-seconds of the started nodes' own processes (boot included)
 
     @property
     def total(self) -> float:
@@ -141,6 +142,34 @@ def busy_cpu_seconds() -> float:
         return 0.0
     idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
     return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")  # guest time is in user already
+
+
+def node_cpu_seconds(roots: list[Path]) -> float:
+    """CPU-seconds of the nodes running from these release roots: each BEAM (`-root ROOT` on
+    its command line; the start scripts it was exec'd from and their reaped children count in
+    it), its run_erl and their descendants (erl_child_setup, port programs)."""
+    wanted = {str(r.resolve()) for r in roots}
+    found: set[int] = set()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().decode(errors="replace").split("\0")
+        except OSError:
+            continue
+        beam = any(a == "-root" and i + 1 < len(argv) and argv[i + 1] in wanted
+                   for i, a in enumerate(argv))
+        run_erl = argv[0].endswith("run_erl") and any(w + "/" in a for a in argv for w in wanted)
+        if beam or run_erl:
+            found.add(int(entry.name))
+    total = 0.0
+    for pid in found | sb.descendants(found):
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        total += sum(int(x) for x in fields[11:15])  # utime stime cutime cstime
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def children_cpu_seconds() -> float:
@@ -240,8 +269,9 @@ class Bench:
         start, out, _ = self.run(config, "start", hosts=hosts)
         if out.count("application started, health ok") != n:
             raise BenchError(f"start on {n} host(s) did not verify every host:\n{out}")
+        node_cpu = node_cpu_seconds(self.deploy_paths(config))
         self.run(config, "stop")
-        return Round(n, deploy, start)
+        return Round(n, deploy, start, node_cpu)
 
 
 def parse_counts(text: str) -> list[int]:
@@ -298,10 +328,14 @@ def render(every: list[Round], build_seconds: float, load: float, parallel: int)
         lines.append(f"{n} hosts ÷ 1 host (deploy+start): {x:.2f}   "
                      f"(parallel ≈ 1, serial ≈ {n})")
     lines += ["", "CPU-seconds per host for deploy+start (client + hosts: the whole machine's busy "
-              "CPU time during the runs ÷ hosts; the nodes' own boot included):"]
+              "CPU time during the runs ÷ hosts), and what of it is the started nodes' own "
+              "processes (their boot) and what the tool's (the rest):",
+              f"{'hosts':>5}  {'all':>5}  {'nodes':>5}  {'tool':>5}  {'of which inv':>12}"]
     for r in rounds:
-        lines.append(f"{r.hosts:>5} hosts: {(r.deploy.busy_cpu + r.start.busy_cpu) / r.hosts:.2f} "
-                     f"(of which inv itself {(r.deploy.inv_cpu + r.start.inv_cpu) / r.hosts:.2f})")
+        busy = (r.deploy.busy_cpu + r.start.busy_cpu) / r.hosts
+        node = r.node_cpu / r.hosts
+        lines.append(f"{r.hosts:>5}  {busy:>5.2f}  {node:>5.2f}  {busy - node:>5.2f}  "
+                     f"{(r.deploy.inv_cpu + r.start.inv_cpu) / r.hosts:>12.2f}")
     lines += ["", "where the time goes (from each run's --json summary):",
               f"{'hosts':>5}  {'run':<7}  {'wall s':>6}  {'slowest host s':>14}  "
               f"{'sum of hosts s':>14}  {'overlap':>7}  {'inv CPU s':>9}  {'machine CPU busy':>16}"]
@@ -333,7 +367,7 @@ def results_json(every: list[Round], build_seconds: float, load: float,
         return {"hosts": r.hosts, "deploy_seconds": round(r.deploy.seconds, 3),
                 "start_seconds": round(r.start.seconds, 3), "total_seconds": round(r.total, 3),
                 "logins_per_host_per_run": r.logins, "deploy": asdict(r.deploy),
-                "start": asdict(r.start)}
+                "start": asdict(r.start), "node_cpu": r.node_cpu}
 
     return {
         "benchmark": "deploy_scale",

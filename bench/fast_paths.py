@@ -16,8 +16,8 @@ On one loopback sandbox with 2 hosts (plus the build host) and the mix example h
 - build of a tag the store has from the same commit: `inv build.release --tag` vs the cold build
   (`--rebuild`);
 - warm vs cold build of a project with a locked git dependency (`make_repo.make_locked`: 40
-  modules to compile): `inv build.release --rebuild` (dependencies kept on the build host) vs
-  `--clean`;
+  modules to compile, and again with 600): `inv build.release --rebuild` (dependencies kept on
+  the build host) vs `--clean`;
 - `inv --list` vs `python -c 'import invoke, fabric'`.
 
 It prints and asserts nothing about time. It exits 1 when a command fails or ends somewhere else
@@ -57,11 +57,16 @@ FIRST_ADDRESS = 140
 HTTP_PORT = 4800
 SANDBOX_DIR = Path(f"/tmp/pdt-bench-fast-{PORT}")
 TIMEOUT = 600.0
+# The larger dependency of the warm-build pairs: a cold build compiles it in about 20 s here,
+# less than the dependencies of a Phoenix app usually take.
+HEAVY_MODULES = 600
 
 
 class Fast:
-    def __init__(self, box: sb.Sandbox, project: Path, config: Path, verbose: bool) -> None:
+    def __init__(self, box: sb.Sandbox, project: Path, config: Path, verbose: bool,
+                 dep: str = "") -> None:
         self.box, self.project, self.config, self.verbose = box, project, config, verbose
+        self.dep = dep  # a locked project's git dependency, compiled by a cold build
         self.inv = inv_path()
         stage = json.loads(config.read_text())["deliver"]["stages"]["sandbox"]
         self.hosts = [(h, stage["hosts"][i]["deploy_path"],
@@ -189,7 +194,7 @@ class Fast:
 
     def clean_build(self) -> None:
         out = self.inv_run("build.release", "--tag", "0.1.1", "--clean")
-        if "cold, as asked (--clean)" not in out or "==> wdep" not in out:
+        if "cold, as asked (--clean)" not in out or f"==> {self.dep}" not in out:
             raise BenchError(f"the --clean build did not compile the dependency:\n{out}")
 
     def listing(self) -> None:
@@ -199,23 +204,24 @@ class Fast:
         self.run([sys.executable, "-c", "import invoke, fabric"], "import invoke, fabric")
 
 
-def locked_project(box: sb.Sandbox, verbose: bool) -> Fast:
-    """The warm-build project, its dependency owned by the build user (who clones it), built
-    once so the build host keeps its dependency build."""
+def locked_project(box: sb.Sandbox, verbose: bool, app: str, dep: str, modules: int,
+                   http_port: int) -> Fast:
+    """A warm-build project (`app`) with a git dependency (`dep`, `modules` modules) owned by
+    the build user (who clones it), built once so the build host keeps its dependency build."""
     base = box.dir / "project"
-    for d in (base / "warmy", base / "gitdeps"):
+    for d in (base / app, base / "gitdeps" / dep):
         if d.exists():
             shutil.rmtree(d)
-    project = load_make_repo(name="make_locked")(base / "warmy", base / "gitdeps" / "wdep")
+    project = load_make_repo(name="make_locked")(base / app, base / "gitdeps" / dep, modules)
     os.chmod(base, 0o755)
     os.chmod(base / "gitdeps", 0o755)
     subprocess.run(["chown", "-R", box.build.user, str(base / "gitdeps")], check=True)
-    config = base / "warmy.json"
-    config.write_text(write_runtime_config(box, "warmy", http_port=HTTP_PORT + 1).read_text())
+    config = base / f"{app}.json"
+    config.write_text(write_runtime_config(box, app, http_port=http_port).read_text())
     config.chmod(0o600)  # holds the sandbox cookie
-    warmy = Fast(box, project, config, verbose)
-    warmy.inv_run("build.release", "--tag", "0.1.0")
-    return warmy
+    locked = Fast(box, project, config, verbose, dep)
+    locked.inv_run("build.release", "--tag", "0.1.0")
+    return locked
 
 
 def timed(fn: Callable[[], None], before: Callable[[], None] | None = None) -> float:
@@ -275,7 +281,8 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(project)
         load_make_repo()(APP, project)
         fast = Fast(box, project, config, args.verbose)
-        warmy = locked_project(box, args.verbose)
+        warmy = locked_project(box, args.verbose, "warmy", "wdep", 40, HTTP_PORT + 1)
+        heavy = locked_project(box, args.verbose, "heavy", "hdep", HEAVY_MODULES, HTTP_PORT + 2)
         fast.cold_build()
         fast.inv_run("deploy.release", "--version", "0.0.1")
         fast.started()
@@ -289,8 +296,10 @@ def main(argv: list[str] | None = None) -> int:
                   fast.raw_deploy, n, before=fast.wipe),
             pairs("stored tag: build.release ÷ --rebuild", fast.stored_build, fast.cold_build,
                   max(2, n // 2)),
-            pairs("build: warm ÷ cold (--clean), locked git dep", warmy.warm_build,
+            pairs("build: warm ÷ cold (--clean), 40-module dep", warmy.warm_build,
                   warmy.clean_build, max(2, n // 2)),
+            pairs(f"build: warm ÷ cold, {HEAVY_MODULES}-module dep", heavy.warm_build,
+                  heavy.clean_build, 2),
             pairs("inv --list (÷ import invoke, fabric)", fast.listing, fast.imports, n),
         ]
         fast.wipe()
