@@ -2,13 +2,14 @@
 started BEAM's own command line: no helper VM is booted for its first question.
 
 The node was started with the stage env by `bin/<app> daemon`, so the name and cookie on its
-command line are the ones the release's client would resolve from that env. mix's start script
-passes both there (`-name`/`-sname`, `-setcookie`); a release that keeps them in vm.args (relx)
-shows neither, and then nothing is written. Anything unexpected (no BEAM, two name flags, an ERTS
-older than OTP 23's, no erl_call) writes nothing either: the first question then takes the slow
-path, which writes the same files from inside the node (otp.control.SETUP). A wrong file costs
-only that: erl_call is checked against the node before any question is given to it. The cookie
-goes from /proc into its 0400 file on the host; it never travels or stands on a command line.
+command line are the ones the release's client would resolve from that env. mix's and relx's
+start scripts pass both there (`-name`/`-sname`, `-setcookie`); a start script that leaves them
+in vm.args alone shows neither, and then nothing is written. Anything unexpected (no BEAM, two
+name flags, an ERTS older than OTP 23's, no erl_call) writes nothing either: the first question
+then takes the slow path, which writes the same files from inside the node
+(otp.control.SETUP). A wrong file costs only that: erl_call is checked against the node before
+any question is given to it. The cookie goes from /proc into its 0400 file on the host; it
+never travels or stands on a command line.
 """
 
 from __future__ import annotations

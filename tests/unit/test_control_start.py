@@ -77,7 +77,7 @@ def test_one_name_and_one_cookie_are_written_for_erl_call(tmp_path: Path, kind: 
 
 
 @pytest.mark.parametrize("flags", [
-    [],  # relx: name and cookie in vm.args, not on the command line
+    [],  # name and cookie in vm.args only, not on the command line
     ["-setcookie", COOKIE],  # no name
     ["-name", "shop@127.0.0.1"],  # no cookie
     ["-setcookie", COOKIE, "-name", "a@127.0.0.1", "-sname", "b"],  # two names
