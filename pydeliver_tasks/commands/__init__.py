@@ -131,10 +131,7 @@ def probe(root: str, release: str, app: str, builder: str, env: Mapping[str, str
 
 
 # Every VM started from the root in the current dir, one PROC_MARK line each.
-_vm_list = (
-    'r="-root $(pwd -P) "; ps -ww -eo pid=,args= | grep -F -- "$r" | grep -v -e "grep -F" '
-    f'-e "ps -ww" | sed "s/^ */{PROC_MARK}/" || true'
-)
+_vm_list = f'{control.ROOT_VMS} | sed "s/^ */{PROC_MARK}/" || true'
 
 
 def vms(root: str) -> str:

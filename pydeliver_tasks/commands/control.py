@@ -42,6 +42,11 @@ END {
 """
 assert "'" not in _READ_ARGS  # it stands in single quotes
 
+# Every VM started from the release root in the current dir, one `PID ARGS` line each (`-root
+# ROOT` is on the command line of mix and relx BEAMs alike); commands.vms lists the same.
+ROOT_VMS = ('ps -ww -eo pid=,args= | grep -F -- "-root $(pwd -P) " '
+            '| grep -v -e "grep -F" -e "ps -ww"')
+
 
 def from_started_node(key: str, tries: int = 20) -> str:
     """Shell (run in the release root, after `bin/<app> daemon` returned 0): wait up to `tries`
@@ -54,8 +59,7 @@ def from_started_node(key: str, tries: int = 20) -> str:
         "pdt_control() {",
         '  pdt_r=$(pwd -P); pdt_i=0',
         "  while :; do",
-        '    pdt_p=$(ps -ww -eo pid=,args= | grep -F -- "-root $pdt_r " '
-        '| grep -v -e "grep -F" -e "ps -ww" | awk \'END { if (NR == 1) print $1 }\')',
+        f"    pdt_p=$({ROOT_VMS} | awk 'END {{ if (NR == 1) print $1 }}')",
         '    [ -z "$pdt_p" ] || break',
         f'    pdt_i=$((pdt_i + 1)); [ "$pdt_i" -lt {int(tries)} ] || return 0',
         "    sleep 0.1",
