@@ -15,10 +15,8 @@ def health(hc: HostContext) -> tuple[bool, str]:
     """The configured HTTP check and every smoke check; (all passed, what was seen)."""
     check = hc.host.health
     seen = []
-    gets = ([(check.url, check.status, check.contains)] if check.url else []) + [
-        (c.url, c.status, c.contains) for c in check.checks if c.url]
-    for url, status, contains in gets:
-        ok, what = _get(hc.host.health_url(url), status, contains, check.timeout)
+    for url, status, contains in _gets(hc):
+        ok, what = _get(url, status, contains, check.timeout)
         if not ok:
             return False, what
         seen.append(what)
@@ -29,6 +27,24 @@ def health(hc: HostContext) -> tuple[bool, str]:
                 return False, what
             seen.append(what)
     return True, "; ".join(seen)
+
+
+def gets_pass(hc: HostContext, timeout: float) -> bool | None:
+    """The health check's HTTP GETs alone, each given at most `timeout` s (and never more than
+    its own); None: it has none. They run on this machine and cost the host one HTTP request,
+    so a start can ask them often while the node boots."""
+    gets = _gets(hc)
+    if not gets:
+        return None
+    wait = max(0.05, min(timeout, hc.host.health.timeout))
+    return all(_get(url, status, contains, wait)[0] for url, status, contains in gets)
+
+
+def _gets(hc: HostContext) -> list[tuple[str, int, str]]:
+    check = hc.host.health
+    return [(hc.host.health_url(url), status, contains) for url, status, contains in
+            ([(check.url, check.status, check.contains)] if check.url else [])
+            + [(c.url, c.status, c.contains) for c in check.checks if c.url]]
 
 
 def _get(url: str, want: int, contains: str, timeout: float) -> tuple[bool, str]:
