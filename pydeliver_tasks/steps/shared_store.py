@@ -13,7 +13,7 @@ names; the same version published twice at once can leave a tarball that does no
 from __future__ import annotations
 
 import importlib
-import uuid
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
@@ -76,7 +76,7 @@ class SshStore:
                                    "check the store host and run again") from None
 
     def put(self, src: Path, name: str) -> None:
-        temporary = f".{name}.{uuid.uuid4().hex[:12]}.part"
+        temporary = f".{name}.{os.urandom(6).hex()}.part"
         self._run(store_commands.prepare(self.path), "cannot create its directory")
         try:
             self.hc.put(src, f"{store_commands.directory(self.path)}/{temporary}")
@@ -132,7 +132,7 @@ class S3Store:
 
     def put(self, src: Path, name: str) -> None:
         """Uploaded beside, then copied to its name (S3 has no rename) and the upload removed."""
-        temporary = f"{self.prefix}.part/{name}.{uuid.uuid4().hex[:12]}"
+        temporary = f"{self.prefix}.part/{name}.{os.urandom(6).hex()}"
         self._call(f"cannot upload {name}", self.client.upload_file, Filename=str(src),
                    Bucket=self.bucket, Key=temporary)
         self._call(f"cannot publish {name}", self.client.copy_object, Bucket=self.bucket,
