@@ -93,13 +93,15 @@ QUESTION_TIMEOUT = 300
 
 
 def node_eval(root: str, app: str, builder: str, env: Mapping[str, str], erlang_expr: str,
-              timeout: int = QUESTION_TIMEOUT) -> str:
+              timeout: int = QUESTION_TIMEOUT, client: bool = True) -> str:
     """Evaluate an Erlang expression on the *running* node: through erl_call when this stage env
     has reached the node before and the node answers it (no VM booted), else through the
     release's own client (mix: rpc, relx: eval), which also prepares erl_call (otp.control).
     A question erl_call was given is never asked again the slow way: only when erl_call cannot
     reach the node is the release's client used. The env file is sourced first: erl_call needs
-    what it sets too (ERL_EPMD_PORT...)."""
+    what it sets too (ERL_EPMD_PORT...). client=False: the release's client only once the node
+    is registered with epmd (before that it would boot a VM just to hear nodedown); until then a
+    node erl_call cannot reach gets no question (exit 1, no answer)."""
     key = control_key(app, builder, env)
     slow_expr = otp.combined(otp_control.setup_expr(key), erlang_expr)
     if builder == "mix":
@@ -111,7 +113,16 @@ def node_eval(root: str, app: str, builder: str, env: Mapping[str, str], erlang_
     fast = f"printf %s {q(otp_control.fast_expr(erlang_expr))} | {call} -timeout {int(timeout)} -e"
     return (f"cd {q(root)} && {env_prefix(env)}if read -r pdt_n pdt_k pdt_c 2>/dev/null "
             f"< {ctl}/{key} && {call} -timeout 5 -a 'erlang node' >/dev/null 2>&1; "
-            f"then {fast}; else {slow}; fi")
+            f"then {fast}; else {slow if client else _when_registered(slow)}; fi")
+
+
+def _when_registered(slow: str) -> str:
+    """`slow` if the node of the control file is in epmd (asked with its ERTS's own epmd, or if
+    that ERTS has none), else exit 1."""
+    epmd = '"${pdt_c%/*}/epmd"'
+    seen = ("awk -v n=\"${pdt_n%%@*}\" '$1 == \"name\" && $2 == n { f = 1 } END { exit !f }'")
+    return (f'if [ -z "${{pdt_n:-}}" ] || [ ! -x {epmd} ] || {{ {epmd} -names 2>/dev/null | '
+            f"{seen}; }}; then {slow}; else false; fi")
 
 
 def fresh_eval(root: str, app: str, env: Mapping[str, str], vsn: str, erlang_expr: str) -> str:
@@ -121,12 +132,13 @@ def fresh_eval(root: str, app: str, env: Mapping[str, str], vsn: str, erlang_exp
     return f"cd {q(root)} && {_node_env('mix', env, RELEASE_VSN=vsn)}bin/{q(app)} {argv}"
 
 
-def probe(root: str, release: str, app: str, builder: str, env: Mapping[str, str]) -> str:
+def probe(root: str, release: str, app: str, builder: str, env: Mapping[str, str],
+          client: bool = True) -> str:
     """One round trip for start/stop verification: node facts (is OTP application `app`
     started), their exit code, and every VM started from this release root (`-root ROOT` is on
     the command line of mix and relx BEAMs alike; a booting or hung VM shows up here even when it
-    does not answer rpc yet)."""
-    facts = node_eval(root, release, builder, env, otp.node_facts_expr(app))
+    does not answer rpc yet). client=False: asked through erl_call alone (node_eval)."""
+    facts = node_eval(root, release, builder, env, otp.node_facts_expr(app), client=client)
     return f"{facts} 2>&1; echo {RC_MARK}$?; {_vm_list}"
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 
 from .. import commands
+from ..commands import control as ctl
 from ..commands import diagnose as dcmd
 from ..fleet import hooks
 from ..fleet.host import HostContext, HostFailure
@@ -21,6 +22,7 @@ from .probe import POLL_SECONDS, log_tail, probe, survey
 
 TERM_GRACE_SECONDS = 5.0
 HEALTH_POLL_SECONDS = 0.1  # the shortest pause between two asks of a booting node
+CLIENT_HELD_SECONDS = 10.0  # after a start that wrote erl_call's files: no client before epmd
 
 
 def start_node(hc: HostContext, builder: str, expect: str | None = None) -> str:
@@ -66,17 +68,22 @@ def start_node(hc: HostContext, builder: str, expect: str | None = None) -> str:
         hc.say("would verify: node answers, application started"
                + (", health check" if h.health.enabled else ""))
         return "would start and verify"
-    message = verify_started(hc, builder, expect)
+    message = verify_started(hc, builder, expect, control_written=ctl.WRITTEN in res.stdout)
     hooks.run(hc, "after", "start", h.deploy_path)
     return message
 
 
-def verify_started(hc: HostContext, builder: str, expect: str | None = None) -> str:
+def verify_started(hc: HostContext, builder: str, expect: str | None = None,
+                   control_written: bool = False) -> str:
     """Poll until the node answers, runs our app and passes health — or fail saying which not.
 
     While a health check is configured and failing, only the cheap checks run (VM list + HTTP,
     the HTTP GETs every 0.1 s between the host's polls); the rpc that proves the app is started
     is asked once health passes, again after twice what it took (0.1-0.5 s).
+    control_written: this start wrote erl_call's files (its node's distribution is the plain
+    one, in the stage env's epmd), so for up to CLIENT_HELD_SECONDS the release's client is
+    asked only once the node is registered with epmd: before that it would boot a helper VM
+    just to hear `nodedown`.
     """
     timeout = hc.settings.start_timeout
     started = time.monotonic()
@@ -85,8 +92,10 @@ def verify_started(hc: HostContext, builder: str, expect: str | None = None) -> 
     gone_since: float | None = None
     while True:
         polled = time.monotonic()
+        client = not control_written or polled - started >= CLIENT_HELD_SECONDS
         health_seen = health(hc) if hc.host.health.enabled else (True, "")
-        p = probe(hc, builder) if health_seen[0] else probe(hc, builder, ask=False)
+        p = (probe(hc, builder, client=client) if health_seen[0]
+             else probe(hc, builder, ask=False))
         if not health_seen[0] and p.procs:
             p.facts = {}  # VMs run; the node is not asked until health passes
         now = time.monotonic()
@@ -123,7 +132,8 @@ def verify_started(hc: HostContext, builder: str, expect: str | None = None) -> 
             )
         # Asking the node costs the host what the poll took: a cheap answer (erl_call) is asked
         # again soon, one through a helper VM (the release's client) not before 0.5 s.
-        gap = (min(POLL_SECONDS, max(HEALTH_POLL_SECONDS, 2 * (now - polled)))
+        gap = (min(POLL_SECONDS, max(HEALTH_POLL_SECONDS if client else POLL_SECONDS / 2,
+                                     2 * (now - polled)))
                if health_seen[0] else POLL_SECONDS)
         _pause(hc, health_seen[0], min(deadline, time.monotonic() + gap))
 

@@ -44,11 +44,14 @@ def parse_probe(output: str) -> Probe:
     return Probe(otp.parse_marker(output), procs, "\n".join(lines))
 
 
-def probe(hc: HostContext, builder: str, cheap_first: bool = False, ask: bool = True) -> Probe:
-    """Ask the node (an rpc, which boots a helper VM: ~0.4 CPU-s) and list this root's VMs.
+def probe(hc: HostContext, builder: str, cheap_first: bool = False, ask: bool = True,
+          client: bool = True) -> Probe:
+    """Ask the node (through erl_call, or the release's client, which boots a helper VM: ~0.4
+    CPU-s) and list this root's VMs.
 
-    cheap_first: list the VMs first and skip the rpc when there are none to ask.
+    cheap_first: list the VMs first and skip the question when there are none to ask.
     ask=False: only list the VMs (facts stay None).
+    client=False: never the release's client; no answer when erl_call cannot reach the node.
     """
     h = hc.host
     if cheap_first or not ask:
@@ -57,7 +60,8 @@ def probe(hc: HostContext, builder: str, cheap_first: bool = False, ask: bool = 
         if not listed.procs or not ask:
             return listed
     s = hc.settings
-    res = hc.run(commands.probe(h.deploy_path, s.release, s.app, builder, h.env), changes=False)
+    res = hc.run(commands.probe(h.deploy_path, s.release, s.app, builder, h.env, client),
+                 changes=False)
     return parse_probe(res.stdout + res.stderr)
 
 

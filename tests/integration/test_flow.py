@@ -94,6 +94,15 @@ def test_build_deploy_start_ping_version_stop(project: Project) -> None:
     assert "ping failed on 2 of 2 host(s)" in down.out
     assert project.cookie() not in (built.out + started.out + pinged.out + down.out)
 
+    # a stage without a health check (an app that serves no HTTP): while its node boots, the
+    # start asks it through erl_call alone, so no helper VM is booted to hear nodedown
+    bare = project.variant("nohealth", lambda d: d["stages"]["sandbox"].pop("health"))
+    with PsWatch({pwd.getpwnam(h.user).pw_uid for h in box.hosts}) as watch:
+        started = project.inv("start", config=bare).ok()
+    assert started.out.count(", application started") == 2, started.out
+    assert "health" not in started.out
+    assert sorted(watch.vms) == sorted(pids_from(project.inv("ping").ok().out).values()), watch.vms
+
 
 def test_newer_release_boots_after_restart_and_update(project: Project) -> None:
     box, app = project.box, project.app

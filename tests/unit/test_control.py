@@ -105,8 +105,8 @@ def node(world: dict) -> Node:
 
 
 def ask(world: dict, root: Path, expr: str, timeout: float = 30,
-        question_timeout: int = commands.QUESTION_TIMEOUT) -> tuple[int, str]:
-    cmd = commands.node_eval(str(root), APP, "rebar3", {}, expr, question_timeout)
+        question_timeout: int = commands.QUESTION_TIMEOUT, client: bool = True) -> tuple[int, str]:
+    cmd = commands.node_eval(str(root), APP, "rebar3", {}, expr, question_timeout, client)
     res = subprocess.run(["sh", "-c", cmd], capture_output=True, text=True, env=world["env"],
                          timeout=timeout)
     return res.returncode, res.stdout + res.stderr
@@ -127,6 +127,22 @@ def test_without_a_control_file_or_with_a_stale_cookie_the_release_client_is_use
     assert otp.parse_marker(ask(world, root, expr)[1]) == {"slow": "used"}
     shutil.rmtree(root / control.CONTROL_DIR)
     assert otp.parse_marker(ask(world, root, expr)[1]) == {"slow": "used"}
+
+
+def test_without_the_client_until_epmd_knows_the_node(world: dict, node: Node) -> None:
+    """What a start asks while its node boots (client=False): a node not yet in epmd gets no
+    question, and nothing is booted to hear nodedown; once it is in epmd, a node erl_call cannot
+    reach (here: a stale cookie) is asked through the release's client."""
+    expr = 'lists:flatten(io_lib:format("PDT{node=~s}", [node()])).'
+    root = _root(world, node, "held", cookie="not-the-cookie")
+    assert otp.parse_marker(ask(world, root, expr, client=False)[1]) == {"slow": "used"}
+    key = root / control.CONTROL_DIR / commands.control_key(APP, "rebar3", {})
+    key.write_text(f"notyet{node.name}@{node.host} sname {CALLS[-1]}\n")  # not in epmd
+    rc, out = ask(world, root, expr, client=False)
+    assert rc != 0 and "slow=used" not in out and otp.parse_marker(out) is None
+    root = _root(world, node, "held-ok")  # the right cookie: erl_call answers
+    rc, out = ask(world, root, expr, client=False)
+    assert rc == 0 and otp.parse_marker(out) == {"node": f"{node.name}@{node.host}"}
 
 
 def test_another_stage_env_uses_another_control_file(world: dict, node: Node) -> None:

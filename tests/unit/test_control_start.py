@@ -4,6 +4,7 @@ for one name and one cookie from this root, nothing for anything else."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -37,9 +38,10 @@ def beam_args(root: Path, *flags: str, erts: str = "13.1.5") -> list[str]:
 
 
 @contextmanager
-def stand_in(args: list[str]) -> Iterator[int]:
+def stand_in(args: list[str], env: dict[str, str] | None = None) -> Iterator[int]:
     """A process (a sleeping Python) carrying a BEAM's arguments; ended by its pid."""
-    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", *args])
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", *args],
+                            env=env)
     try:
         yield proc.pid
     finally:
@@ -47,9 +49,10 @@ def stand_in(args: list[str]) -> Iterator[int]:
         proc.wait()
 
 
-def run(root: Path, tries: int = 20, shell: str = "sh") -> subprocess.CompletedProcess[str]:
+def run(root: Path, tries: int = 20, shell: str = "sh",
+        env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run([shell, "-c", control.from_started_node(KEY, tries)], cwd=root,
-                          capture_output=True, text=True, timeout=30)
+                          capture_output=True, text=True, timeout=30, env=env)
 
 
 def written(root: Path) -> tuple[str | None, str | None]:
@@ -69,7 +72,7 @@ def test_one_name_and_one_cookie_are_written_for_erl_call(tmp_path: Path, kind: 
     node = "shop@127.0.0.1" if kind == "name" else "shop"
     with stand_in(beam_args(root, "-setcookie", COOKIE, f"-{kind}", node)):
         res = run(root, shell=shell)
-    assert res.returncode == 0 and res.stdout == "" and res.stderr == ""
+    assert res.returncode == 0 and res.stdout == control.WRITTEN + "\n" and res.stderr == ""
     assert written(root) == (f"{node} {kind} {root}/erts-13.1.5/bin/erl_call\n", COOKIE)
     assert (ctl / ".erlang.cookie").stat().st_mode & 0o777 == 0o400
     assert ctl.stat().st_mode & 0o777 == 0o700
@@ -83,6 +86,11 @@ def test_one_name_and_one_cookie_are_written_for_erl_call(tmp_path: Path, kind: 
     ["-setcookie", COOKIE, "-name", "a@127.0.0.1", "-sname", "b"],  # two names
     ["-setcookie", COOKIE, "-setcookie", "other", "-name", "a@127.0.0.1"],  # two cookies
     ["--hidden", "-hidden", "-setcookie", COOKIE, "-name", "rpc-1a2b-shop@127.0.0.1"],  # rpc's VM
+    # distributions erl_call does not reach through the stage env's epmd
+    ["-setcookie", COOKIE, "-name", "a@127.0.0.1", "-proto_dist", "inet_tls"],
+    ["-setcookie", COOKIE, "-name", "a@127.0.0.1", "-epmd_module", "my_epmd"],
+    ["-setcookie", COOKIE, "-name", "a@127.0.0.1", "-start_epmd", "false", "-no_epmd"],
+    ["-setcookie", COOKIE, "-name", "a@127.0.0.1", "-erl_epmd_port", "4400"],
 ])
 def test_anything_but_one_name_and_one_cookie_writes_nothing(tmp_path: Path,
                                                             flags: list[str]) -> None:
@@ -90,17 +98,35 @@ def test_anything_but_one_name_and_one_cookie_writes_nothing(tmp_path: Path,
     with stand_in(beam_args(root, *flags)):
         started = time.monotonic()
         res = run(root)
-    assert res.returncode == 0 and res.stdout == ""
+    assert res.returncode == 0 and res.stdout == ""  # no WRITTEN: the start asks the client
     assert written(root) == (None, None)
     assert time.monotonic() - started < 1.5, "a BEAM was found: no waiting for another"
     assert not list((root / ".deliver" / "control").glob(".cookie*"))
+
+
+@pytest.mark.parametrize(("node_port", "stage_port"), [("4400", None), (None, "4400"),
+                                                     ("4400", "4401")])
+def test_a_node_in_another_epmd_than_the_stage_envs_gets_nothing(
+        tmp_path: Path, node_port: str | None, stage_port: str | None) -> None:
+    root = release_root(tmp_path)
+
+    def env(port: str | None) -> dict[str, str]:
+        base = {k: v for k, v in os.environ.items() if k != "ERL_EPMD_PORT"}
+        return {**base, "ERL_EPMD_PORT": port} if port else base
+
+    args = beam_args(root, "-setcookie", COOKIE, "-name", "shop@127.0.0.1")
+    with stand_in(args, env(node_port)):
+        assert run(root, env=env(stage_port)).stdout == ""
+    assert written(root) == (None, None)
+    with stand_in(args, env("4400")):  # the same epmd port on both sides: written
+        assert run(root, env=env("4400")).stdout == control.WRITTEN + "\n"
 
 
 def test_flags_after_extra_are_the_programs_not_erls(tmp_path: Path) -> None:
     root = release_root(tmp_path)
     args = beam_args(root, "-name", "shop@127.0.0.1") + ["-setcookie", COOKIE]
     with stand_in(args):
-        run(root)
+        assert run(root).stdout == ""
     assert written(root) == (None, None)
 
 
@@ -108,7 +134,7 @@ def test_an_erts_older_than_otp_23_gets_nothing(tmp_path: Path) -> None:
     root = release_root(tmp_path, erts="10.7")
     with stand_in(beam_args(root, "-setcookie", COOKIE, "-name", "shop@127.0.0.1",
                             erts="10.7")):
-        run(root)
+        assert run(root).stdout == ""
     assert written(root) == (None, None)
 
 
@@ -116,7 +142,7 @@ def test_a_release_without_erl_call_gets_nothing(tmp_path: Path) -> None:
     root = release_root(tmp_path)
     (root / "erts-13.1.5" / "bin" / "erl_call").unlink()
     with stand_in(beam_args(root, "-setcookie", COOKIE, "-name", "shop@127.0.0.1")):
-        run(root)
+        assert run(root).stdout == ""
     assert written(root) == (None, None)
 
 
@@ -125,7 +151,7 @@ def test_another_roots_beam_is_not_read(tmp_path: Path) -> None:
     other = release_root(tmp_path / "other")
     with stand_in(beam_args(other, "-setcookie", COOKIE, "-name", "shop@127.0.0.1")):
         started = time.monotonic()
-        run(root, tries=3)
+        assert run(root, tries=3).stdout == ""
     assert written(root) == (None, None) and time.monotonic() - started < 2
 
 
@@ -142,6 +168,7 @@ def test_the_start_command_keeps_the_daemons_exit_status(tmp_path: Path) -> None
         key = commands.control_key("shop", "mix", {})
         assert res.returncode == rc, res.stderr
         assert (root / ".deliver" / "control" / key).exists() == (rc == 0)
+        assert (control.WRITTEN in res.stdout) == (rc == 0)
         if rc == 0:
             (root / ".deliver" / "control" / key).unlink()
 
