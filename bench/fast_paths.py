@@ -247,14 +247,15 @@ def spread(xs: list[float]) -> str:
 
 
 def render(rows: list[dict], alone: list[dict], head: str) -> str:
-    lines = [head, "", f"{'operation':<44}{'ours min/med/max s':>22}{'raw min/med/max s':>22}"
+    w = max([len("operation"), *(len(r["name"]) for r in rows + alone)]) + 1  # the longest name
+    lines = [head, "", f"{'operation':<{w}}{'ours min/med/max s':>22}{'raw min/med/max s':>22}"
              f"{'ratio min/med/max':>22}"]
     for r in rows:
-        lines.append(f"{r['name']:<44}{spread(r['ours']):>22}{spread(r['raw']):>22}"
+        lines.append(f"{r['name']:<{w}}{spread(r['ours']):>22}{spread(r['raw']):>22}"
                      f"{spread(r['ratios']):>22}")
     lines.append("")
     for r in alone:
-        lines.append(f"{r['name']:<44}{spread(r['ours']):>22}   {r['note']}")
+        lines.append(f"{r['name']:<{w}}{spread(r['ours']):>22}   {r['note']}")
     return "\n".join(lines)
 
 
