@@ -137,7 +137,7 @@ def probe(root: str, release: str, app: str, builder: str, env: Mapping[str, str
     """One round trip for start/stop verification: node facts (is OTP application `app`
     started), their exit code, and every VM started from this release root (`-root ROOT` is on
     the command line of mix and relx BEAMs alike; a booting or hung VM shows up here even when it
-    does not answer rpc yet). client=False: asked through erl_call alone (node_eval)."""
+    does not answer rpc yet). client: as in node_eval."""
     facts = node_eval(root, release, builder, env, otp.node_facts_expr(app), client=client)
     return f"{facts} 2>&1; echo {RC_MARK}$?; {_vm_list}"
 

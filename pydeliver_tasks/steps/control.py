@@ -146,9 +146,9 @@ def _pause(hc: HostContext, healthy: bool, until: float) -> None:
     while (left := until - time.monotonic()) > 0:
         time.sleep(min(HEALTH_POLL_SECONDS, left) if asking else left)
         if asking and (passing := gets_pass(hc, until - time.monotonic())) is not False:
-            asking = False  # eval checks only: nothing to ask from here, wait for the poll
             if passing:
                 return
+            asking = False  # None: eval checks only, nothing to ask from here; wait for the poll
 
 
 def stop_node(hc: HostContext, builder: str) -> str:

@@ -51,7 +51,8 @@ def probe(hc: HostContext, builder: str, cheap_first: bool = False, ask: bool = 
 
     cheap_first: list the VMs first and skip the question when there are none to ask.
     ask=False: only list the VMs (facts stay None).
-    client=False: never the release's client; no answer when erl_call cannot reach the node.
+    client=False: the release's client only once the node is registered with epmd; before,
+    no answer when erl_call cannot reach the node (commands.node_eval).
     """
     h = hc.host
     if cheap_first or not ask:
