@@ -95,13 +95,18 @@ def test_build_deploy_start_ping_version_stop(project: Project) -> None:
     assert project.cookie() not in (built.out + started.out + pinged.out + down.out)
 
     # a stage without a health check (an app that serves no HTTP): while its node boots, the
-    # start asks it through erl_call alone, so no helper VM is booted to hear nodedown
+    # start does not use the release's client before the node is in epmd, so no helper VM is
+    # booted to hear nodedown (before: 3-4 for these 2 hosts). On a loaded machine a host's BEAM
+    # may show up later than the 2 s the start waits for it (seen once on a fresh machine);
+    # then that host's first question sets the channel up through the client, one VM, as before.
     bare = project.variant("nohealth", lambda d: d["stages"]["sandbox"].pop("health"))
     with PsWatch({pwd.getpwnam(h.user).pw_uid for h in box.hosts}) as watch:
         started = project.inv("start", config=bare).ok()
     assert started.out.count(", application started") == 2, started.out
     assert "health" not in started.out
-    assert sorted(watch.vms) == sorted(pids_from(project.inv("ping").ok().out).values()), watch.vms
+    nodes = set(pids_from(project.inv("ping").ok().out).values())
+    assert len(nodes) == 2 and nodes <= set(watch.vms), watch.vms
+    assert len(set(watch.vms) - nodes) <= 1, watch.vms
 
 
 def test_newer_release_boots_after_restart_and_update(project: Project) -> None:
