@@ -35,6 +35,10 @@ def tarball_path(root: str, app: str, version: str, kind: str = "release") -> st
 # and no secret in `ps`. The same values as Erlang terms serve expressions run on the node.
 ENV_FILE = ".deliver/env"
 ENV_TERMS = ".deliver/env.eterm"
+# Touched just before each boot this tool makes (daemon or foreground): a crash dump newer than
+# it belongs to the last boot, one older to an earlier life of the node (doctor).
+BOOT_MARK = ".deliver/boot"
+MARK_BOOT = f"touch {BOOT_MARK} 2>/dev/null; "
 
 
 def env_file_text(env: Mapping[str, str]) -> str:
@@ -164,7 +168,7 @@ def start(root: str, app: str, builder: str, env: Mapping[str, str], wait: int =
     """
     argv = " ".join(q(a) for a in ("timeout", "-k", "2", str(int(wait)), f"bin/{app}", "daemon"))
     ready = control.from_started_node(control_key(app, builder, env))
-    return (f"cd {q(root)} && {{ {_node_env(builder, env)}{argv}; }}; pdt_rc=$?\n"
+    return (f"cd {q(root)} && {{ {MARK_BOOT}{_node_env(builder, env)}{argv}; }}; pdt_rc=$?\n"
             f"if [ $pdt_rc -eq 0 ]; then\n{ready}\nfi\nexit $pdt_rc")
 
 

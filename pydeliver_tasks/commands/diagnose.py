@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from . import _node_env, env_prefix, lock, q, tarball
+from . import BOOT_MARK, MARK_BOOT, _node_env, env_prefix, lock, q, tarball
 
 # Marker prefixes of the survey's lines.
 MARKS = ("PDT_NOROOT", "PDT_LEFT", "PDT_BOOT", "PDT_VM", "PDT_RUNERL", "PDT_EPMD", "PDT_DISK", "PDT_PIPE",
-         "PDT_CRASH", "PDT_LOGFILE", "PDT_LOG", "PDT_NOW")
+         "PDT_CRASH", "PDT_CRASH_SINCE_BOOT", "PDT_LOGFILE", "PDT_LOG", "PDT_NOW")
 
 
 def survey(root: str, env: Mapping[str, str], log_lines: int = 20) -> str:
@@ -39,7 +39,11 @@ def survey(root: str, env: Mapping[str, str], log_lines: int = 20) -> str:
         'echo "PDT_PIPE $p exists $w $(ls "$p" 2>/dev/null | tr "\\n" " ")"; '
         'else echo "PDT_PIPE $p missing"; fi',
         'if [ -f erl_crash.dump ]; then echo "PDT_CRASH $(stat -c %Y erl_crash.dump) '
-        '$(grep -m 1 "^Slogan" erl_crash.dump | cut -c 1-300)"; fi',
+        '$(grep -m 1 "^Slogan" erl_crash.dump | cut -c 1-300)"; '
+        # not older than the last boot's mark (find compares to the file system's resolution):
+        # written by that boot; a tie goes to it, as no boot crashes within a clock tick
+        f'if [ -f {BOOT_MARK} ]; then s=1; [ -z "$(find {BOOT_MARK} -newer erl_crash.dump)" ] '
+        '|| s=0; echo "PDT_CRASH_SINCE_BOOT $s"; fi; fi',
         # what an interrupted run left (the next deploy removes or reuses it) and the lock
         "for f in .deliver/releases/*.part .deliver/staging/* .deliver/journal.*; do "
         '[ ! -e "$f" ] || echo "PDT_LEFT $(du -sk "$f" | cut -f1) $f"; done',
@@ -87,7 +91,7 @@ def foreground(root: str, app: str, builder: str, env: Mapping[str, str], second
     run = f"{_node_env(builder, env)}timeout -s TERM -k 5 {int(seconds)} bin/{q(app)} {command}"
     return "\n".join([
         f"cd {q(root)} || exit 1",
-        'out="$(mktemp)"',
+        MARK_BOOT + 'out="$(mktemp)"',
         f'{run} </dev/null >"$out" 2>&1; rc=$?',
         'tail -n 200 "$out"; rm -f "$out"',
         "echo PDT_RC=$rc",

@@ -131,13 +131,16 @@ def _down(s: Survey, f: list[str], h: str) -> Diagnosis:
         f.append(f"run_erl pid {s.run_erls[0].pid} runs without a node")
     if s.log:
         f.append("log tail: " + " | ".join(line.strip() for line in s.log[-3:]))
-    # Only evidence from the last boot counts: run_erl marks each start in its log, and a crash
-    # dump older than the log's last write belongs to an earlier life of the node.
+    # Only evidence from the last boot counts: run_erl marks each start in its log, and each
+    # boot of this tool marks the host, so a crash dump older than that mark belongs to an
+    # earlier life of the node. Without the mark (a node booted by an older version of this
+    # tool), a dump older than the log's last write by more than a few seconds is earlier.
     starts = [i for i, line in enumerate(s.log) if "LOGGING STARTED" in line]
     last_boot = s.log[starts[-1]:] if starts else s.log
     log_time = s.logfile[1] if s.logfile else 0
-    crashed = any(_CRASH_RE.search(line) for line in last_boot) or (
-        s.crash is not None and s.crash[0] >= log_time - 5)
+    dump_of_last_boot = s.crash is not None and (
+        s.crash_since_boot if s.crash_since_boot is not None else s.crash[0] >= log_time - 5)
+    crashed = any(_CRASH_RE.search(line) for line in last_boot) or dump_of_last_boot
     if crashed:
         return Diagnosis("crashed at boot", f, f"inv boot-check {h} (shows the boot error)")
     return Diagnosis("not running", f, f"inv start {h}")

@@ -100,6 +100,7 @@ class Survey:
     disk_kb: int | None = None
     pipe: str = ""
     crash: tuple[int, str] | None = None
+    crash_since_boot: bool | None = None  # None: no boot of this tool is marked on the host
     logfile: tuple[str, int] | None = None
     log: list[str] = field(default_factory=list)
     leftovers: list[tuple[str, int]] = field(default_factory=list)  # (path, KB)
@@ -146,6 +147,8 @@ def parse_survey(output: str) -> Survey:
         elif mark == "PDT_CRASH":
             when, _, slogan = rest.partition(" ")
             s.crash = (int(when) if when.isdigit() else 0, slogan.strip())
+        elif mark == "PDT_CRASH_SINCE_BOOT":
+            s.crash_since_boot = rest.strip() not in ("", "0")
         elif mark == "PDT_LOGFILE":
             path, _, when = rest.rpartition(" ")
             s.logfile = (path, int(when) if when.isdigit() else 0)

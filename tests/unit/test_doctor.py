@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 
+from pydeliver_tasks import commands
 from pydeliver_tasks.commands import diagnose
 from pydeliver_tasks.steps.doctor import classify
 from pydeliver_tasks.steps.probe import Probe, Proc, Survey, parse_survey
@@ -53,6 +54,13 @@ def test_nothing_running_crashed_or_not_and_not_deployed() -> None:
     assert verdict(dump, Probe(None)) == "crashed at boot"
     old_dump = Survey(crash=(500, "Slogan: boom"), logfile=("log/erlang.log.1", 998))
     assert verdict(old_dump, Probe(None)) == "not running"
+    # the host's boot mark decides over the clock: a dump 1 s before the log's last write that
+    # predates the last boot is an earlier life; one a minute before it that follows the mark
+    # (a boot that crashed without logging) is this boot's
+    earlier = Survey(crash=(997, "Slogan: boom"), crash_since_boot=False, logfile=("l", 998))
+    assert verdict(earlier, Probe(None)) == "not running"
+    this_boot = Survey(crash=(900, "Slogan: boom"), crash_since_boot=True, logfile=("l", 998))
+    assert verdict(this_boot, Probe(None)) == "crashed at boot"
 
 
 def test_findings_and_next_commands() -> None:
@@ -71,15 +79,17 @@ def test_parse_survey_reads_every_marker() -> None:
         "PDT_RUNERL 41 101 /r/erts/bin/run_erl -daemon /r/tmp/pipe/ /r/log exec",
         "PDT_EPMD epmd: up and running on port 4369 with data:", "PDT_EPMD name app at port 40000",
         "PDT_DISK 123456", "PDT_PIPE /r/tmp/pipe/ exists writable erlang.pipe.1.r",
-        "PDT_CRASH 1990 Slogan: boom", "PDT_LOGFILE log/erlang.log.1 1995", "PDT_LOG line one",
+        "PDT_CRASH 1990 Slogan: boom", "PDT_CRASH_SINCE_BOOT 1", "PDT_LOGFILE log/erlang.log.1 1995", "PDT_LOG line one",
     ])
     s = parse_survey(out)
     assert (s.now, s.boot_version, s.disk_kb) == (2000, "1.0.0", 123456)
     assert [p.pid for p in s.vms] == [42] and [p.pid for p in s.run_erls] == [41]
     assert s.vms[0].flag("name") == "app@10.0.0.1" and s.epmd_has("app") and s.epmd_running
-    assert s.crash == (1990, "Slogan: boom") and s.logfile == ("log/erlang.log.1", 1995)
+    assert s.crash == (1990, "Slogan: boom") and s.crash_since_boot is True and s.logfile == ("log/erlang.log.1", 1995)
     assert s.log == ["line one"] and s.pids == [42, 41]
     assert parse_survey("PDT_NOROOT").deployed is False
+    assert parse_survey("PDT_CRASH 1 x\nPDT_CRASH_SINCE_BOOT 0").crash_since_boot is False
+    assert parse_survey("PDT_CRASH 1 x").crash_since_boot is None
 
 
 def test_diagnose_commands_are_valid_shell_and_signal_only_given_pids() -> None:
@@ -134,3 +144,36 @@ def test_survey_reports_leftovers_and_the_lock_from_a_real_root(tmp_path) -> Non
     assert [p for p, _ in s.leftovers] == [".deliver/releases/app_1.release.tar.gz.part",
                                            ".deliver/staging/1", ".deliver/journal.commit"]
     assert s.lock is not None and s.lock.info["user"] == "bob" and s.lock.age is not None
+
+
+def test_a_crash_dump_counts_for_the_last_boot_only_when_written_after_it(tmp_path) -> None:
+    """Each boot (daemon start, foreground boot) marks the host first; the survey tells a dump
+    written by that boot from an earlier one even within the same second (a healthy boot right
+    after a crashed boot-check was called "crashed at boot" when the clock decided)."""
+    root = tmp_path / "root"
+    (root / ".deliver").mkdir(parents=True)
+    (root / "releases").mkdir()
+    (root / "bin").mkdir()
+    app = root / "bin" / "app"
+
+    def boot(command: str, body: str) -> Survey:
+        app.write_text(f"#!/bin/sh\n{body}\n")
+        app.chmod(0o755)
+        subprocess.run(["sh", "-c", command], capture_output=True, timeout=30)
+        return parse_survey(subprocess.run(["sh", "-c", diagnose.survey(str(root), {})],
+                                           capture_output=True, text=True, check=True).stdout)
+
+    s = parse_survey(subprocess.run(["sh", "-c", diagnose.survey(str(root), {})],
+                                    capture_output=True, text=True, check=True).stdout)
+    assert s.crash is None and s.crash_since_boot is None
+    crash = "echo 'Slogan: boom' > erl_crash.dump; exit 1"
+    daemon = commands.start(str(root), "app", "rebar3", {}, wait=5)
+    foreground = diagnose.foreground(str(root), "app", "rebar3", {}, 5)
+    for command in (daemon, foreground):
+        crashed = boot(command, crash)
+        assert crashed.crash is not None and crashed.crash_since_boot is True
+        healthy = boot(command, "exit 0")  # the dump stays, from the boot before
+        assert healthy.crash is not None and healthy.crash_since_boot is False
+        assert verdict(healthy, Probe(None)) == "not running"
+    (root / ".deliver" / "boot").unlink()  # booted by something that does not mark
+    assert boot("true", "exit 0").crash_since_boot is None
