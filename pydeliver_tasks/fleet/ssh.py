@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import os
 import shlex
+import socket
 import threading
 from pathlib import Path
+from typing import Any
 
 import paramiko
 from fabric import Config as FabricConfig
@@ -82,6 +84,54 @@ def secure(conn: Connection, ssh: SshSettings) -> Connection:
     return conn
 
 
+class _AckingSocket(socket.socket):
+    """A TCP socket that acknowledges each read at once (Linux's TCP_QUICKACK, which the kernel
+    turns off again by itself). sshd leaves Nagle on for a session without a terminal: right
+    after the login it sends small messages, holds the reply to the first channel open until
+    they are acknowledged, and a delayed acknowledgment made every connection wait ~40 ms."""
+
+    def recv(self, bufsize: int, flags: int = 0) -> bytes:
+        data = super().recv(bufsize, flags)
+        if _QUICKACK is not None:
+            try:
+                self.setsockopt(socket.IPPROTO_TCP, _QUICKACK, 1)
+            except OSError:
+                pass  # closed meanwhile: the next read says so
+        return data
+
+
+_QUICKACK: int | None = getattr(socket, "TCP_QUICKACK", None)  # Linux only
+
+
+def low_latency_socket(address: str, port: int, timeout: float | None) -> socket.socket:
+    """A connected TCP socket for SSH's requests and replies: no Nagle delay on what we send
+    (each command is a small request waiting for its answer), and quick acknowledgments."""
+    plain = socket.create_connection((address, port), timeout=timeout)
+    sock = _AckingSocket(plain.family, plain.type, plain.proto, fileno=plain.detach())
+    sock.settimeout(timeout)  # the descriptor is non-blocking under a timeout: say so again
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return sock
+
+
+class LowLatencyConnection(Connection):
+    """A Fabric Connection on a low_latency_socket: on loopback, a login and first command took
+    ~115 ms, now ~35 ms. Connections through a gateway or a ProxyCommand stay Fabric's own."""
+
+    def open(self) -> Any:  # noqa: ANN401 - Fabric's own return value, passed on
+        if self.is_connected or self.gateway or "sock" in self.connect_kwargs:
+            return super().open()
+        own, sock = self.connect_kwargs, low_latency_socket(self.host, int(self.port),
+                                                           self.connect_timeout)
+        self.connect_kwargs = {**own, "sock": sock}
+        try:
+            return super().open()
+        except BaseException:
+            sock.close()
+            raise
+        finally:
+            self.connect_kwargs = own
+
+
 def fabric_config(ssh: SshSettings) -> FabricConfig:
     cfg = FabricConfig(runtime_ssh_path=ssh_config_path(ssh), lazy=True)
     cfg.load_ssh_config()
@@ -104,7 +154,7 @@ def connection(host: Host | tuple[str, str | None, int | None], ssh: SshSettings
     address, user, port = (
         (host.address, host.user, host.port) if isinstance(host, Host) else host
     )
-    conn = Connection(
+    conn = LowLatencyConnection(
         address,
         user=user,
         port=port,
