@@ -151,18 +151,18 @@ def _rollback_on_failure(stage: str = "") -> str:
 
 
 def _add_new(stage: str, live: str) -> list[str]:
-    """Script lines: entries of stage/<live> that the root lacks are moved in now (recorded as
-    added first, so a rollback removes them); the rest stay staged for the finish."""
+    """Script lines: entries of stage/<live> that the root lacks are recorded as added (so a
+    rollback removes them), then moved in by one `mv` (a fresh root's ~20 lib dirs: one
+    process); the rest stay staged for the finish."""
     return [
         f"mkdir -p {live}",
-        f"for pdt_d in {q(stage)}/{live}/*; do",
+        f"set --; for pdt_d in {q(stage)}/{live}/*; do",
         '  [ -e "$pdt_d" ] || continue',
         "  pdt_n=${pdt_d##*/}",
-        f'  if [ ! -e "{live}/$pdt_n" ]; then',
-        f'    echo "added={live}/$pdt_n" >> {PREPARE}',
-        f'    mv "$pdt_d" "{live}/$pdt_n"',
-        "  fi",
+        f'  if [ ! -e "{live}/$pdt_n" ]; then echo "added={live}/$pdt_n" >> {PREPARE}; '
+        'set -- "$@" "$pdt_d"; fi',
         "done",
+        f'[ $# -eq 0 ] || mv -- "$@" {live}/',
     ]
 
 
