@@ -41,6 +41,7 @@ def parse_probe(output: str) -> Probe:
                 procs.append((int(pid), args))
         elif not line.startswith(commands.RC_MARK):
             lines.append(line)
+    procs.sort()  # oldest pid first: the node before any helper VM it spawned
     return Probe(otp.parse_marker(output), procs, "\n".join(lines))
 
 
