@@ -12,7 +12,10 @@ start on every host), so a broken deploy never prints a nice ratio.
 
 Run as root (the sandbox makes one Unix user per host):
 
-    .venv/bin/python bench/deploy_scale.py [--hosts 1,4,8] [--save] [--keep-sandbox]
+    .venv/bin/python bench/deploy_scale.py [--hosts 1,4,8] [--save] [--keep-sandbox] [--raw]
+
+--raw also runs the same deploy + start by raw commands after each round and prints the CPU per
+host of ours ÷ raw: the part of the machine's CPU that any tool doing this job pays.
 """
 
 from __future__ import annotations
@@ -24,10 +27,12 @@ import os
 import platform
 import re
 import resource
+import shlex
 import shutil
 import subprocess
 import sys
 import time
+import urllib.request
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -99,6 +104,19 @@ class Round:
     def logins(self) -> int:
         """Max SSH logins on any host in any of the two timed runs (expected: 1)."""
         return max(self.deploy.max_logins, self.start.max_logins)
+
+
+@dataclass
+class RawRound:
+    """The same deploy + start by raw commands, as a user's script would fan them out: ssh +
+    `tar -xzf -` of the tarball, ssh + `bin/<app> daemon`, then the health URL polled every 0.1 s
+    until it answers."""
+
+    hosts: int
+    deploy_seconds: float
+    start_seconds: float
+    busy_cpu: float  # the whole machine's busy CPU-seconds during deploy + start
+    node_cpu: float
 
 
 def load_make_repo(name: str = "make_repo") -> Any:
@@ -273,6 +291,66 @@ class Bench:
         self.run(config, "stop")
         return Round(n, deploy, start, node_cpu)
 
+    def stage_hosts(self, config: Path) -> list[tuple[str, Path, dict[str, str]]]:
+        """(ssh name, deploy path, stage env + host env) of each host of this config."""
+        stage = json.loads(config.read_text())["deliver"]["stages"]["sandbox"]
+        return [(self.box.hosts[i].name, Path(h["deploy_path"]), {**stage["env"], **h["env"]})
+                for i, h in enumerate(stage["hosts"])]
+
+    def on_hosts(self, commands: list[tuple[str, str, Path | None]], what: str) -> None:
+        """One `ssh NAME COMMAND` per host, all at once (stdin: a file or nothing)."""
+        procs = []
+        for name, command, stdin in commands:
+            with (stdin.open("rb") if stdin else open(os.devnull, "rb")) as fh:
+                procs.append(subprocess.Popen(
+                    ["ssh", "-F", str(self.box.ssh_config), "-o", "BatchMode=yes", name, command],
+                    stdin=fh, stdout=subprocess.PIPE, stderr=subprocess.STDOUT))
+        for p in procs:
+            out, _ = p.communicate(timeout=INV_TIMEOUT)
+            if p.returncode:
+                raise BenchError(f"{what} exited {p.returncode}:\n{out.decode()[-2000:]}")
+
+    def measure_raw(self, n: int) -> RawRound:
+        """Stop, wipe, then the raw commands' deploy + start on the first n hosts; stop."""
+        config = self.variant(n)
+        self.run(config, "stop")
+        hosts = self.stage_hosts(config)
+        for name, path, _ in hosts:
+            home = next(h.home for h in self.box.hosts if h.name == name)
+            if not path.resolve().is_relative_to(Path(home).resolve()):
+                raise BenchError(f"refusing to wipe {path}: not under {name}'s home {home}")
+            shutil.rmtree(path, ignore_errors=True)
+        tarball = self.project / ".deliver" / "releases" / f"{APP}_{VERSION}.release.tar.gz"
+        log(f"{n} host(s): raw deploy + start")
+        busy0, start = busy_cpu_seconds(), time.monotonic()
+        self.on_hosts([(name, f"mkdir -p {shlex.quote(str(path))} && cd {shlex.quote(str(path))}"
+                        " && tar -xzf - && cat releases/start_erl.data", tarball)
+                       for name, path, _ in hosts], "raw deploy")
+        deployed = time.monotonic()
+        self.on_hosts([(name, f"cd {shlex.quote(str(path))} && export "
+                        + " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items())
+                        + f" && bin/{APP} daemon", None) for name, path, env in hosts], "raw start")
+        for _, _, env in hosts:
+            wait_health(f"http://{env['HTTP_IP']}:{env['HTTP_PORT']}/health", start + INV_TIMEOUT)
+        done, busy = time.monotonic(), busy_cpu_seconds() - busy0
+        node_cpu = node_cpu_seconds([path for _, path, _ in hosts])
+        self.run(config, "stop")
+        return RawRound(n, deployed - start, done - deployed, busy, node_cpu)
+
+
+def wait_health(url: str, deadline: float) -> None:
+    """Poll url every 0.1 s until its body says ok (a raw start's own check)."""
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as resp:
+                if b"ok" in resp.read():
+                    return
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            raise BenchError(f"raw start: {url} did not answer ok in time")
+        time.sleep(0.1)
+
 
 def parse_counts(text: str) -> list[int]:
     try:
@@ -359,6 +437,21 @@ def render(every: list[Round], build_seconds: float, load: float, parallel: int)
     return "\n".join(lines)
 
 
+def render_raw(every: list[Round], raws: list[RawRound]) -> str:
+    """Ours against the raw commands: the least machine CPU per host over the repeats of each."""
+    lines = ["", "CPU-seconds per host for deploy+start, ours against the raw commands (ssh + tar "
+             "-xzf -, ssh + bin/app daemon, health polled every 0.1 s); least of the repeats:",
+             f"{'hosts':>5}  {'ours':>5}  {'raw':>5}  {'ours ÷ raw':>10}  {'raw nodes':>9}  "
+             f"{'raw deploy+start s':>18}"]
+    for n in dict.fromkeys(r.hosts for r in raws):
+        ours = min((r.deploy.busy_cpu + r.start.busy_cpu) / n for r in every if r.hosts == n)
+        raw = min((r for r in raws if r.hosts == n), key=lambda r: r.busy_cpu)
+        lines.append(f"{n:>5}  {ours:>5.2f}  {raw.busy_cpu / n:>5.2f}  "
+                     f"{ours / (raw.busy_cpu / n):>10.2f}  {raw.node_cpu / n:>9.2f}  "
+                     f"{raw.deploy_seconds + raw.start_seconds:>18.2f}")
+    return "\n".join(lines)
+
+
 def results_json(every: list[Round], build_seconds: float, load: float,
                  parallel: int) -> dict[str, Any]:
     rounds = best_rounds(every)
@@ -428,6 +521,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=1, metavar="K",
                         help="measure every host count K times (interleaved) and report the "
                              "best; for a machine shared with other work (default 1)")
+    parser.add_argument("--raw", action="store_true",
+                        help="also run the same deploy + start by raw commands after each round "
+                             "and print CPU per host, ours ÷ raw")
     parser.add_argument("-v", "--verbose", action="store_true", help="print every inv output")
     args = parser.parse_args(argv)
     if os.geteuid() != 0:
@@ -453,8 +549,15 @@ def main(argv: list[str] | None = None) -> int:
         load_make_repo()(APP, project)
         bench = Bench(box, project, config, verbose=args.verbose, parallel=args.parallel)
         build_seconds = bench.build()
-        rounds = [bench.measure(n) for _ in range(args.repeat) for n in counts]
-        print(render(rounds, build_seconds, load, parallel), flush=True)
+        rounds: list[Round] = []
+        raws: list[RawRound] = []
+        for _ in range(args.repeat):
+            for n in counts:
+                rounds.append(bench.measure(n))
+                if args.raw:
+                    raws.append(bench.measure_raw(n))
+        print(render(rounds, build_seconds, load, parallel)
+              + (render_raw(rounds, raws) if raws else ""), flush=True)
         if args.save:
             log(f"saved {save(results_json(rounds, build_seconds, load, parallel))}")
         ok = True
